@@ -1,0 +1,66 @@
+// Adam and AdamW: torch.optim.Adam / AdamW, single-tensor path, one element per invocation.
+// Mirrored line by line by src/cpu/adam.rs. The per-step scalars come from `AdamScalars` in
+// src/optim/adam.rs; the layout is `StepUniform` in src/optim/kernel.rs: keep the three in sync.
+
+const WG: u32 = 256u;
+const MAXIMIZE: u32 = 1u;
+const AMSGRAD: u32 = 2u;
+
+struct Step {
+    n: u32,
+    param_off: u32,
+    grad_off: u32,
+    state_off: u32,
+    flags: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    decay: f32,                 // 1 - lr * weight_decay when decoupled, else 1
+    weight_decay: f32,          // L2 coefficient added to the gradient when not decoupled, else 0
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    step_size: f32,             // lr / (1 - beta1^t)
+    bias_correction2_sqrt: f32, // sqrt(1 - beta2^t)
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> u: Step;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
+@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
+@group(0) @binding(5) var<storage, read_write> max_exp_avg_sq: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // A 2-D grid reaches past 65,535 workgroups in one dimension.
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= u.n) {
+        return;
+    }
+    let ip = u.param_off + i;
+    let is = u.state_off + i;
+
+    var g = grad[u.grad_off + i];
+    if ((u.flags & MAXIMIZE) != 0u) {
+        g = -g;
+    }
+    let p = param[ip] * u.decay;
+    // PyTorch skips the term when weight_decay is 0, which matters for non-finite parameters.
+    if (u.weight_decay != 0.0) {
+        g = g + u.weight_decay * p;
+    }
+    let m = exp_avg[is] + u.one_minus_beta1 * (g - exp_avg[is]);
+    let v = u.beta2 * exp_avg_sq[is] + u.one_minus_beta2 * g * g;
+    exp_avg[is] = m;
+    exp_avg_sq[is] = v;
+    var v_hat = v;
+    if ((u.flags & AMSGRAD) != 0u) {
+        // The running max is of the raw second moment; bias correction comes after (PyTorch).
+        v_hat = max(max_exp_avg_sq[is], v);
+        max_exp_avg_sq[is] = v_hat;
+    }
+    let denom = sqrt(v_hat) / u.bias_correction2_sqrt + u.eps;
+    param[ip] = p - u.step_size * (m / denom);
+}

@@ -1,0 +1,157 @@
+//! Where the GPU comes from: a headless device of our own, or the engine's.
+
+use crate::error::{Error, Result};
+
+/// How [`GpuContext::with_options`] picks and opens an adapter.
+///
+/// Every field left `None` falls back to wgpu's environment variables (`WGPU_BACKEND`,
+/// `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`) and then to wgpu's own default.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Backends to consider, e.g. `wgpu::Backends::VULKAN`.
+    pub backends: Option<wgpu::Backends>,
+    /// A case-insensitive substring of the adapter's name.
+    pub adapter_name: Option<String>,
+    /// Ask for a smaller `max_storage_buffer_binding_size` than the adapter offers. Tests use it to
+    /// exercise the splitting of large tensors on small data; engines never need it.
+    pub max_storage_buffer_binding_size: Option<u64>,
+}
+
+/// A device and queue, with what the optimizer needs to know about them.
+///
+/// Cloning is cheap: wgpu's handles are reference-counted.
+#[derive(Clone, Debug)]
+pub struct GpuContext {
+    /// The device every buffer and pipeline is created on.
+    pub device: wgpu::Device,
+    /// The queue steps are submitted to.
+    pub queue: wgpu::Queue,
+}
+
+impl GpuContext {
+    /// Opens a headless device on the default adapter, honouring `WGPU_BACKEND` and
+    /// `WGPU_ADAPTER_NAME`, with the adapter's own limits (not wgpu's conservative defaults).
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when no adapter is found (the message says how to install one), and
+    /// [`Error::RequestDevice`] when the adapter refuses to open a device.
+    pub fn new() -> Result<Self> {
+        Self::with_options(&ContextOptions::default())
+    }
+
+    /// [`GpuContext::new`] with explicit choices.
+    ///
+    /// # Errors
+    /// As [`GpuContext::new`].
+    pub fn with_options(options: &ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::with_options_async(options))
+    }
+
+    /// The async form of [`GpuContext::with_options`], for engines that run an executor.
+    ///
+    /// # Errors
+    /// As [`GpuContext::new`].
+    pub async fn with_options_async(options: &ContextOptions) -> Result<Self> {
+        let adapter = select_adapter(options).await?;
+        let info = adapter.get_info();
+        let mut limits = adapter.limits();
+        if let Some(cap) = options.max_storage_buffer_binding_size {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
+        // Timestamps make `bench` report GPU time; everything else works without them.
+        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-optim"),
+                required_features,
+                required_limits: limits,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Self { device, queue })
+    }
+
+    /// Wraps an engine's existing device and queue. Nothing is reconfigured: the optimizer works
+    /// within the limits the engine asked for.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self { device, queue }
+    }
+
+    /// The adapter behind the device.
+    pub fn adapter_info(&self) -> wgpu::AdapterInfo {
+        self.device.adapter_info()
+    }
+
+    /// The limits the device was opened with.
+    pub fn limits(&self) -> wgpu::Limits {
+        self.device.limits()
+    }
+
+    /// Blocks until the queue has finished everything submitted so far.
+    ///
+    /// # Errors
+    /// [`Error::DeviceLost`] if the device is gone or the wait timed out.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::DeviceLost(e.to_string()))
+    }
+}
+
+/// Every adapter the given backends (or `WGPU_BACKEND`, or all) offer.
+pub async fn enumerate_adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
+    let backends = backends.unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()));
+    instance(backends).enumerate_adapters(backends).await
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+async fn select_adapter(options: &ContextOptions) -> Result<wgpu::Adapter> {
+    let backends = options
+        .backends
+        .unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()));
+    let name = options
+        .adapter_name
+        .clone()
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+        .filter(|n| !n.is_empty());
+    let instance = instance(backends);
+    let detail = |what: String| {
+        if backends == wgpu::Backends::all() {
+            what
+        } else {
+            format!("{what} on backends {backends:?}")
+        }
+    };
+    match name {
+        Some(name) => {
+            let wanted = name.to_lowercase();
+            let adapters = instance.enumerate_adapters(backends).await;
+            let seen: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+                .ok_or_else(|| Error::NoAdapter {
+                    detail: detail(format!(" matching \"{name}\" (adapters seen: [{}])", seen.join(", "))),
+                })
+        }
+        None => instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::NoAdapter {
+                detail: detail(format!(" ({e})")),
+            }),
+    }
+}

@@ -1,0 +1,114 @@
+//! The CPU reference: each file mirrors `shaders/<name>.wgsl` line by line, in f64, with the same
+//! per-step scalars. It is the oracle for tests, `replay --cpu` and `validate`, not a fallback.
+
+pub mod adagrad;
+pub mod adam;
+pub mod rmsprop;
+pub mod sgd;
+
+use crate::error::{Error, Result};
+use crate::optim::{OptimizerConfig, StepInput};
+
+/// One parameter tensor and its optimizer state on the CPU, stepped as the GPU steps it.
+///
+/// ```
+/// use wgpu_optim::{cpu::CpuOptimizer, SgdConfig};
+/// let mut opt = CpuOptimizer::new(SgdConfig { lr: 0.5, ..Default::default() }.into(), vec![1.0, 2.0])?;
+/// opt.step(&[1.0, -1.0])?;
+/// assert_eq!(opt.param(), &[0.5, 2.5]);
+/// # Ok::<(), wgpu_optim::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct CpuOptimizer {
+    config: OptimizerConfig,
+    lr: f64,
+    momentum: Option<f64>,
+    steps: u64,
+    param: Vec<f64>,
+    state: Vec<Vec<f64>>,
+}
+
+impl CpuOptimizer {
+    /// A parameter starting at `param`, with fresh state.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] if the config is invalid.
+    pub fn new(config: OptimizerConfig, param: Vec<f64>) -> Result<Self> {
+        let algorithm = config.algorithm();
+        algorithm.validate()?;
+        let n = param.len();
+        let state = algorithm
+            .states_used()
+            .iter()
+            .enumerate()
+            .map(|(i, &used)| {
+                if used {
+                    vec![algorithm.initial_state(i); n]
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        Ok(Self {
+            lr: algorithm.lr(),
+            config,
+            momentum: None,
+            steps: 0,
+            param,
+            state,
+        })
+    }
+
+    /// Sets the learning rate of the next steps.
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    /// Replaces the momentum (or beta1) of the next steps.
+    pub fn set_momentum(&mut self, momentum: Option<f64>) {
+        self.momentum = momentum;
+    }
+
+    /// One step with `grad`.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] if `grad` has another length than the parameter.
+    pub fn step(&mut self, grad: &[f64]) -> Result<()> {
+        if grad.len() != self.param.len() {
+            return Err(Error::LengthMismatch {
+                what: "gradient".into(),
+                expected: self.param.len(),
+                got: grad.len(),
+            });
+        }
+        self.steps += 1;
+        let input = StepInput {
+            step: self.steps,
+            lr: self.lr,
+            momentum: self.momentum,
+        };
+        self.config
+            .algorithm()
+            .cpu_step(&input, &mut self.param, grad, &mut self.state);
+        Ok(())
+    }
+
+    /// The parameter.
+    pub fn param(&self) -> &[f64] {
+        &self.param
+    }
+
+    /// A state array by its PyTorch name (`"exp_avg"`), if this config keeps it.
+    pub fn state(&self, name: &str) -> Option<&[f64]> {
+        let kernel = self.config.algorithm().kernel();
+        let i = kernel.states.iter().position(|s| *s == name)?;
+        Some(&self.state[i])
+            .filter(|s| !s.is_empty() || self.param.is_empty())
+            .map(|v| v.as_slice())
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+}

@@ -1,0 +1,215 @@
+//! The crate's error type.
+//!
+//! Every fallible public function returns [`Result`]. Messages for invalid hyperparameters are
+//! PyTorch's own (`"Invalid learning rate: -1"`), so an error reads the same whichever library a
+//! user came from.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong, by cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No adapter matched, or the machine has none at all.
+    #[error(
+        "no GPU adapter found{detail}. On a machine without a GPU, install Mesa's software Vulkan \
+         driver (lavapipe): `apt-get install mesa-vulkan-drivers libvulkan1` on Debian or Ubuntu"
+    )]
+    NoAdapter {
+        /// What was asked for (backend, adapter name), or empty.
+        detail: String,
+    },
+
+    /// The adapter was found but refused to open a device.
+    #[error("could not open a device on adapter \"{adapter}\": {message}")]
+    RequestDevice {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's reason.
+        message: String,
+    },
+
+    /// A hyperparameter out of its domain. The message is PyTorch's.
+    #[error("{message}")]
+    InvalidHyperparameter {
+        /// The argument's name (`lr`, `betas`, `eps`, ...).
+        name: String,
+        /// PyTorch's message, e.g. `Invalid learning rate: -1`.
+        message: String,
+    },
+
+    /// An optimizer name that is not one of ours.
+    #[error("unknown optimizer \"{name}\" (known: {known})")]
+    UnknownOptimizer {
+        /// The name given.
+        name: String,
+        /// The names we know, comma-separated.
+        known: String,
+    },
+
+    /// A scheduler name that is not implemented.
+    #[error("unsupported scheduler: {0}")]
+    UnsupportedScheduler(String),
+
+    /// A configuration that does not parse: an unknown key, a wrong type, a missing field.
+    #[error("invalid {what} config: {message}")]
+    Config {
+        /// `optimizer` or `scheduler`.
+        what: &'static str,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+
+    /// Two lengths that must agree do not.
+    #[error("{what}: expected {expected} elements, got {got}")]
+    LengthMismatch {
+        /// What was measured.
+        what: String,
+        /// The length required.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+
+    /// A range that runs past the end of its buffer, or is not 4-byte addressable.
+    #[error("{what}: elements {offset}..{end} do not fit in a buffer of {buffer_len} elements")]
+    OutOfBounds {
+        /// Which buffer.
+        what: String,
+        /// First element.
+        offset: u64,
+        /// One past the last element.
+        end: u64,
+        /// Elements in the buffer.
+        buffer_len: u64,
+    },
+
+    /// Two registered parameters share elements of the same buffer.
+    #[error("{what}: parameter {a} and parameter {b} overlap in the same buffer")]
+    Overlap {
+        /// `param` or `grad`.
+        what: &'static str,
+        /// Index of the first.
+        a: usize,
+        /// Index of the second.
+        b: usize,
+    },
+
+    /// A buffer lacks a usage the optimizer needs.
+    #[error("buffer \"{label}\" lacks usage {missing}: create it with `BufferUsages::{missing}`")]
+    BufferUsage {
+        /// The buffer's role and index, e.g. `param 3`.
+        label: String,
+        /// The missing usage flag.
+        missing: &'static str,
+    },
+
+    /// A tensor whose parameter and gradient are the same buffer.
+    #[error(
+        "parameter {index}: param and grad are the same buffer; wgpu cannot bind one buffer as \
+         read-write and read-only in one dispatch, so keep gradients in a buffer of their own"
+    )]
+    ParamIsGrad {
+        /// The tensor's index.
+        index: usize,
+    },
+
+    /// A parameter group index that was never created.
+    #[error("unknown parameter group {0}")]
+    UnknownGroup(usize),
+
+    /// A group config of another algorithm than the optimizer's.
+    #[error("parameter group config is {got}, but the optimizer is {expected}")]
+    GroupAlgorithm {
+        /// The optimizer's algorithm.
+        expected: &'static str,
+        /// The group's.
+        got: &'static str,
+    },
+
+    /// `step` or `record` with no parameter registered.
+    #[error("the optimizer has no parameters: register some with `add_param` before stepping")]
+    NoParameters,
+
+    /// wgpu reported a validation or out-of-memory error.
+    #[error("wgpu error: {0}")]
+    Wgpu(String),
+
+    /// The device was lost (driver reset, GPU removed).
+    #[error("device lost: {0}")]
+    DeviceLost(String),
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+
+    /// A file that was read but does not hold what it should.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `std::result::Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::InvalidHyperparameter`] with PyTorch's message.
+    pub(crate) fn invalid(name: &str, message: String) -> Self {
+        Error::InvalidHyperparameter {
+            name: name.to_string(),
+            message,
+        }
+    }
+}
+
+/// Formats a float as PyTorch's messages show it: like Python's `repr`, except that integral values
+/// drop the `.0` (`-1`, `0.001`, `-1e-08`, `1.5`).
+pub fn py_float(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if x == x.trunc() && x.abs() < 1e16 {
+        return format!("{}", x as i64);
+    }
+    let exp = x.abs().log10().floor() as i32;
+    if (-4..16).contains(&exp) {
+        // Rust's Display is already the shortest round-trip decimal.
+        format!("{x}")
+    } else {
+        // Python writes at least two exponent digits: 1e-08, 1.5e+20.
+        let s = format!("{x:e}");
+        let (mantissa, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let e: i32 = e.parse().unwrap_or(0);
+        let sign = if e < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", e.abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::py_float;
+
+    #[test]
+    fn floats_read_like_python() {
+        assert_eq!(py_float(-1.0), "-1");
+        assert_eq!(py_float(1.5), "1.5");
+        assert_eq!(py_float(-1e-8), "-1e-08");
+        assert_eq!(py_float(0.001), "0.001");
+        assert_eq!(py_float(1e-4), "0.0001");
+        assert_eq!(py_float(1.5e20), "1.5e+20");
+        assert_eq!(py_float(-0.1), "-0.1");
+        assert_eq!(py_float(f64::NAN), "nan");
+    }
+}

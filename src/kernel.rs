@@ -1,0 +1,130 @@
+//! The kernels: WGSL source, the uniform every kernel shares, and pipeline creation.
+//!
+//! Each optimizer family names its [`Kernel`] in its own file (`src/optim/<name>.rs`); the list of
+//! families is [`crate::optim::OptimizerConfig`], the crate's one registry.
+
+use std::num::NonZeroU64;
+
+/// Invocations per workgroup in every kernel (`@workgroup_size(256)`).
+pub const WORKGROUP_SIZE: u32 = 256;
+
+/// A WGSL compute kernel and the state arrays it binds after `uniform`, `param` and `grad`.
+#[derive(Debug)]
+pub struct Kernel {
+    /// The file name under `shaders/`, without `.wgsl`.
+    pub name: &'static str,
+    /// The WGSL source.
+    pub source: &'static str,
+    /// State arrays, bound at 3, 4, ... in this order. Their names are PyTorch's state keys.
+    pub states: &'static [&'static str],
+}
+
+/// The uniform of one dispatch: where its slice lies in the bound buffers, and the kernel's
+/// per-step scalars. Keep in sync with `struct Step` in every `shaders/*.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct StepUniform {
+    pub n: u32,
+    pub param_off: u32,
+    pub grad_off: u32,
+    pub state_off: u32,
+    pub flags: u32,
+    pub _pad: [u32; 3],
+    pub scalars: [f32; 8],
+}
+
+/// A kernel's per-step values as uploaded: eight f32 scalars (each kernel names them in its
+/// `struct Step`) and a bit set of flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Scalars {
+    /// The values, in the order of the kernel's `struct Step` after `_pad2`.
+    pub values: [f32; 8],
+    /// The kernel's flag bits (`MAXIMIZE`, `AMSGRAD`, ...).
+    pub flags: u32,
+}
+
+/// A compiled kernel: its bind-group layout and pipeline.
+#[derive(Debug)]
+pub(crate) struct KernelPipeline {
+    pub layout: wgpu::BindGroupLayout,
+    pub pipeline: wgpu::ComputePipeline,
+}
+
+impl KernelPipeline {
+    pub fn new(device: &wgpu::Device, kernel: &Kernel) -> Self {
+        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: NonZeroU64::new(4),
+            },
+            count: None,
+        };
+        let mut entries = vec![
+            wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: NonZeroU64::new(size_of::<StepUniform>() as u64),
+                },
+                count: None,
+            },
+            storage(1, false),
+            storage(2, true),
+        ];
+        entries.extend((0..kernel.states.len() as u32).map(|i| storage(3 + i, false)));
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.name),
+            entries: &entries,
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name),
+            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Self { layout, pipeline }
+    }
+}
+
+/// Workgroups for `n` elements as a 2-D grid, so that no dimension exceeds `max_per_dim`.
+pub(crate) fn workgroups(n: u64, max_per_dim: u32) -> (u32, u32) {
+    let groups = n.div_ceil(WORKGROUP_SIZE as u64);
+    if groups == 0 {
+        return (0, 0);
+    }
+    let x = groups.min(max_per_dim as u64);
+    (x as u32, groups.div_ceil(x) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_covers_every_element_within_the_limit() {
+        for n in [1u64, 255, 256, 257, 65_535 * 256, 65_535 * 256 + 1, 40_000_000] {
+            let (x, y) = workgroups(n, 65_535);
+            assert!(x <= 65_535 && y <= 65_535);
+            assert!(x as u64 * y as u64 * 256 >= n, "n = {n}");
+            // No whole row of workgroups is wasted.
+            assert!((x as u64 * (y as u64 - 1)) * 256 < n, "n = {n}");
+        }
+        assert_eq!(workgroups(0, 65_535), (0, 0));
+    }
+}

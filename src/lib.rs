@@ -1,0 +1,43 @@
+//! # wgpu-optim
+//!
+//! GPU optimizer kernels for training engines built on [`wgpu`]: SGD (momentum, Nesterov), AdaGrad,
+//! RMSProp (centered, momentum), Adam and AdamW (AMSGrad), with PyTorch's names, defaults,
+//! formulas and argument checks.
+//!
+//! The engine keeps its device, queue, parameter and gradient buffers; the [`Optimizer`] owns the
+//! optimizer state on the device and updates the parameters in place, in one compute pass per
+//! step, without reading anything back. Per-step scalars (learning rate, bias corrections) are
+//! computed on the host in f64 and uploaded in one uniform.
+//!
+//! ```no_run
+//! use wgpu_optim::{AdamConfig, GpuContext, Optimizer, ParamBinding};
+//! # fn buffers(ctx: &GpuContext) -> (wgpu::Buffer, wgpu::Buffer) { unimplemented!() }
+//! let ctx = GpuContext::new()?;                  // or GpuContext::from_device(device, queue)
+//! let (weights, grads) = buffers(&ctx);          // the engine's STORAGE buffers of f32
+//! let mut opt = Optimizer::new(&ctx, AdamConfig { lr: 1e-3, ..Default::default() })?;
+//! opt.add_params(opt.default_group(), &[ParamBinding::whole(&weights, &grads, 1024)])?;
+//! for _ in 0..100 {
+//!     // ... the engine's forward and backward passes write `grads` ...
+//!     opt.step()?;                               // or opt.record(&mut encoder)?
+//! }
+//! # Ok::<(), wgpu_optim::Error>(())
+//! ```
+//!
+//! [`cpu`] mirrors every kernel in f64; [`replay`] runs PyTorch's golden cases against both.
+#![warn(missing_docs)]
+
+mod arena;
+mod context;
+pub mod cpu;
+mod error;
+pub mod kernel;
+pub mod optim;
+pub mod readback;
+pub mod replay;
+
+pub use arena::ParamArena;
+pub use context::{enumerate_adapters, ContextOptions, GpuContext};
+pub use error::{py_float, Error, Result};
+pub use optim::{
+    AdaGradConfig, AdamConfig, AdamWConfig, GroupId, Optimizer, OptimizerConfig, ParamBinding, RmsPropConfig, SgdConfig,
+};

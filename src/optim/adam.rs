@@ -1,0 +1,185 @@
+//! Adam (Kingma & Ba, 2014) with PyTorch's options: L2 or decoupled weight decay, AMSGrad,
+//! maximize.
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
+use crate::error::Result;
+use crate::kernel::{Kernel, Scalars};
+
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "adam",
+    source: include_str!("../../shaders/adam.wgsl"),
+    states: &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+};
+
+/// `torch.optim.Adam`: its arguments, names and defaults.
+///
+/// The update at step `t` (from 1), as PyTorch computes it:
+/// ```text
+/// g      = -grad if maximize else grad
+/// p      = p * (1 - lr * weight_decay)          if decoupled_weight_decay
+/// g      = g + weight_decay * p                 otherwise
+/// m      = m + (1 - beta1) * (g - m)
+/// v      = beta2 * v + (1 - beta2) * g^2
+/// v_max  = max(v_max, v)                        if amsgrad (of the raw v), and v_hat = v_max
+/// p      = p - lr / (1 - beta1^t) * m / (sqrt(v_hat) / sqrt(1 - beta2^t) + eps)
+/// ```
+/// Defaults: `lr` 1e-3, `betas` (0.9, 0.999), `eps` 1e-8, `weight_decay` 0, `amsgrad`,
+/// `maximize` and `decoupled_weight_decay` false. (burn's default `eps` is 1e-5; ours is PyTorch's.)
+///
+/// # Errors
+/// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
+/// `Invalid epsilon value: {eps}`, `Invalid beta parameter at index {i}: {beta}`,
+/// `Invalid weight_decay value: {weight_decay}`.
+///
+/// # Example
+/// ```
+/// use wgpu_optim::AdamConfig;
+/// let config = AdamConfig { lr: 3e-4, amsgrad: true, ..Default::default() };
+/// assert_eq!(config.betas, (0.9, 0.999));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdamConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay rates of the first and second moment.
+    pub betas: (f64, f64),
+    /// Added to the denominator, after bias correction.
+    pub eps: f64,
+    /// L2 penalty added to the gradient (or decoupled, see below).
+    pub weight_decay: f64,
+    /// Keep the running maximum of the second moment.
+    pub amsgrad: bool,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+    /// Decay the parameter directly, as AdamW, instead of adding to the gradient.
+    pub decoupled_weight_decay: bool,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+            maximize: false,
+            decoupled_weight_decay: false,
+        }
+    }
+}
+
+/// Adam's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamScalars {
+    /// `1 - lr * weight_decay` when decoupled, else 1.
+    pub decay: f64,
+    /// The L2 coefficient when not decoupled, else 0.
+    pub weight_decay: f64,
+    /// `1 - beta1`.
+    pub one_minus_beta1: f64,
+    /// `beta2`.
+    pub beta2: f64,
+    /// `1 - beta2`.
+    pub one_minus_beta2: f64,
+    /// `lr / (1 - beta1^t)`.
+    pub step_size: f64,
+    /// `sqrt(1 - beta2^t)`.
+    pub bias_correction2_sqrt: f64,
+    /// `eps`.
+    pub eps: f64,
+    /// Negate the gradient.
+    pub maximize: bool,
+    /// Keep the running maximum of `v`.
+    pub amsgrad: bool,
+}
+
+impl AdamScalars {
+    const MAXIMIZE: u32 = 1;
+    const AMSGRAD: u32 = 2;
+
+    /// The scalars of step `input.step` for `config`. A cycled momentum replaces `betas[0]`, in the
+    /// moment update and in the bias correction alike, as PyTorch does.
+    pub fn new(config: &AdamConfig, input: &StepInput) -> Self {
+        let (beta1, beta2) = (input.momentum.unwrap_or(config.betas.0), config.betas.1);
+        let t = input.step as f64;
+        let (decay, weight_decay) = if config.decoupled_weight_decay {
+            (1.0 - input.lr * config.weight_decay, 0.0)
+        } else {
+            (1.0, config.weight_decay)
+        };
+        Self {
+            decay,
+            weight_decay,
+            one_minus_beta1: 1.0 - beta1,
+            beta2,
+            one_minus_beta2: 1.0 - beta2,
+            step_size: input.lr / (1.0 - beta1.powf(t)),
+            bias_correction2_sqrt: (1.0 - beta2.powf(t)).sqrt(),
+            eps: config.eps,
+            maximize: config.maximize,
+            amsgrad: config.amsgrad,
+        }
+    }
+
+    fn pack(&self) -> Scalars {
+        let flags = if self.maximize { Self::MAXIMIZE } else { 0 } | if self.amsgrad { Self::AMSGRAD } else { 0 };
+        pack(
+            [
+                self.decay,
+                self.weight_decay,
+                self.one_minus_beta1,
+                self.beta2,
+                self.one_minus_beta2,
+                self.step_size,
+                self.bias_correction2_sqrt,
+                self.eps,
+            ],
+            flags,
+        )
+    }
+}
+
+impl Algorithm for AdamConfig {
+    fn name(&self) -> &'static str {
+        "Adam"
+    }
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+    fn validate(&self) -> Result<()> {
+        check_non_negative("lr", "Invalid learning rate", self.lr)?;
+        check_non_negative("eps", "Invalid epsilon value", self.eps)?;
+        check_beta(0, self.betas.0)?;
+        check_beta(1, self.betas.1)?;
+        check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)
+    }
+    fn states_used(&self) -> Vec<bool> {
+        vec![true, true, self.amsgrad]
+    }
+    fn scalars(&self, input: &StepInput) -> Scalars {
+        AdamScalars::new(self, input).pack()
+    }
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [exp_avg, exp_avg_sq, max_exp_avg_sq] = state else {
+            unreachable!("adam has three state arrays")
+        };
+        crate::cpu::adam::step(
+            &AdamScalars::new(self, input),
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            max_exp_avg_sq,
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! Optimizer configs with PyTorch's names, defaults and argument checks, and the GPU optimizer.
+//!
+//! [`OptimizerConfig`] is the crate's one registry of algorithms: adding one is a variant here, a
+//! file beside this one, a shader and a CPU mirror.
+
+mod adagrad;
+mod adam;
+mod adamw;
+mod optimizer;
+mod rmsprop;
+mod sgd;
+
+pub use adagrad::{AdaGradConfig, AdaGradScalars};
+pub use adam::{AdamConfig, AdamScalars};
+pub use adamw::AdamWConfig;
+pub use optimizer::{GroupId, Optimizer, ParamBinding};
+pub use rmsprop::{RmsPropConfig, RmsPropScalars};
+pub use sgd::{SgdConfig, SgdScalars};
+
+use crate::error::{py_float, Error, Result};
+use crate::kernel::{Kernel, Scalars};
+
+/// What one step of one parameter group needs besides the config.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepInput {
+    /// The step being taken, counting from 1 (PyTorch's `state["step"]` after its increment).
+    pub step: u64,
+    /// The learning rate for this step (the group's `lr`, or its schedule's value).
+    pub lr: f64,
+    /// A momentum that replaces the config's (SGD and RMSprop `momentum`, Adam's `betas[0]`) when a
+    /// schedule cycles it; `None` keeps the config's.
+    pub momentum: Option<f64>,
+}
+
+/// The contract between an algorithm's config and the generic [`Optimizer`]. Implemented by every
+/// config type; users pick an algorithm by its config, never through this trait.
+pub trait Algorithm: std::fmt::Debug {
+    /// PyTorch's class name (`"Adam"`).
+    fn name(&self) -> &'static str;
+    /// The kernel that runs the step.
+    fn kernel(&self) -> &'static Kernel;
+    /// The configured learning rate.
+    fn lr(&self) -> f64;
+    /// The configured momentum (or beta1) that a schedule may cycle, if the algorithm has one.
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
+    /// Checks every hyperparameter, with PyTorch's messages.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] naming the first bad value.
+    fn validate(&self) -> Result<()>;
+    /// Which of the kernel's state arrays this config uses (the others are not allocated).
+    fn states_used(&self) -> Vec<bool>;
+    /// The value a state array starts at (AdaGrad's `initial_accumulator_value`; otherwise 0).
+    fn initial_state(&self, _state: usize) -> f64 {
+        0.0
+    }
+    /// The per-step scalars as uploaded to the kernel (computed in f64, rounded once to f32).
+    fn scalars(&self, input: &StepInput) -> Scalars;
+    /// The CPU reference: the same step in f64, with the same per-step scalars. `state` holds one
+    /// array per kernel state (empty where unused).
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]);
+}
+
+/// Any optimizer of the crate, as a config. Deserializes from PyTorch-style JSON (see
+/// [`OptimizerConfig::from_json`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptimizerConfig {
+    /// `torch.optim.SGD`.
+    Sgd(SgdConfig),
+    /// `torch.optim.Adagrad`.
+    AdaGrad(AdaGradConfig),
+    /// `torch.optim.RMSprop`.
+    RmsProp(RmsPropConfig),
+    /// `torch.optim.Adam`.
+    Adam(AdamConfig),
+    /// `torch.optim.AdamW`.
+    AdamW(AdamWConfig),
+}
+
+/// PyTorch's class names, in the order of [`OptimizerConfig`]'s variants.
+pub const OPTIMIZER_NAMES: &[&str] = &["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"];
+
+impl OptimizerConfig {
+    /// The algorithm behind the config.
+    pub fn algorithm(&self) -> &dyn Algorithm {
+        match self {
+            Self::Sgd(c) => c,
+            Self::AdaGrad(c) => c,
+            Self::RmsProp(c) => c,
+            Self::Adam(c) => c,
+            Self::AdamW(c) => c,
+        }
+    }
+
+    /// PyTorch's class name.
+    pub fn name(&self) -> &'static str {
+        self.algorithm().name()
+    }
+
+    /// Parses `{"name": "Adam", "lr": 0.001, ...}`, PyTorch's class name and constructor arguments
+    /// (the `optimizer` object of the golden cases). Missing keys take PyTorch's defaults.
+    ///
+    /// # Errors
+    /// [`Error::UnknownOptimizer`] for a name we lack, [`Error::Config`] for an unknown key or a
+    /// wrong type (naming the key), [`Error::InvalidHyperparameter`] for a value out of its domain.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
+        let config_error = |message: String| Error::Config {
+            what: "optimizer",
+            message,
+        };
+        let object = value
+            .as_object()
+            .ok_or_else(|| config_error(format!("expected a JSON object, got {value}")))?;
+        let name = match object.get("name") {
+            Some(serde_json::Value::String(name)) => name.as_str(),
+            Some(other) => return Err(config_error(format!("\"name\" must be a string, got {other}"))),
+            None => return Err(config_error("missing key \"name\"".into())),
+        };
+        let mut fields = object.clone();
+        fields.remove("name");
+        let fields = serde_json::Value::Object(fields);
+        fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
+            serde_json::from_value(v).map_err(|e| Error::Config {
+                what: "optimizer",
+                message: e.to_string(),
+            })
+        }
+        let config = match name {
+            "SGD" => Self::Sgd(parse(fields)?),
+            "Adagrad" => Self::AdaGrad(parse(fields)?),
+            "RMSprop" => Self::RmsProp(parse(fields)?),
+            "Adam" => Self::Adam(parse(fields)?),
+            "AdamW" => Self::AdamW(parse(fields)?),
+            other => {
+                return Err(Error::UnknownOptimizer {
+                    name: other.to_string(),
+                    known: OPTIMIZER_NAMES.join(", "),
+                })
+            }
+        };
+        config.algorithm().validate()?;
+        Ok(config)
+    }
+
+    /// The config as JSON, in the form [`OptimizerConfig::from_json`] reads, every key present.
+    pub fn to_json(&self) -> serde_json::Value {
+        let fields = match self {
+            Self::Sgd(c) => serde_json::to_value(c),
+            Self::AdaGrad(c) => serde_json::to_value(c),
+            Self::RmsProp(c) => serde_json::to_value(c),
+            Self::Adam(c) => serde_json::to_value(c),
+            Self::AdamW(c) => serde_json::to_value(c),
+        };
+        let mut object = serde_json::Map::new();
+        object.insert("name".into(), self.name().into());
+        if let Ok(serde_json::Value::Object(fields)) = fields {
+            object.extend(fields);
+        }
+        serde_json::Value::Object(object)
+    }
+}
+
+macro_rules! config_from {
+    ($($variant:ident($ty:ty)),*) => {$(
+        impl From<$ty> for OptimizerConfig {
+            fn from(config: $ty) -> Self {
+                Self::$variant(config)
+            }
+        }
+    )*};
+}
+config_from!(
+    Sgd(SgdConfig),
+    AdaGrad(AdaGradConfig),
+    RmsProp(RmsPropConfig),
+    Adam(AdamConfig),
+    AdamW(AdamWConfig)
+);
+
+/// `value` must be finite and `>= 0`, else PyTorch's `"{what}: {value}"`. (PyTorch accepts an
+/// infinite value; a step with it only writes NaN, so we refuse it here.)
+pub(crate) fn check_non_negative(name: &str, what: &str, value: f64) -> Result<()> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid(name, format!("{what}: {}", py_float(value))))
+    }
+}
+
+/// Adam's `0 <= beta < 1` check, with PyTorch's message.
+pub(crate) fn check_beta(index: usize, value: f64) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "betas",
+            format!("Invalid beta parameter at index {index}: {}", py_float(value)),
+        ))
+    }
+}
+
+/// Packs named f64 scalars into the uniform's eight f32 slots, in order.
+pub(crate) fn pack<const N: usize>(values: [f64; N], flags: u32) -> Scalars {
+    let mut out = Scalars {
+        values: [0.0; 8],
+        flags,
+    };
+    for (slot, v) in out.values.iter_mut().zip(values) {
+        *slot = v as f32;
+    }
+    out
+}

@@ -1,0 +1,677 @@
+//! The GPU optimizer: parameters in groups, device-resident state, one compute pass per step.
+
+use std::num::NonZeroU64;
+use std::ops::Range;
+
+use super::{check_non_negative, OptimizerConfig, StepInput};
+use crate::context::GpuContext;
+use crate::error::{Error, Result};
+use crate::kernel::{workgroups, Kernel, KernelPipeline, StepUniform, WORKGROUP_SIZE};
+
+const F32: u64 = 4;
+
+/// A parameter group: its index in the optimizer. Groups have their own hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupId(usize);
+
+impl GroupId {
+    /// The group's index, in creation order (the default group is 0).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Where one parameter tensor and its gradient live: ranges of f32 elements in the engine's
+/// buffers. Both buffers need `BufferUsages::STORAGE` and must be distinct.
+#[derive(Clone, Debug)]
+pub struct ParamBinding {
+    /// The parameter's buffer, updated in place.
+    pub param: wgpu::Buffer,
+    /// The parameter's first element in `param`.
+    pub param_offset: u64,
+    /// The gradient's buffer, only read.
+    pub grad: wgpu::Buffer,
+    /// The gradient's first element in `grad`.
+    pub grad_offset: u64,
+    /// Elements in the tensor.
+    pub len: u64,
+}
+
+impl ParamBinding {
+    /// A tensor that fills `param` and `grad` from their first element.
+    pub fn whole(param: &wgpu::Buffer, grad: &wgpu::Buffer, len: u64) -> Self {
+        Self {
+            param: param.clone(),
+            param_offset: 0,
+            grad: grad.clone(),
+            grad_offset: 0,
+            len,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Group {
+    config: OptimizerConfig,
+    lr: f64,
+    momentum: Option<f64>,
+}
+
+#[derive(Debug)]
+struct Param {
+    binding: ParamBinding,
+    group: usize,
+    chunks: Range<usize>,
+}
+
+/// A piece of a parameter small enough for one binding, and where its state lives.
+#[derive(Clone, Copy, Debug)]
+struct Chunk {
+    param: usize,
+    /// First element within the tensor.
+    start: u64,
+    len: u64,
+    /// Index into `Optimizer::state`, and the first element there.
+    state: usize,
+    state_offset: u64,
+}
+
+/// One buffer per kernel state array (`None` where the group does not use that array).
+#[derive(Debug)]
+struct StateBuffers(Vec<Option<wgpu::Buffer>>);
+
+#[derive(Debug)]
+struct Dispatch {
+    group: usize,
+    header: StepUniform,
+    workgroups: (u32, u32),
+    bind_group: wgpu::BindGroup,
+}
+
+#[derive(Debug)]
+struct Plan {
+    uniform: Option<wgpu::Buffer>,
+    slot_size: u64,
+    dispatches: Vec<Dispatch>,
+}
+
+/// Updates parameters that live in the engine's GPU buffers, with PyTorch's semantics.
+///
+/// Register tensors with [`Optimizer::add_params`] (engine buffers, by range) or through a
+/// [`crate::ParamArena`]; give groups their own hyperparameters with [`Optimizer::add_group`].
+/// Each [`Optimizer::step`] (or [`Optimizer::record`] into the engine's encoder) is one compute
+/// pass over every tensor, with per-step scalars computed on the host in f64 and uploaded once.
+/// Nothing is read back to the host.
+///
+/// Adjacent tensors of one group that are contiguous in both the parameter and the gradient
+/// buffer (as an arena's are) share one dispatch; tensors larger than the device's
+/// `max_storage_buffer_binding_size` are split over several.
+///
+/// # Example
+/// ```no_run
+/// use wgpu_optim::{AdamWConfig, GpuContext, Optimizer, ParamArena};
+/// let ctx = GpuContext::new()?;
+/// let arena = ParamArena::new(&ctx, &[4096, 64])?;          // a weight and a bias
+/// let mut opt = Optimizer::new(&ctx, AdamWConfig { lr: 1e-3, ..Default::default() })?;
+/// let no_decay = opt.add_group(AdamWConfig { weight_decay: 0.0, ..Default::default() })?;
+/// opt.add_params(opt.default_group(), &arena.bindings()[..1])?;
+/// opt.add_params(no_decay, &arena.bindings()[1..])?;
+/// // ... the engine writes gradients into arena.grads() ...
+/// opt.step()?;
+/// # Ok::<(), wgpu_optim::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Optimizer {
+    ctx: GpuContext,
+    kernel: &'static Kernel,
+    pipeline: KernelPipeline,
+    groups: Vec<Group>,
+    params: Vec<Param>,
+    chunks: Vec<Chunk>,
+    state: Vec<StateBuffers>,
+    /// Bound where a group leaves a state array unused.
+    dummy: wgpu::Buffer,
+    plan: Option<Plan>,
+    belt: wgpu::util::StagingBelt,
+    steps: u64,
+    max_chunk: u64,
+}
+
+impl Optimizer {
+    /// An optimizer whose default group has `config`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] if the config is invalid.
+    pub fn new(ctx: &GpuContext, config: impl Into<OptimizerConfig>) -> Result<Self> {
+        let config = config.into();
+        let algorithm = config.algorithm();
+        algorithm.validate()?;
+        let kernel = algorithm.kernel();
+        let device = &ctx.device;
+        let limits = device.limits();
+        let align = limits.min_storage_buffer_offset_alignment as u64;
+        // A binding may start up to `align` bytes before its first element.
+        let max_chunk = (limits.max_storage_buffer_binding_size.saturating_sub(align) / F32)
+            .min(limits.max_buffer_size / F32)
+            .min(u32::MAX as u64)
+            / WORKGROUP_SIZE as u64
+            * WORKGROUP_SIZE as u64;
+        let max_chunk = max_chunk.max(WORKGROUP_SIZE as u64);
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-optim unused state"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = KernelPipeline::new(device, kernel);
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::Wgpu(format!("kernel {}: {error}", kernel.name)));
+        }
+        Ok(Self {
+            ctx: ctx.clone(),
+            kernel,
+            pipeline,
+            groups: vec![Group {
+                lr: algorithm.lr(),
+                momentum: None,
+                config,
+            }],
+            params: Vec::new(),
+            chunks: Vec::new(),
+            state: Vec::new(),
+            dummy,
+            plan: None,
+            belt: wgpu::util::StagingBelt::new(device.clone(), 4096),
+            steps: 0,
+            max_chunk,
+        })
+    }
+
+    /// The group the constructor's config made.
+    pub fn default_group(&self) -> GroupId {
+        GroupId(0)
+    }
+
+    /// A new parameter group with its own hyperparameters, of the same algorithm.
+    ///
+    /// # Errors
+    /// [`Error::GroupAlgorithm`] for a config of another algorithm, [`Error::InvalidHyperparameter`]
+    /// for an invalid one.
+    pub fn add_group(&mut self, config: impl Into<OptimizerConfig>) -> Result<GroupId> {
+        let config = config.into();
+        let (expected, got) = (self.groups[0].config.name(), config.name());
+        if expected != got {
+            return Err(Error::GroupAlgorithm { expected, got });
+        }
+        config.algorithm().validate()?;
+        self.groups.push(Group {
+            lr: config.algorithm().lr(),
+            momentum: None,
+            config,
+        });
+        Ok(GroupId(self.groups.len() - 1))
+    }
+
+    /// Registers tensors in `group` and allocates their state on the device (zeros, or the
+    /// algorithm's initial value). Returns their parameter indices. Tensors may be added between
+    /// steps; they start with fresh state, as in PyTorch.
+    ///
+    /// # Errors
+    /// Checked before anything changes: [`Error::UnknownGroup`], [`Error::BufferUsage`] (no
+    /// `STORAGE` usage), [`Error::ParamIsGrad`], [`Error::OutOfBounds`] and [`Error::Overlap`] (with
+    /// each other or with tensors already registered).
+    pub fn add_params(&mut self, group: GroupId, bindings: &[ParamBinding]) -> Result<Range<usize>> {
+        let group_index = group.0;
+        let config = &self
+            .groups
+            .get(group_index)
+            .ok_or(Error::UnknownGroup(group_index))?
+            .config;
+        let first = self.params.len();
+        for (i, b) in bindings.iter().enumerate() {
+            check_binding(first + i, b)?;
+        }
+        self.check_overlaps(bindings)?;
+
+        let algorithm = config.algorithm();
+        let used = algorithm.states_used();
+        let initial: Vec<f64> = (0..used.len()).map(|k| algorithm.initial_state(k)).collect();
+        let max_buffer = self.ctx.device.limits().max_buffer_size / F32;
+        // Lay out the batch's state back to back, so that adjacent tensors can share a dispatch,
+        // starting a new set of buffers only where one would exceed the device's limit.
+        let mut chunks = Vec::new();
+        let mut sizes = vec![0u64];
+        for (i, b) in bindings.iter().enumerate() {
+            let mut start = 0;
+            while start < b.len {
+                let len = (b.len - start).min(self.max_chunk);
+                if sizes.last().copied().unwrap_or(0) + len > max_buffer {
+                    sizes.push(0);
+                }
+                let state = self.state.len() + sizes.len() - 1;
+                let fill = sizes.last_mut().expect("sizes is never empty");
+                chunks.push(Chunk {
+                    param: first + i,
+                    start,
+                    len,
+                    state,
+                    state_offset: *fill,
+                });
+                *fill += len;
+                start += len;
+            }
+        }
+        for &size in &sizes {
+            self.state.push(StateBuffers(
+                used.iter()
+                    .zip(&initial)
+                    .enumerate()
+                    .map(|(k, (&used, &init))| used.then(|| self.state_buffer(k, size, init as f32)))
+                    .collect(),
+            ));
+        }
+        let mut chunk_index = self.chunks.len();
+        for (i, b) in bindings.iter().enumerate() {
+            let n = chunks.iter().filter(|c| c.param == first + i).count();
+            self.params.push(Param {
+                binding: b.clone(),
+                group: group_index,
+                chunks: chunk_index..chunk_index + n,
+            });
+            chunk_index += n;
+        }
+        self.chunks.extend(chunks);
+        self.plan = None;
+        Ok(first..self.params.len())
+    }
+
+    fn state_buffer(&self, k: usize, elements: u64, init: f32) -> wgpu::Buffer {
+        let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(self.kernel.states[k]),
+            // wgpu rejects empty bindings; a lone zero-length tensor still gets a buffer.
+            size: (elements * F32).max(F32),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: init != 0.0,
+        });
+        if init != 0.0 {
+            // wgpu zero-fills new buffers; any other start value is written while mapped.
+            // Mapped memory may be write-combined: write it in blocks, never read it.
+            let block: Vec<u8> = bytemuck::cast_slice(&[init; 16384]).to_vec();
+            let mut view = buffer.slice(..).get_mapped_range_mut().expect("mapped at creation");
+            let mut start = 0;
+            while start < view.len() {
+                let end = (start + block.len()).min(view.len());
+                view.slice(start..end).copy_from_slice(&block[..end - start]);
+                start = end;
+            }
+            drop(view);
+            buffer.unmap();
+        }
+        buffer
+    }
+
+    fn check_overlaps(&self, new: &[ParamBinding]) -> Result<()> {
+        let mut ranges: Vec<(&wgpu::Buffer, u64, u64, usize)> = self
+            .params
+            .iter()
+            .map(|p| &p.binding)
+            .chain(new)
+            .enumerate()
+            .filter(|(_, b)| b.len > 0)
+            .map(|(i, b)| (&b.param, b.param_offset, b.param_offset + b.len, i))
+            .collect();
+        ranges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for w in ranges.windows(2) {
+            let ((buf_a, _, end_a, a), (buf_b, start_b, _, b)) = (w[0], w[1]);
+            if buf_a == buf_b && start_b < end_a {
+                return Err(Error::Overlap {
+                    what: "param",
+                    a: a.min(b),
+                    b: a.max(b),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets a group's learning rate for the next steps (a schedule's value, say).
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`], or [`Error::InvalidHyperparameter`] for a negative or non-finite
+    /// rate.
+    pub fn set_lr(&mut self, group: GroupId, lr: f64) -> Result<()> {
+        check_non_negative("lr", "Invalid learning rate", lr)?;
+        self.group_mut(group)?.lr = lr;
+        Ok(())
+    }
+
+    /// A group's current learning rate.
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`].
+    pub fn lr(&self, group: GroupId) -> Result<f64> {
+        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.lr)
+    }
+
+    /// Replaces a group's momentum (SGD and RMSprop `momentum`, Adam's `betas[0]`) for the next
+    /// steps, as PyTorch's `cycle_momentum` schedules do; `None` restores the config's.
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`], or [`Error::InvalidHyperparameter`] for a value outside `[0, 1)`.
+    pub fn set_momentum(&mut self, group: GroupId, momentum: Option<f64>) -> Result<()> {
+        if let Some(m) = momentum {
+            if !(0.0..1.0).contains(&m) {
+                return Err(Error::invalid(
+                    "momentum",
+                    format!("Invalid momentum value: {}", crate::error::py_float(m)),
+                ));
+            }
+        }
+        self.group_mut(group)?.momentum = momentum;
+        Ok(())
+    }
+
+    fn group_mut(&mut self, group: GroupId) -> Result<&mut Group> {
+        self.groups.get_mut(group.0).ok_or(Error::UnknownGroup(group.0))
+    }
+
+    /// A group's config.
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`].
+    pub fn group_config(&self, group: GroupId) -> Result<&OptimizerConfig> {
+        Ok(&self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.config)
+    }
+
+    /// Steps taken (PyTorch's `state["step"]`).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Registered tensors.
+    pub fn param_count(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Dispatches one step records (a measure of how well tensors were batched).
+    pub fn dispatch_count(&mut self) -> usize {
+        self.plan().dispatches.len()
+    }
+
+    /// The kernel's state arrays, by PyTorch's names (`exp_avg`, ...).
+    pub fn state_names(&self) -> &'static [&'static str] {
+        self.kernel.states
+    }
+
+    /// Records one step into the engine's encoder: the upload of this step's scalars, then one
+    /// compute pass. Steps recorded before one submit each see their own scalars.
+    ///
+    /// The encoder must be submitted (wgpu reclaims the upload buffers when it is); errors wgpu
+    /// finds in it surface at the engine's submit. Prefer [`Optimizer::step`] when the optimizer may
+    /// submit by itself.
+    ///
+    /// # Errors
+    /// [`Error::NoParameters`] if no tensor is registered. Nothing is recorded then.
+    pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        if self.params.is_empty() {
+            return Err(Error::NoParameters);
+        }
+        let step = self.steps + 1;
+        let scalars: Vec<_> = self
+            .groups
+            .iter()
+            .map(|g| {
+                g.config.algorithm().scalars(&StepInput {
+                    step,
+                    lr: g.lr,
+                    momentum: g.momentum,
+                })
+            })
+            .collect();
+        self.plan();
+        let plan = self.plan.as_ref().expect("built above");
+        if let Some(uniform) = &plan.uniform {
+            let size = NonZeroU64::new(uniform.size()).expect("a uniform buffer is never empty");
+            let mut bytes = vec![0u8; size.get() as usize];
+            for (slot, d) in bytes.chunks_exact_mut(plan.slot_size as usize).zip(&plan.dispatches) {
+                let s = scalars[d.group];
+                let u = StepUniform {
+                    flags: s.flags,
+                    scalars: s.values,
+                    ..d.header
+                };
+                slot[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
+            }
+            self.belt
+                .write_buffer(encoder, uniform, 0, size)
+                .copy_from_slice(&bytes);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(self.kernel.name),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.pipeline.pipeline);
+            for d in &plan.dispatches {
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.workgroups.0, d.workgroups.1, 1);
+            }
+        }
+        self.belt.finish_and_recall_on_submit(encoder);
+        self.steps = step;
+        Ok(())
+    }
+
+    /// Takes one step: records it and submits it. Does not wait for the GPU.
+    ///
+    /// # Errors
+    /// [`Error::NoParameters`]; [`Error::Wgpu`] if wgpu rejects the work (a buffer destroyed
+    /// since it was registered, say): the step is then not counted and nothing was changed.
+    pub fn step(&mut self) -> Result<()> {
+        let device = self.ctx.device.clone();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("wgpu-optim step"),
+        });
+        let before = self.steps;
+        let recorded = self.record(&mut encoder);
+        if recorded.is_ok() {
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            self.steps = before;
+            return Err(Error::Wgpu(error.to_string()));
+        }
+        recorded
+    }
+
+    /// Reads one tensor's state array back to the host (for checkpoints and tests; a step never
+    /// reads anything back). `None` if the tensor's group does not keep that array.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] for a parameter index never registered, [`Error::Config`]-free:
+    /// an unknown name is `Ok(None)`; [`Error::DeviceLost`] if the device fails.
+    pub fn read_state(&self, param: usize, name: &str) -> Result<Option<Vec<f32>>> {
+        let p = self.params.get(param).ok_or_else(|| Error::OutOfBounds {
+            what: "parameter index".into(),
+            offset: param as u64,
+            end: param as u64 + 1,
+            buffer_len: self.params.len() as u64,
+        })?;
+        let Some(k) = self.kernel.states.iter().position(|s| *s == name) else {
+            return Ok(None);
+        };
+        if !self.groups[p.group].config.algorithm().states_used()[k] {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(p.binding.len as usize);
+        for c in &self.chunks[p.chunks.clone()] {
+            let buffer = self.state[c.state].0[k].as_ref().expect("used state is allocated");
+            out.extend(crate::readback::read_f32(&self.ctx, buffer, c.state_offset, c.len)?);
+        }
+        Ok(Some(out))
+    }
+
+    fn plan(&mut self) -> &Plan {
+        if self.plan.is_none() {
+            self.plan = Some(self.build_plan());
+        }
+        self.plan.as_ref().expect("built above")
+    }
+
+    /// Merges chunks into dispatches and creates their bind groups and the uniform buffer.
+    fn build_plan(&self) -> Plan {
+        struct Run {
+            group: usize,
+            param: wgpu::Buffer,
+            param_start: u64,
+            grad: wgpu::Buffer,
+            grad_start: u64,
+            state: usize,
+            state_start: u64,
+            n: u64,
+        }
+        let mut runs: Vec<Run> = Vec::new();
+        for c in &self.chunks {
+            let p = &self.params[c.param];
+            let (param_start, grad_start) = (p.binding.param_offset + c.start, p.binding.grad_offset + c.start);
+            if let Some(r) = runs.last_mut() {
+                let contiguous = r.group == p.group
+                    && r.param == p.binding.param
+                    && r.param_start + r.n == param_start
+                    && r.grad == p.binding.grad
+                    && r.grad_start + r.n == grad_start
+                    && r.state == c.state
+                    && r.state_start + r.n == c.state_offset;
+                if contiguous && r.n + c.len <= self.max_chunk {
+                    r.n += c.len;
+                    continue;
+                }
+            }
+            runs.push(Run {
+                group: p.group,
+                param: p.binding.param.clone(),
+                param_start,
+                grad: p.binding.grad.clone(),
+                grad_start,
+                state: c.state,
+                state_start: c.state_offset,
+                n: c.len,
+            });
+        }
+
+        let device = &self.ctx.device;
+        let limits = device.limits();
+        let slot_size =
+            (size_of::<StepUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
+        let uniform = (!runs.is_empty()).then(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim step scalars"),
+                size: slot_size * runs.len() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        let align = limits.min_storage_buffer_offset_alignment as u64;
+        // Binds `n` elements from `start`, beginning at the aligned byte offset at or before it.
+        fn window(buffer: &wgpu::Buffer, start: u64, n: u64, align: u64) -> (wgpu::BindingResource<'_>, u32) {
+            let bytes = start * F32;
+            let offset = bytes / align * align;
+            let resource = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset,
+                size: NonZeroU64::new(bytes - offset + n * F32),
+            });
+            (resource, ((bytes - offset) / F32) as u32)
+        }
+        let dispatches = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (param, param_off) = window(&r.param, r.param_start, r.n, align);
+                let (grad, grad_off) = window(&r.grad, r.grad_start, r.n, align);
+                let mut state_off = 0;
+                let mut entries = vec![
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: uniform.as_ref().expect("runs exist"),
+                            offset: i as u64 * slot_size,
+                            size: NonZeroU64::new(size_of::<StepUniform>() as u64),
+                        }),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: param,
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: grad,
+                    },
+                ];
+                for (k, buffer) in self.state[r.state].0.iter().enumerate() {
+                    let resource = match buffer {
+                        Some(buffer) => {
+                            let (resource, off) = window(buffer, r.state_start, r.n, align);
+                            state_off = off;
+                            resource
+                        }
+                        None => self.dummy.as_entire_binding(),
+                    };
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: 3 + k as u32,
+                        resource,
+                    });
+                }
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(self.kernel.name),
+                    layout: &self.pipeline.layout,
+                    entries: &entries,
+                });
+                Dispatch {
+                    group: r.group,
+                    header: StepUniform {
+                        n: r.n as u32,
+                        param_off,
+                        grad_off,
+                        state_off,
+                        ..Default::default()
+                    },
+                    workgroups: workgroups(r.n, limits.max_compute_workgroups_per_dimension),
+                    bind_group,
+                }
+            })
+            .collect();
+        Plan {
+            uniform,
+            slot_size,
+            dispatches,
+        }
+    }
+}
+
+fn check_binding(index: usize, b: &ParamBinding) -> Result<()> {
+    for (role, buffer) in [("param", &b.param), ("grad", &b.grad)] {
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::BufferUsage {
+                label: format!("{role} {index}"),
+                missing: "STORAGE",
+            });
+        }
+    }
+    if b.param == b.grad {
+        return Err(Error::ParamIsGrad { index });
+    }
+    for (role, buffer, offset) in [("param", &b.param, b.param_offset), ("grad", &b.grad, b.grad_offset)] {
+        let buffer_len = buffer.size() / F32;
+        let end = offset.saturating_add(b.len);
+        if end > buffer_len {
+            return Err(Error::OutOfBounds {
+                what: format!("{role} {index}"),
+                offset,
+                end,
+                buffer_len,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! RMSProp (Hinton, 2012), plain, centered (Graves, 2013) and with momentum.
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_non_negative, pack, Algorithm, StepInput};
+use crate::error::Result;
+use crate::kernel::{Kernel, Scalars};
+
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "rmsprop",
+    source: include_str!("../../shaders/rmsprop.wgsl"),
+    states: &["square_avg", "grad_avg", "momentum_buffer"],
+};
+
+/// `torch.optim.RMSprop`: its arguments, names and defaults.
+///
+/// The update, as PyTorch computes it:
+/// ```text
+/// g    = -grad if maximize else grad
+/// g    = g + weight_decay * p
+/// sq   = alpha * sq + (1 - alpha) * g^2
+/// ga   = ga + (1 - alpha) * (g - ga)           if centered
+/// avg  = sqrt(sq - ga^2) if centered else sqrt(sq)
+/// avg  = avg + eps
+/// buf  = momentum * buf + g / avg;  p = p - lr * buf      if momentum > 0
+/// p    = p - lr * g / avg                                  otherwise
+/// ```
+/// Defaults: `lr` 0.01, `alpha` 0.99, `eps` 1e-8, `weight_decay` 0, `momentum` 0, `centered` and
+/// `maximize` false.
+///
+/// # Errors
+/// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
+/// `Invalid epsilon value: {eps}`, `Invalid momentum value: {momentum}`,
+/// `Invalid weight_decay value: {weight_decay}`, `Invalid alpha value: {alpha}`.
+///
+/// # Example
+/// ```
+/// use wgpu_optim::RmsPropConfig;
+/// let config = RmsPropConfig { centered: true, momentum: 0.9, ..Default::default() };
+/// assert_eq!(config.alpha, 0.99);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RmsPropConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Smoothing constant of the running averages.
+    pub alpha: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Momentum factor; 0 keeps no momentum buffer.
+    pub momentum: f64,
+    /// Normalize by the estimated variance instead of the second moment.
+    pub centered: bool,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+}
+
+impl Default for RmsPropConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-2,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+            maximize: false,
+        }
+    }
+}
+
+/// RMSProp's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsPropScalars {
+    /// Learning rate.
+    pub lr: f64,
+    /// Smoothing constant.
+    pub alpha: f64,
+    /// `1 - alpha`.
+    pub one_minus_alpha: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+    /// L2 coefficient.
+    pub weight_decay: f64,
+    /// Momentum factor.
+    pub momentum: f64,
+    /// Negate the gradient.
+    pub maximize: bool,
+    /// Centered variant.
+    pub centered: bool,
+    /// Keep a momentum buffer.
+    pub has_momentum: bool,
+}
+
+impl RmsPropScalars {
+    /// The scalars of step `input.step` for `config`.
+    pub fn new(config: &RmsPropConfig, input: &StepInput) -> Self {
+        Self {
+            lr: input.lr,
+            alpha: config.alpha,
+            one_minus_alpha: 1.0 - config.alpha,
+            eps: config.eps,
+            weight_decay: config.weight_decay,
+            momentum: input.momentum.unwrap_or(config.momentum),
+            maximize: config.maximize,
+            centered: config.centered,
+            has_momentum: config.momentum > 0.0,
+        }
+    }
+
+    fn pack(&self) -> Scalars {
+        let flags = u32::from(self.maximize) | u32::from(self.centered) << 1 | u32::from(self.has_momentum) << 2;
+        pack(
+            [
+                self.lr,
+                self.alpha,
+                self.one_minus_alpha,
+                self.eps,
+                self.weight_decay,
+                self.momentum,
+            ],
+            flags,
+        )
+    }
+}
+
+impl Algorithm for RmsPropConfig {
+    fn name(&self) -> &'static str {
+        "RMSprop"
+    }
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.momentum)
+    }
+    fn validate(&self) -> Result<()> {
+        check_non_negative("lr", "Invalid learning rate", self.lr)?;
+        check_non_negative("eps", "Invalid epsilon value", self.eps)?;
+        check_non_negative("momentum", "Invalid momentum value", self.momentum)?;
+        check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
+        check_non_negative("alpha", "Invalid alpha value", self.alpha)
+    }
+    fn states_used(&self) -> Vec<bool> {
+        vec![true, self.centered, self.momentum > 0.0]
+    }
+    fn scalars(&self, input: &StepInput) -> Scalars {
+        RmsPropScalars::new(self, input).pack()
+    }
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [square_avg, grad_avg, momentum_buffer] = state else {
+            unreachable!("rmsprop has three state arrays")
+        };
+        crate::cpu::rmsprop::step(
+            &RmsPropScalars::new(self, input),
+            param,
+            grad,
+            square_avg,
+            grad_avg,
+            momentum_buffer,
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! Stochastic gradient descent with momentum, dampening and Nesterov momentum.
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_non_negative, pack, Algorithm, StepInput};
+use crate::error::{Error, Result};
+use crate::kernel::{Kernel, Scalars};
+
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "sgd",
+    source: include_str!("../../shaders/sgd.wgsl"),
+    states: &["momentum_buffer"],
+};
+
+/// `torch.optim.SGD`: its arguments, names and defaults.
+///
+/// The update at step `t` (from 1), as PyTorch computes it:
+/// ```text
+/// g   = -grad if maximize else grad
+/// g   = g + weight_decay * p
+/// buf = g                                        at t = 1 (no dampening)
+/// buf = momentum * buf + (1 - dampening) * g     at t > 1     } only if momentum != 0
+/// g   = g + momentum * buf if nesterov else buf               }
+/// p   = p - lr * g
+/// ```
+/// Defaults: `lr` 1e-3, `momentum` 0, `dampening` 0, `weight_decay` 0, `nesterov` and `maximize`
+/// false.
+///
+/// # Errors
+/// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
+/// `Invalid momentum value: {momentum}`, `Invalid weight_decay value: {weight_decay}`,
+/// `Nesterov momentum requires a momentum and zero dampening`.
+///
+/// # Example
+/// ```
+/// use wgpu_optim::SgdConfig;
+/// let config = SgdConfig { lr: 0.1, momentum: 0.9, nesterov: true, ..Default::default() };
+/// # use wgpu_optim::optim::Algorithm;
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SgdConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum factor; 0 keeps no momentum buffer.
+    pub momentum: f64,
+    /// Dampening of the gradient's share in the momentum buffer.
+    pub dampening: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+            maximize: false,
+        }
+    }
+}
+
+/// SGD's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdScalars {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum factor.
+    pub momentum: f64,
+    /// `1 - dampening`.
+    pub one_minus_dampening: f64,
+    /// L2 coefficient.
+    pub weight_decay: f64,
+    /// Negate the gradient.
+    pub maximize: bool,
+    /// Keep a momentum buffer.
+    pub has_momentum: bool,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// The first step, which sets the buffer to the gradient itself.
+    pub first_step: bool,
+}
+
+impl SgdScalars {
+    /// The scalars of step `input.step` for `config`.
+    pub fn new(config: &SgdConfig, input: &StepInput) -> Self {
+        let momentum = input.momentum.unwrap_or(config.momentum);
+        Self {
+            lr: input.lr,
+            momentum,
+            one_minus_dampening: 1.0 - config.dampening,
+            weight_decay: config.weight_decay,
+            maximize: config.maximize,
+            // The buffer exists if the config has momentum, even when a schedule cycles it.
+            has_momentum: config.momentum != 0.0,
+            nesterov: config.nesterov,
+            first_step: input.step == 1,
+        }
+    }
+
+    fn pack(&self) -> Scalars {
+        let flags = [self.maximize, self.has_momentum, self.nesterov, self.first_step]
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (bit, &on)| acc | (u32::from(on) << bit));
+        pack(
+            [self.lr, self.momentum, self.one_minus_dampening, self.weight_decay],
+            flags,
+        )
+    }
+}
+
+impl Algorithm for SgdConfig {
+    fn name(&self) -> &'static str {
+        "SGD"
+    }
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.momentum)
+    }
+    fn validate(&self) -> Result<()> {
+        check_non_negative("lr", "Invalid learning rate", self.lr)?;
+        check_non_negative("momentum", "Invalid momentum value", self.momentum)?;
+        check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
+        if !self.dampening.is_finite() {
+            return Err(Error::invalid(
+                "dampening",
+                format!("Invalid dampening value: {}", self.dampening),
+            ));
+        }
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(Error::invalid(
+                "nesterov",
+                "Nesterov momentum requires a momentum and zero dampening".into(),
+            ));
+        }
+        Ok(())
+    }
+    fn states_used(&self) -> Vec<bool> {
+        vec![self.momentum != 0.0]
+    }
+    fn scalars(&self, input: &StepInput) -> Scalars {
+        SgdScalars::new(self, input).pack()
+    }
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [momentum_buffer] = state else {
+            unreachable!("sgd has one state array")
+        };
+        crate::cpu::sgd::step(&SgdScalars::new(self, input), param, grad, momentum_buffer);
+    }
+}
