@@ -128,7 +128,7 @@ pub enum Error {
     },
 
     /// `step` or `record` with no parameter registered.
-    #[error("the optimizer has no parameters: register some with `add_param` before stepping")]
+    #[error("the optimizer has no parameters: register some with `add_params` before stepping")]
     NoParameters,
 
     /// wgpu reported a validation or out-of-memory error.

@@ -33,6 +33,9 @@ pub(crate) struct StepUniform {
     pub scalars: [f32; 8],
 }
 
+/// Bytes in every kernel's `struct Step` (the host's `StepUniform`): checked against the WGSL.
+pub const UNIFORM_SIZE: u32 = size_of::<StepUniform>() as u32;
+
 /// A kernel's per-step values as uploaded: eight f32 scalars (each kernel names them in its
 /// `struct Step`) and a bit set of flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -2,7 +2,7 @@
 //! or on the CPU reference, and judges them by one tolerance.
 //!
 //! Tolerance: for each element, `|ours - params_f64| <= 1e-5 * scale`, where `scale` is the
-//! largest magnitude that element takes over the run (floor 1e-6); the learning rate of every step
+//! largest magnitude that element takes over the run, its initial value included (floor 1e-6); the learning rate of every step
 //! within 1e-12 relative. PyTorch's own float32 run stays within 2.5e-6 by this measure.
 
 use std::path::{Path, PathBuf};

@@ -100,11 +100,9 @@ impl CpuOptimizer {
 
     /// A state array by its PyTorch name (`"exp_avg"`), if this config keeps it.
     pub fn state(&self, name: &str) -> Option<&[f64]> {
-        let kernel = self.config.algorithm().kernel();
-        let i = kernel.states.iter().position(|s| *s == name)?;
-        Some(&self.state[i])
-            .filter(|s| !s.is_empty() || self.param.is_empty())
-            .map(|v| v.as_slice())
+        let algorithm = self.config.algorithm();
+        let i = algorithm.kernel().states.iter().position(|s| *s == name)?;
+        algorithm.states_used()[i].then_some(self.state[i].as_slice())
     }
 
     /// Steps taken.

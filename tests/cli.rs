@@ -1,0 +1,146 @@
+//! The command-line tool as a user meets it: `replay`'s exit codes and messages on good and bad
+//! input. Bad input must be exit 2 with a message naming the problem, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+/// A scratch directory of this test binary's own.
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgpu-optim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-optim"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("panicked"), "the tool panicked on {args:?}:\n{text}");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// `adam.json` with one change, written to a file of its own.
+fn variant(name: &str, change: impl FnOnce(&mut Value)) -> String {
+    let mut case: Value = serde_json::from_str(&std::fs::read_to_string(data("adam.json")).unwrap()).unwrap();
+    change(&mut case);
+    let path = scratch().join(format!("{name}.json"));
+    std::fs::write(&path, case.to_string()).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_good_case_passes_on_the_cpu_reference() {
+    let path = data("adam.json").display().to_string();
+    let (code, text) = run(&["replay", "--cpu", &path]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("PASS adam"), "{text}");
+    assert_eq!(text.lines().last(), Some("1 passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn a_case_out_of_tolerance_is_exit_1() {
+    // PyTorch's numbers, nudged past the tolerance at one element of one step.
+    let path = variant("nudged", |c| {
+        let x = c["params_f64"][20][5].as_f64().unwrap();
+        c["params_f64"][20][5] = (x + 1e-3 * x.abs().max(1.0)).into();
+    });
+    let (code, text) = run(&["replay", "--cpu", &path]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("FAIL adam") && text.contains("step 20, element 5"),
+        "{text}"
+    );
+    assert_eq!(text.lines().last(), Some("0 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn bad_input_is_exit_2_naming_the_problem() {
+    let truncated = scratch().join("truncated.json");
+    let full = std::fs::read_to_string(data("adam.json")).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let empty = scratch().join("empty-object.json");
+    std::fs::write(&empty, "{}").unwrap();
+
+    let cases: Vec<(String, &str)> = vec![
+        (
+            variant("lr", |c| c["optimizer"]["lr"] = (-1).into()),
+            "Invalid learning rate: -1",
+        ),
+        (
+            variant("betas", |c| c["optimizer"]["betas"] = serde_json::json!([1.5, 0.999])),
+            "Invalid beta parameter at index 0: 1.5",
+        ),
+        (
+            variant("eps", |c| c["optimizer"]["eps"] = (-1e-8).into()),
+            "Invalid epsilon value: -1e-08",
+        ),
+        (
+            variant("wd", |c| c["optimizer"]["weight_decay"] = (-0.1).into()),
+            "Invalid weight_decay value: -0.1",
+        ),
+        (
+            variant("name", |c| c["optimizer"]["name"] = "Adamm".into()),
+            "unknown optimizer \"Adamm\"",
+        ),
+        (
+            variant("key", |c| c["optimizer"]["lrr"] = 0.1.into()),
+            "unknown field `lrr`",
+        ),
+        (
+            variant("short", |c| {
+                c["grads"][3].as_array_mut().unwrap().pop();
+            }),
+            "grads[3]: expected 257 elements, got 256",
+        ),
+        (
+            variant("nesterov", |c| {
+                c["optimizer"] = serde_json::json!({"name": "SGD", "nesterov": true, "momentum": 0.0});
+            }),
+            "Nesterov momentum requires a momentum and zero dampening",
+        ),
+        (
+            variant("scheduler", |c| {
+                c["scheduler"] = serde_json::json!({"name": "NoSuchLR"})
+            }),
+            "unsupported scheduler: NoSuchLR",
+        ),
+        (truncated.display().to_string(), "EOF while parsing"),
+        (empty.display().to_string(), "missing field `name`"),
+        (
+            "/no/such/case.json".into(),
+            "/no/such/case.json: No such file or directory",
+        ),
+    ];
+    for (path, message) in &cases {
+        let (code, text) = run(&["replay", "--cpu", path]);
+        assert_eq!(code, 2, "{path}: {text}");
+        assert!(text.contains(message), "{path}: expected \"{message}\" in:\n{text}");
+        assert_eq!(text.lines().last(), Some("0 passed, 1 failed"), "{text}");
+    }
+    // On the GPU too, the input is judged before anything runs.
+    let (code, text) = run(&["replay", &cases[0].0]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("Invalid learning rate: -1"), "{text}");
+}
+
+#[test]
+fn one_bad_case_among_good_ones_still_reports_every_case() {
+    let good = data("sgd.json").display().to_string();
+    let bad = variant("among", |c| c["optimizer"]["lr"] = (-1).into());
+    let (code, text) = run(&["replay", "--cpu", &good, &bad]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("PASS sgd"), "{text}");
+    assert_eq!(text.lines().last(), Some("1 passed, 1 failed"), "{text}");
+}

@@ -1,0 +1,348 @@
+//! Every error a user can provoke, with its message asserted; and a refused call changes nothing.
+
+mod common;
+
+use common::{buffer, gpu};
+use serde_json::json;
+use wgpu_optim::readback::read_f32;
+use wgpu_optim::*;
+
+fn config_error(value: serde_json::Value) -> String {
+    match OptimizerConfig::from_json(&value) {
+        Ok(c) => panic!("{value} was accepted as {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn invalid_hyperparameters_give_pytorchs_messages() {
+    let table = [
+        (json!({"name": "Adam", "lr": -1}), "Invalid learning rate: -1"),
+        (
+            json!({"name": "Adam", "betas": [1.5, 0.999]}),
+            "Invalid beta parameter at index 0: 1.5",
+        ),
+        (
+            json!({"name": "Adam", "betas": [0.9, 1.0]}),
+            "Invalid beta parameter at index 1: 1",
+        ),
+        (json!({"name": "Adam", "eps": -1e-8}), "Invalid epsilon value: -1e-08"),
+        (
+            json!({"name": "Adam", "weight_decay": -0.1}),
+            "Invalid weight_decay value: -0.1",
+        ),
+        (json!({"name": "AdamW", "lr": -0.001}), "Invalid learning rate: -0.001"),
+        (
+            json!({"name": "AdamW", "betas": [0.9, -0.5]}),
+            "Invalid beta parameter at index 1: -0.5",
+        ),
+        (json!({"name": "SGD", "lr": -0.5}), "Invalid learning rate: -0.5"),
+        (json!({"name": "SGD", "momentum": -0.9}), "Invalid momentum value: -0.9"),
+        (
+            json!({"name": "SGD", "weight_decay": -1e-5}),
+            "Invalid weight_decay value: -1e-05",
+        ),
+        (
+            json!({"name": "SGD", "nesterov": true}),
+            "Nesterov momentum requires a momentum and zero dampening",
+        ),
+        (
+            json!({"name": "SGD", "nesterov": true, "momentum": 0.9, "dampening": 0.1}),
+            "Nesterov momentum requires a momentum and zero dampening",
+        ),
+        (json!({"name": "Adagrad", "lr": -1}), "Invalid learning rate: -1"),
+        (json!({"name": "Adagrad", "lr_decay": -1}), "Invalid lr_decay value: -1"),
+        (
+            json!({"name": "Adagrad", "weight_decay": -2}),
+            "Invalid weight_decay value: -2",
+        ),
+        (
+            json!({"name": "Adagrad", "initial_accumulator_value": -0.1}),
+            "Invalid initial_accumulator_value value: -0.1",
+        ),
+        (
+            json!({"name": "Adagrad", "eps": -1e-10}),
+            "Invalid epsilon value: -1e-10",
+        ),
+        (json!({"name": "RMSprop", "lr": -0.01}), "Invalid learning rate: -0.01"),
+        (json!({"name": "RMSprop", "eps": -1}), "Invalid epsilon value: -1"),
+        (
+            json!({"name": "RMSprop", "momentum": -0.1}),
+            "Invalid momentum value: -0.1",
+        ),
+        (
+            json!({"name": "RMSprop", "weight_decay": -0.1}),
+            "Invalid weight_decay value: -0.1",
+        ),
+        (json!({"name": "RMSprop", "alpha": -0.99}), "Invalid alpha value: -0.99"),
+    ];
+    for (value, message) in table {
+        assert_eq!(config_error(value.clone()), message, "for {value}");
+    }
+}
+
+#[test]
+fn non_finite_hyperparameters_are_refused() {
+    let nan = AdamConfig {
+        lr: f64::NAN,
+        ..Default::default()
+    };
+    assert_eq!(
+        OptimizerConfig::from(nan)
+            .algorithm()
+            .validate()
+            .unwrap_err()
+            .to_string(),
+        "Invalid learning rate: nan"
+    );
+    let inf = SgdConfig {
+        weight_decay: f64::INFINITY,
+        ..Default::default()
+    };
+    assert_eq!(
+        OptimizerConfig::from(inf)
+            .algorithm()
+            .validate()
+            .unwrap_err()
+            .to_string(),
+        "Invalid weight_decay value: inf"
+    );
+    let e = AdamWConfig {
+        eps: f64::NEG_INFINITY,
+        ..Default::default()
+    };
+    assert_eq!(
+        OptimizerConfig::from(e).algorithm().validate().unwrap_err().to_string(),
+        "Invalid epsilon value: -inf"
+    );
+}
+
+#[test]
+fn malformed_configs_name_the_problem() {
+    assert_eq!(
+        config_error(json!({"name": "Adamm"})),
+        "unknown optimizer \"Adamm\" (known: SGD, Adagrad, RMSprop, Adam, AdamW)"
+    );
+    let unknown = config_error(json!({"name": "Adam", "lrr": 0.1}));
+    assert!(
+        unknown.starts_with("invalid optimizer config: unknown field `lrr`, expected one of"),
+        "{unknown}"
+    );
+    let adamw_flag = config_error(json!({"name": "AdamW", "decoupled_weight_decay": true}));
+    assert!(
+        adamw_flag.contains("unknown field `decoupled_weight_decay`"),
+        "{adamw_flag}"
+    );
+    assert_eq!(
+        config_error(json!({"lr": 0.1})),
+        "invalid optimizer config: missing key \"name\""
+    );
+    assert_eq!(
+        config_error(json!({"name": 3})),
+        "invalid optimizer config: \"name\" must be a string, got 3"
+    );
+    assert_eq!(
+        config_error(json!([1, 2])),
+        "invalid optimizer config: expected a JSON object, got [1,2]"
+    );
+    let wrong_type = config_error(json!({"name": "SGD", "lr": "fast"}));
+    assert!(
+        wrong_type.starts_with("invalid optimizer config: invalid type: string \"fast\""),
+        "{wrong_type}"
+    );
+}
+
+#[test]
+fn missing_keys_take_pytorchs_defaults() {
+    let config = OptimizerConfig::from_json(&json!({"name": "AdamW"})).unwrap();
+    assert_eq!(config, OptimizerConfig::AdamW(AdamWConfig::default()));
+    assert_eq!(AdamWConfig::default().weight_decay, 0.01);
+    assert_eq!(SgdConfig::default().lr, 1e-3);
+    assert_eq!(AdaGradConfig::default().eps, 1e-10);
+    assert_eq!(RmsPropConfig::default().alpha, 0.99);
+    assert_eq!(AdamConfig::default().betas, (0.9, 0.999));
+    // And what we write we read back.
+    for name in wgpu_optim::optim::OPTIMIZER_NAMES {
+        let config = OptimizerConfig::from_json(&json!({"name": name, "lr": 0.25})).unwrap();
+        assert_eq!(OptimizerConfig::from_json(&config.to_json()).unwrap(), config);
+    }
+}
+
+#[test]
+fn no_adapter_says_how_to_get_one() {
+    let options = ContextOptions {
+        adapter_name: Some("no adapter has this name".into()),
+        ..Default::default()
+    };
+    let message = GpuContext::with_options(&options).unwrap_err().to_string();
+    assert!(
+        message.starts_with("no GPU adapter found matching \"no adapter has this name\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("apt-get install mesa-vulkan-drivers libvulkan1"),
+        "{message}"
+    );
+}
+
+fn storage(ctx: &GpuContext, n: usize) -> wgpu::Buffer {
+    buffer(ctx, &vec![1.0; n])
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn bad_registrations_are_refused_and_change_nothing() {
+    let ctx = gpu();
+    let mut opt = Optimizer::new(&ctx, AdamConfig::default()).unwrap();
+    let g = opt.default_group();
+    let (p, gr) = (storage(&ctx, 100), storage(&ctx, 100));
+    let message = |opt: &mut Optimizer, b: ParamBinding| opt.add_params(g, &[b]).unwrap_err().to_string();
+
+    let uniform = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 400,
+        usage: wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    });
+    assert_eq!(
+        message(&mut opt, ParamBinding::whole(&uniform, &gr, 10)),
+        "buffer \"param 0\" lacks usage STORAGE: create it with `BufferUsages::STORAGE`"
+    );
+    assert_eq!(
+        message(&mut opt, ParamBinding::whole(&p, &uniform, 10)),
+        "buffer \"grad 0\" lacks usage STORAGE: create it with `BufferUsages::STORAGE`"
+    );
+    assert!(message(&mut opt, ParamBinding::whole(&p, &p, 10))
+        .starts_with("parameter 0: param and grad are the same buffer"));
+    assert_eq!(
+        message(&mut opt, ParamBinding::whole(&p, &gr, 101)),
+        "param 0: elements 0..101 do not fit in a buffer of 100 elements"
+    );
+    let past = ParamBinding {
+        grad_offset: 95,
+        ..ParamBinding::whole(&p, &gr, 10)
+    };
+    assert_eq!(
+        message(&mut opt, past),
+        "grad 0: elements 95..105 do not fit in a buffer of 100 elements"
+    );
+    let huge = ParamBinding {
+        param_offset: u64::MAX,
+        ..ParamBinding::whole(&p, &gr, 10)
+    };
+    assert!(message(&mut opt, huge).starts_with("param 0: elements 18446744073709551615.."));
+
+    // Overlaps, within one call and with what is registered.
+    let a = ParamBinding::whole(&p, &gr, 50);
+    let b = ParamBinding {
+        param_offset: 49,
+        grad_offset: 50,
+        ..ParamBinding::whole(&p, &gr, 10)
+    };
+    assert_eq!(
+        opt.add_params(g, &[a.clone(), b.clone()]).unwrap_err().to_string(),
+        "param: parameter 0 and parameter 1 overlap in the same buffer"
+    );
+    assert_eq!(opt.param_count(), 0);
+    opt.add_params(g, &[a]).unwrap();
+    assert_eq!(
+        message(&mut opt, b),
+        "param: parameter 0 and parameter 1 overlap in the same buffer"
+    );
+    assert_eq!(opt.param_count(), 1);
+
+    // Groups.
+    let mut other = Optimizer::new(&ctx, AdamConfig::default()).unwrap();
+    let foreign = other.add_group(AdamConfig::default()).unwrap();
+    assert_eq!(
+        opt.add_params(
+            foreign,
+            &[ParamBinding {
+                param_offset: 60,
+                ..ParamBinding::whole(&p, &gr, 10)
+            }]
+        )
+        .unwrap_err()
+        .to_string(),
+        "unknown parameter group 1"
+    );
+    assert_eq!(
+        opt.add_group(SgdConfig::default()).unwrap_err().to_string(),
+        "parameter group config is SGD, but the optimizer is Adam"
+    );
+    assert_eq!(
+        opt.add_group(AdamConfig {
+            lr: -2.0,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string(),
+        "Invalid learning rate: -2"
+    );
+    assert_eq!(
+        opt.set_lr(g, -1.0).unwrap_err().to_string(),
+        "Invalid learning rate: -1"
+    );
+    assert_eq!(
+        opt.set_momentum(g, Some(1.5)).unwrap_err().to_string(),
+        "Invalid momentum value: 1.5"
+    );
+    assert_eq!(opt.lr(g).unwrap(), 1e-3, "a refused set_lr keeps the rate");
+    assert_eq!(opt.lr(foreign).unwrap_err().to_string(), "unknown parameter group 1");
+
+    // Readback needs COPY_SRC.
+    let no_copy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    assert_eq!(
+        read_f32(&ctx, &no_copy, 0, 4).unwrap_err().to_string(),
+        "buffer \"buffer of 16 bytes\" lacks usage COPY_SRC: create it with `BufferUsages::COPY_SRC`"
+    );
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn a_step_with_nothing_registered_is_an_error() {
+    let ctx = gpu();
+    let mut opt = Optimizer::new(&ctx, SgdConfig::default()).unwrap();
+    assert_eq!(
+        opt.step().unwrap_err().to_string(),
+        "the optimizer has no parameters: register some with `add_params` before stepping"
+    );
+    assert_eq!(opt.steps(), 0);
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn a_refused_step_leaves_parameters_and_state_as_they_were() {
+    let ctx = gpu();
+    let (param, grad) = (buffer(&ctx, &[0.5, -1.0, 2.0]), buffer(&ctx, &[0.1, 0.2, -0.3]));
+    let mut opt = Optimizer::new(
+        &ctx,
+        AdamConfig {
+            amsgrad: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 3)])
+        .unwrap();
+    opt.step().unwrap();
+    let snapshot = |opt: &Optimizer| {
+        let mut all = read_f32(&ctx, &param, 0, 3).unwrap();
+        for name in opt.state_names() {
+            all.extend(opt.read_state(0, name).unwrap().unwrap());
+        }
+        all.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    };
+    let before = snapshot(&opt);
+    grad.destroy();
+    let error = opt.step().unwrap_err();
+    assert!(matches!(error, Error::Wgpu(_)), "{error}");
+    assert!(error.to_string().contains("destroyed"), "{error}");
+    assert_eq!(opt.steps(), 1, "the refused step is not counted");
+    assert_eq!(snapshot(&opt), before, "parameters and state are bit-identical");
+}
