@@ -34,6 +34,7 @@ pub mod kernel;
 pub mod optim;
 pub mod readback;
 pub mod replay;
+pub mod schedule;
 
 pub use arena::ParamArena;
 pub use context::{enumerate_adapters, ContextOptions, GpuContext};

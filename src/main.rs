@@ -1,11 +1,11 @@
 //! `wgpu-optim`: replay PyTorch's golden cases, and (with no arguments) the main job.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use wgpu_optim::replay::{self, CaseReport, Target};
-use wgpu_optim::GpuContext;
+use wgpu_optim::{schedule, Error, GpuContext, OptimizerConfig};
 
 #[derive(Parser)]
 #[command(
@@ -34,17 +34,84 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draw a schedule's learning rate (and momentum, when cycled) over the steps.
+    ///
+    /// SPEC is a scheduler object (`{"name": "StepLR", "step_size": 7}`) or a golden case holding
+    /// `optimizer` and `scheduler`, whose `lr` and `steps` are then the defaults.
+    /// Exit code: 0, or 2 for bad input.
+    PlotSchedule {
+        /// The scheduler spec (JSON).
+        spec: PathBuf,
+        /// The image to write: `.png` or `.svg`.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Steps to draw [default: the case's `steps`, else 100].
+        #[arg(long)]
+        steps: Option<u64>,
+        /// The optimizer's learning rate the schedule starts from [default: the case's, else 0.1].
+        #[arg(long)]
+        lr: Option<f64>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Replay { cases, cpu, json }) => replay_cases(&cases, cpu, json),
+        Some(Command::PlotSchedule {
+            spec,
+            output,
+            steps,
+            lr,
+        }) => match plot(&spec, &output, steps, lr) {
+            Ok(name) => {
+                println!("wrote {} ({name})", output.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         None => {
             println!("wgpu-optim: replaying the bundled PyTorch golden cases on the default adapter");
             replay_cases(&replay::bundled_cases(), false, false)
         }
     }
+}
+
+/// Builds the schedule of `spec` and draws it; returns the schedule's name.
+fn plot(spec: &Path, output: &Path, steps: Option<u64>, lr: Option<f64>) -> wgpu_optim::Result<String> {
+    let text = std::fs::read_to_string(spec).map_err(|source| Error::Io {
+        path: spec.into(),
+        source,
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Parse {
+        path: spec.into(),
+        message: e.to_string(),
+    })?;
+    // A golden case carries its scheduler next to the optimizer whose lr it starts from.
+    let (scheduler, case_lr, case_steps) = match value.get("scheduler") {
+        Some(scheduler) => {
+            let optimizer = value.get("optimizer").map(OptimizerConfig::from_json).transpose()?;
+            (
+                scheduler.clone(),
+                optimizer.map(|o| o.algorithm().lr()),
+                value.get("steps").and_then(|s| s.as_u64()),
+            )
+        }
+        None => (value, None, None),
+    };
+    if scheduler.is_null() {
+        return Err(Error::Parse {
+            path: spec.into(),
+            message: "the case has no scheduler (\"scheduler\": null)".into(),
+        });
+    }
+    let schedule = schedule::from_json(&scheduler, lr.or(case_lr).unwrap_or(0.1))?;
+    let name = schedule.name().to_string();
+    schedule::plot_schedule(&schedule, &name, steps.or(case_steps).unwrap_or(100), output)?;
+    Ok(name)
 }
 
 fn replay_cases(paths: &[PathBuf], cpu: bool, json: bool) -> ExitCode {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::cpu::CpuOptimizer;
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerConfig, ParamBinding};
+use crate::schedule::{self, LrScheduler};
 use crate::GpuContext;
 
 /// Relative tolerance on parameters, against each element's scale.
@@ -125,18 +126,35 @@ pub struct CaseReport {
     pub worst_lr: (f64, usize),
 }
 
-/// The learning rate (and momentum, if cycled) of each step, from the case's scheduler.
-fn schedule(case: &GoldenCase, config: &OptimizerConfig) -> Result<Vec<(f64, Option<f64>)>> {
-    match &case.scheduler {
-        serde_json::Value::Null => Ok(vec![(config.algorithm().lr(), None); case.steps]),
-        other => Err(Error::UnsupportedScheduler(
-            other
-                .get("name")
-                .and_then(|n| n.as_str())
-                .unwrap_or("(no name)")
-                .to_string(),
-        )),
+/// The case's scheduler, built on the optimizer's lr (`None` for `"scheduler": null`).
+fn scheduler(case: &GoldenCase, config: &OptimizerConfig) -> Result<Option<LrScheduler>> {
+    if case.scheduler.is_null() {
+        return Ok(None);
     }
+    let scheduler = schedule::from_json(&case.scheduler, config.algorithm().lr())?;
+    if scheduler.as_plateau().is_some() && case.losses.is_none() {
+        return Err(Error::Config {
+            what: "scheduler",
+            message: "ReduceLROnPlateau needs the case's \"losses\" (one metric per step)".into(),
+        });
+    }
+    Ok(Some(scheduler))
+}
+
+/// The learning rate (and momentum, if cycled) of each step, as PyTorch's loop sets them: read
+/// before step t, with the metric of step t reported after it.
+fn plan(case: &GoldenCase, config: &OptimizerConfig) -> Result<Vec<(f64, Option<f64>)>> {
+    let Some(mut scheduler) = scheduler(case, config)? else {
+        return Ok(vec![(config.algorithm().lr(), None); case.steps]);
+    };
+    let mut out = Vec::with_capacity(case.steps);
+    for t in 0..case.steps {
+        out.push((scheduler.lr(t as u64), scheduler.momentum(t as u64)));
+        if let Some(losses) = &case.losses {
+            scheduler.observe(losses[t]);
+        }
+    }
+    Ok(out)
 }
 
 /// Runs a case and judges it.
@@ -146,10 +164,12 @@ fn schedule(case: &GoldenCase, config: &OptimizerConfig) -> Result<Vec<(f64, Opt
 /// [`Error::UnsupportedScheduler`]; or a device failure on the GPU.
 pub fn run_case(case: &GoldenCase, target: Target<'_>) -> Result<CaseReport> {
     let config = OptimizerConfig::from_json(&case.optimizer)?;
-    let plan = schedule(case, &config)?;
-    let trajectory = match target {
-        Target::Cpu => run_cpu(case, &config, &plan)?,
-        Target::Gpu(ctx) => run_gpu(ctx, case, &config, &plan)?,
+    let (trajectory, plan) = match target {
+        Target::Cpu => {
+            let plan = plan(case, &config)?;
+            (run_cpu(case, &config, &plan)?, plan)
+        }
+        Target::Gpu(ctx) => run_gpu(ctx, case, &config)?,
     };
     Ok(judge(case, &plan, &trajectory, matches!(target, Target::Gpu(_))))
 }
@@ -166,12 +186,14 @@ fn run_cpu(case: &GoldenCase, config: &OptimizerConfig, plan: &[(f64, Option<f64
     Ok(out)
 }
 
+/// Runs the case through the optimizer's own schedule handling; returns the parameters and the
+/// (lr, momentum) the optimizer used at each step.
+#[allow(clippy::type_complexity)]
 fn run_gpu(
     ctx: &GpuContext,
     case: &GoldenCase,
     config: &OptimizerConfig,
-    plan: &[(f64, Option<f64>)],
-) -> Result<Vec<Vec<f64>>> {
+) -> Result<(Vec<Vec<f64>>, Vec<(f64, Option<f64>)>)> {
     use wgpu::util::DeviceExt;
     let n = case.init.len() as u64;
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
@@ -197,23 +219,29 @@ fn run_gpu(
     let mut opt = Optimizer::new(ctx, config.clone())?;
     let group = opt.default_group();
     opt.add_params(group, &[ParamBinding::whole(&param, &grad, n)])?;
-    for (t, (row, &(lr, momentum))) in case.grads.iter().zip(plan).enumerate() {
+    if let Some(scheduler) = scheduler(case, config)? {
+        opt.set_schedule(group, scheduler)?;
+    }
+    let mut used = Vec::with_capacity(case.steps);
+    for (t, row) in case.grads.iter().enumerate() {
         if n > 0 {
             ctx.queue.write_buffer(&grad, 0, bytemuck::cast_slice(row));
         }
-        opt.set_lr(group, lr)?;
-        opt.set_momentum(group, momentum)?;
+        used.push((opt.lr(group)?, opt.momentum(group)?));
         opt.step()?;
+        if let Some(losses) = &case.losses {
+            opt.observe(losses[t]);
+        }
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&param, 0, &history, t as u64 * n * 4, n * 4);
         ctx.queue.submit([encoder.finish()]);
     }
     let flat = crate::readback::read_f32(ctx, &history, 0, n * case.steps as u64)?;
-    Ok(flat
+    let rows = flat
         .chunks(n.max(1) as usize)
         .take(case.steps)
-        .map(|row| row.iter().map(|&x| x as f64).collect())
-        .collect())
+        .map(|row| row.iter().map(|&x| x as f64).collect());
+    Ok((rows.collect(), used))
 }
 
 fn judge(case: &GoldenCase, plan: &[(f64, Option<f64>)], ours: &[Vec<f64>], gpu: bool) -> CaseReport {

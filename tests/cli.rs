@@ -144,3 +144,113 @@ fn one_bad_case_among_good_ones_still_reports_every_case() {
     assert!(text.contains("PASS sgd"), "{text}");
     assert_eq!(text.lines().last(), Some("1 passed, 1 failed"), "{text}");
 }
+
+#[test]
+fn plot_schedule_writes_png_and_svg() {
+    let spec = data("sched_sequential_warmup_cosine.json").display().to_string();
+    let png = scratch().join("warmup_cosine.png");
+    let (code, text) = run(&["plot-schedule", &spec, "-o", &png.display().to_string()]);
+    assert_eq!(code, 0, "{text}");
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+        "not a PNG of a plot"
+    );
+
+    // A bare scheduler object, with the optimizer's lr given on the command line.
+    let bare = scratch().join("bare.json");
+    let case: Value =
+        serde_json::from_str(&std::fs::read_to_string(data("sched_sequential_warmup_cosine.json")).unwrap()).unwrap();
+    std::fs::write(&bare, case["scheduler"].to_string()).unwrap();
+    let svg = scratch().join("warmup_cosine.svg");
+    let (code, text) = run(&[
+        "plot-schedule",
+        &bare.display().to_string(),
+        "-o",
+        &svg.display().to_string(),
+        "--steps",
+        "60",
+        "--lr",
+        "0.1",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+        "not an SVG document"
+    );
+    assert!(
+        svg.contains("SequentialLR") && svg.contains("learning rate"),
+        "title and axis label"
+    );
+}
+
+#[test]
+fn plot_schedule_refuses_bad_specs() {
+    let dir = scratch();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let out = dir.join("never.png").display().to_string();
+    let cases = [
+        (
+            write("misspelt.json", r#"{"name": "StepLRR", "step_size": 3}"#),
+            "unsupported scheduler: StepLRR",
+        ),
+        (
+            write("zero.json", r#"{"name": "StepLR", "step_size": 0}"#),
+            "Invalid step_size value: 0",
+        ),
+        (
+            write("unknown_key.json", r#"{"name": "StepLR", "step_size": 2, "gama": 0.5}"#),
+            "gama",
+        ),
+        (write("broken.json", r#"{"name": "StepLR", "#), "EOF while parsing"),
+    ];
+    for (path, message) in &cases {
+        let (code, text) = run(&["plot-schedule", path, "-o", &out]);
+        assert_eq!(code, 2, "{path}: {text}");
+        assert!(text.contains(message), "{path}: expected \"{message}\" in:\n{text}");
+    }
+    let spec = data("sched_step.json").display().to_string();
+    let (code, text) = run(&[
+        "plot-schedule",
+        &spec,
+        "-o",
+        &dir.join("plot.jpg").display().to_string(),
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains(".png or .svg"), "{text}");
+}
+
+#[test]
+fn replay_runs_schedules_and_refuses_unknown_ones() {
+    let paths: Vec<String> = [
+        "sched_step.json",
+        "sched_plateau_min.json",
+        "adamw_onecycle_cycle_momentum.json",
+    ]
+    .iter()
+    .map(|n| data(n).display().to_string())
+    .collect();
+    let mut args = vec!["replay", "--cpu"];
+    args.extend(paths.iter().map(String::as_str));
+    let (code, text) = run(&args);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text.lines().last(), Some("3 passed, 0 failed"), "{text}");
+
+    let misspelt = variant("steplrr", |c| {
+        c["scheduler"] = serde_json::json!({"name": "StepLRR", "step_size": 7})
+    });
+    let (code, text) = run(&["replay", "--cpu", &misspelt]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("unsupported scheduler: StepLRR"), "{text}");
+    let zero = variant("step0", |c| {
+        c["scheduler"] = serde_json::json!({"name": "StepLR", "step_size": 0})
+    });
+    let (code, text) = run(&["replay", "--cpu", &zero]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("Invalid step_size value: 0"), "{text}");
+}

@@ -346,3 +346,43 @@ fn a_refused_step_leaves_parameters_and_state_as_they_were() {
     assert_eq!(opt.steps(), 1, "the refused step is not counted");
     assert_eq!(snapshot(&opt), before, "parameters and state are bit-identical");
 }
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn cycling_momentum_needs_an_algorithm_with_momentum() {
+    use wgpu_optim::schedule::{from_json, LrScheduler};
+    let ctx = gpu();
+    let one_cycle = || from_json(&json!({"name": "OneCycleLR", "max_lr": 0.1, "total_steps": 10}), 0.01).unwrap();
+    let mut adagrad = Optimizer::new(&ctx, AdaGradConfig::default()).unwrap();
+    let g = adagrad.default_group();
+    assert_eq!(
+        adagrad.set_schedule(g, one_cycle()).unwrap_err().to_string(),
+        "optimizer must support momentum or beta1 with `cycle_momentum` option enabled"
+    );
+    let mut sgd = Optimizer::new(&ctx, SgdConfig::default()).unwrap();
+    let message = sgd
+        .set_schedule(sgd.default_group(), one_cycle())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("SGD must be configured with momentum > 0"),
+        "{message}"
+    );
+    let mut adam = Optimizer::new(&ctx, AdamConfig::default()).unwrap();
+    let g = adam.default_group();
+    adam.set_schedule(g, one_cycle()).unwrap();
+    assert_eq!(
+        adam.momentum(g).unwrap(),
+        Some(0.95),
+        "OneCycleLR starts beta1 at max_momentum"
+    );
+    assert!(
+        (adam.lr(g).unwrap() - 0.1 / 25.0).abs() < 1e-15,
+        "OneCycleLR starts at max_lr / div_factor"
+    );
+    // set_lr replaces the schedule.
+    adam.set_lr(g, 0.5).unwrap();
+    assert!(adam.schedule(g).unwrap().is_none());
+    assert_eq!((adam.lr(g).unwrap(), adam.momentum(g).unwrap()), (0.5, None));
+    let _: Option<&LrScheduler> = adam.schedule(g).unwrap();
+}

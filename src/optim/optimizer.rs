@@ -7,6 +7,7 @@ use super::{check_non_negative, OptimizerConfig, StepInput};
 use crate::context::GpuContext;
 use crate::error::{Error, Result};
 use crate::kernel::{workgroups, Kernel, KernelPipeline, StepUniform, WORKGROUP_SIZE};
+use crate::schedule::LrScheduler;
 
 const F32: u64 = 4;
 
@@ -55,6 +56,27 @@ struct Group {
     config: OptimizerConfig,
     lr: f64,
     momentum: Option<f64>,
+    schedule: Option<LrScheduler>,
+}
+
+impl Group {
+    fn new(config: OptimizerConfig) -> Self {
+        Self {
+            lr: config.algorithm().lr(),
+            momentum: None,
+            schedule: None,
+            config,
+        }
+    }
+
+    /// The learning rate and momentum of the step after `steps` steps: the schedule's, or the
+    /// group's own.
+    fn hyper(&self, steps: u64) -> (f64, Option<f64>) {
+        match &self.schedule {
+            Some(s) => (s.lr(steps), s.momentum(steps).or(self.momentum)),
+            None => (self.lr, self.momentum),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -172,11 +194,7 @@ impl Optimizer {
             ctx: ctx.clone(),
             kernel,
             pipeline,
-            groups: vec![Group {
-                lr: algorithm.lr(),
-                momentum: None,
-                config,
-            }],
+            groups: vec![Group::new(config)],
             params: Vec::new(),
             chunks: Vec::new(),
             state: Vec::new(),
@@ -205,11 +223,7 @@ impl Optimizer {
             return Err(Error::GroupAlgorithm { expected, got });
         }
         config.algorithm().validate()?;
-        self.groups.push(Group {
-            lr: config.algorithm().lr(),
-            momentum: None,
-            config,
-        });
+        self.groups.push(Group::new(config));
         Ok(GroupId(self.groups.len() - 1))
     }
 
@@ -335,23 +349,112 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Sets a group's learning rate for the next steps (a schedule's value, say).
+    /// Sets a group's learning rate for the next steps, replacing its schedule if it had one.
     ///
     /// # Errors
     /// [`Error::UnknownGroup`], or [`Error::InvalidHyperparameter`] for a negative or non-finite
     /// rate.
     pub fn set_lr(&mut self, group: GroupId, lr: f64) -> Result<()> {
         check_non_negative("lr", "Invalid learning rate", lr)?;
-        self.group_mut(group)?.lr = lr;
+        let g = self.group_mut(group)?;
+        g.lr = lr;
+        g.schedule = None;
         Ok(())
     }
 
-    /// A group's current learning rate.
+    /// The learning rate the group's next step will use (its schedule's value, if it has one).
     ///
     /// # Errors
     /// [`Error::UnknownGroup`].
     pub fn lr(&self, group: GroupId) -> Result<f64> {
-        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.lr)
+        Ok(self
+            .groups
+            .get(group.0)
+            .ok_or(Error::UnknownGroup(group.0))?
+            .hyper(self.steps)
+            .0)
+    }
+
+    /// The momentum (or beta1) the group's next step will use, when a schedule or
+    /// [`Optimizer::set_momentum`] replaced the config's; `None` means the config's own.
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`].
+    pub fn momentum(&self, group: GroupId) -> Result<Option<f64>> {
+        Ok(self
+            .groups
+            .get(group.0)
+            .ok_or(Error::UnknownGroup(group.0))?
+            .hyper(self.steps)
+            .1)
+    }
+
+    /// Drives a group's learning rate (and momentum or beta1, for `cycle_momentum` schedules) by a
+    /// schedule, evaluated at the optimizer's step count before each step, so a schedule takes
+    /// the place of PyTorch's `scheduler.step()` after each `optimizer.step()`.
+    ///
+    /// ```no_run
+    /// use wgpu_optim::schedule::{CosineAnnealingLr, CosineAnnealingLrConfig, LrScheduler};
+    /// use wgpu_optim::{AdamConfig, GpuContext, Optimizer};
+    /// let ctx = GpuContext::new()?;
+    /// let mut opt = Optimizer::new(&ctx, AdamConfig { lr: 1e-3, ..Default::default() })?;
+    /// let cosine = CosineAnnealingLr::new(1e-3, CosineAnnealingLrConfig::new(1000))?;
+    /// opt.set_schedule(opt.default_group(), LrScheduler::new(cosine))?;
+    /// # Ok::<(), wgpu_optim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`]; [`Error::InvalidHyperparameter`] when a schedule cycles momentum on
+    /// an algorithm without one (PyTorch's message), or on SGD or RMSprop configured without
+    /// momentum (the momentum buffer exists only if the config asks for it).
+    pub fn set_schedule(&mut self, group: GroupId, schedule: LrScheduler) -> Result<()> {
+        let g = self.group_mut(group)?;
+        if schedule.momentum(0).is_some() {
+            match g.config.algorithm().momentum() {
+                None => {
+                    return Err(Error::invalid(
+                        "cycle_momentum",
+                        "optimizer must support momentum or beta1 with `cycle_momentum` option enabled".into(),
+                    ))
+                }
+                Some(0.0) => {
+                    return Err(Error::invalid(
+                        "cycle_momentum",
+                        format!(
+                            "{} must be configured with momentum > 0 for `cycle_momentum`: its momentum buffer \
+                             is allocated only then",
+                            g.config.name()
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        g.schedule = Some(schedule);
+        Ok(())
+    }
+
+    /// A group's schedule, if it has one.
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`].
+    pub fn schedule(&self, group: GroupId) -> Result<Option<&LrScheduler>> {
+        Ok(self
+            .groups
+            .get(group.0)
+            .ok_or(Error::UnknownGroup(group.0))?
+            .schedule
+            .as_ref())
+    }
+
+    /// Reports the metric after a step (the loss, say) to every group's schedule, as PyTorch's
+    /// `ReduceLROnPlateau.step(metric)`; pure schedules ignore it.
+    pub fn observe(&mut self, metric: f64) {
+        for g in &mut self.groups {
+            if let Some(s) = &mut g.schedule {
+                s.observe(metric);
+            }
+        }
     }
 
     /// Replaces a group's momentum (SGD and RMSprop `momentum`, Adam's `betas[0]`) for the next
@@ -412,23 +515,20 @@ impl Optimizer {
     /// submit by itself.
     ///
     /// # Errors
-    /// [`Error::NoParameters`] if no tensor is registered. Nothing is recorded then.
+    /// [`Error::NoParameters`] if no tensor is registered; [`Error::InvalidHyperparameter`] if a
+    /// schedule's closure gave a negative or non-finite rate. Nothing is recorded then.
     pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         if self.params.is_empty() {
             return Err(Error::NoParameters);
         }
         let step = self.steps + 1;
-        let scalars: Vec<_> = self
-            .groups
-            .iter()
-            .map(|g| {
-                g.config.algorithm().scalars(&StepInput {
-                    step,
-                    lr: g.lr,
-                    momentum: g.momentum,
-                })
-            })
-            .collect();
+        let mut scalars = Vec::with_capacity(self.groups.len());
+        for g in &self.groups {
+            let (lr, momentum) = g.hyper(self.steps);
+            // A schedule is checked at construction, but a closure (LambdaLR) can return anything.
+            check_non_negative("lr", "Invalid learning rate", lr)?;
+            scalars.push(g.config.algorithm().scalars(&StepInput { step, lr, momentum }));
+        }
         self.plan();
         let plan = self.plan.as_ref().expect("built above");
         if let Some(uniform) = &plan.uniform {
