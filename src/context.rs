@@ -1,5 +1,7 @@
 //! Where the GPU comes from: a headless device of our own, or the engine's.
 
+use std::sync::{Arc, Mutex};
+
 use crate::error::{Error, Result};
 
 /// How [`GpuContext::with_options`] picks and opens an adapter.
@@ -26,6 +28,14 @@ pub struct GpuContext {
     pub device: wgpu::Device,
     /// The queue steps are submitted to.
     pub queue: wgpu::Queue,
+    health: Arc<Health>,
+}
+
+/// What wgpu reported through its callbacks, on a device we opened ourselves.
+#[derive(Debug, Default)]
+struct Health {
+    lost: Mutex<Option<String>>,
+    uncaptured: Mutex<Vec<String>>,
 }
 
 impl GpuContext {
@@ -72,13 +82,56 @@ impl GpuContext {
                 adapter: info.name.clone(),
                 message: e.to_string(),
             })?;
-        Ok(Self { device, queue })
+        let health = Arc::new(Health::default());
+        // wgpu's default handlers panic; on our own device, faults become errors instead.
+        let lost = Arc::clone(&health);
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = lost.lost.lock() {
+                *slot = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let uncaptured = Arc::clone(&health);
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            if let Ok(mut errors) = uncaptured.uncaptured.lock() {
+                errors.push(error.to_string());
+            }
+        }));
+        Ok(Self { device, queue, health })
     }
 
     /// Wraps an engine's existing device and queue. Nothing is reconfigured: the optimizer works
-    /// within the limits the engine asked for.
+    /// within the limits the engine asked for, and the engine's own device-lost and error handlers
+    /// stay in place (so [`GpuContext::lost`] is `None` and wgpu errors outside the optimizer's calls
+    /// reach the engine's handler).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self { device, queue }
+        Self {
+            device,
+            queue,
+            health: Arc::default(),
+        }
+    }
+
+    /// Why the device was lost, if it was (on a device [`GpuContext::new`] opened).
+    pub fn lost(&self) -> Option<String> {
+        self.health.lost.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// wgpu errors raised outside any error scope since the last call (on a device
+    /// [`GpuContext::new`] opened; wgpu's default handler would have panicked on them).
+    pub fn take_uncaptured_errors(&self) -> Vec<String> {
+        self.health
+            .uncaptured
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+    }
+
+    /// [`Error::DeviceLost`] if the device is gone.
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        match self.lost() {
+            Some(reason) => Err(Error::DeviceLost(reason)),
+            None => Ok(()),
+        }
     }
 
     /// The adapter behind the device.

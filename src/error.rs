@@ -114,6 +114,27 @@ pub enum Error {
         index: usize,
     },
 
+    /// A buffer the optimizer's device cannot use: created on another device, or destroyed.
+    #[error(
+        "buffer \"{label}\" cannot be used on the optimizer's device (from another device, or destroyed): {message}"
+    )]
+    ForeignBuffer {
+        /// The buffer's role and index, e.g. `param 3`.
+        label: String,
+        /// wgpu's reason.
+        message: String,
+    },
+
+    /// A checkpoint that cannot be loaded into this optimizer: not a checkpoint, damaged, of
+    /// another algorithm, shapes or group layout, or of a newer format.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the mismatch.
+        message: String,
+    },
+
     /// A parameter group index that was never created.
     #[error("unknown parameter group {0}")]
     UnknownGroup(usize),

@@ -386,3 +386,94 @@ fn cycling_momentum_needs_an_algorithm_with_momentum() {
     assert_eq!((adam.lr(g).unwrap(), adam.momentum(g).unwrap()), (0.5, None));
     let _: Option<&LrScheduler> = adam.schedule(g).unwrap();
 }
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn every_public_input_is_checked() {
+    let ctx = gpu();
+    let zero = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 0,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let (p, g) = (storage(&ctx, 10), storage(&ctx, 10));
+    let arena = ParamArena::new(&ctx, &[3, 5]).unwrap();
+    let mut opt = Optimizer::new(&ctx, RmsPropConfig::default()).unwrap();
+    let group = opt.default_group();
+    let mut table: Vec<(&str, Result<()>, &str)> = vec![
+        (
+            "a zero-size buffer",
+            opt.add_params(group, &[ParamBinding::whole(&zero, &g, 1)]).map(drop),
+            "param 0: elements 0..1 do not fit in a buffer of 0 elements",
+        ),
+        (
+            "an offset past the end",
+            opt.add_params(
+                group,
+                &[ParamBinding {
+                    param_offset: 11,
+                    ..ParamBinding::whole(&p, &g, 0)
+                }],
+            )
+            .map(drop),
+            "param 0: elements 11..11 do not fit in a buffer of 10 elements",
+        ),
+        (
+            "a NaN learning rate",
+            opt.set_lr(group, f64::NAN),
+            "Invalid learning rate: nan",
+        ),
+        (
+            "an infinite learning rate",
+            opt.set_lr(group, f64::INFINITY),
+            "Invalid learning rate: inf",
+        ),
+        (
+            "a negative momentum",
+            opt.set_momentum(group, Some(-0.5)),
+            "Invalid momentum value: -0.5",
+        ),
+        (
+            "arena data of the wrong length",
+            arena.write_params(&ctx, 1, &[1.0; 4]),
+            "parameter 1: expected 5 elements, got 4",
+        ),
+        (
+            "an arena tensor that does not exist",
+            arena.write_grads(&ctx, 2, &[1.0]),
+            "arena tensor index: elements 2..3 do not fit in a buffer of 2 elements",
+        ),
+        (
+            "a readback past the end",
+            read_f32(&ctx, &p, 8, 3).map(drop),
+            "buffer of 40 bytes: elements 8..11 do not fit in a buffer of 10 elements",
+        ),
+        (
+            "a state read of a tensor never registered",
+            opt.read_state(0, "square_avg").map(drop),
+            "parameter index: elements 0..1 do not fit in a buffer of 0 elements",
+        ),
+        ("a step with no tensor", opt.step(), "the optimizer has no parameters"),
+    ];
+    let too_big = ParamArena::new(&ctx, &[ctx.limits().max_buffer_size / 4 + 1]).map(drop);
+    table.push((
+        "an arena past max_buffer_size",
+        too_big,
+        "parameter arena: elements 0..",
+    ));
+    for (what, result, message) in table {
+        let error = result.expect_err(what).to_string();
+        assert!(
+            error.starts_with(message),
+            "{what}: expected \"{message}\", got \"{error}\""
+        );
+    }
+    assert_eq!(
+        (opt.param_count(), opt.steps()),
+        (0, 0),
+        "nothing was registered or stepped"
+    );
+    // A zero-length tensor in a zero-size buffer is fine: there is nothing to update.
+    opt.add_params(group, &[ParamBinding::whole(&zero, &g, 0)]).unwrap();
+}

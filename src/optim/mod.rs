@@ -6,6 +6,8 @@
 mod adagrad;
 mod adam;
 mod adamw;
+mod checkpoint;
+mod nonfinite;
 mod optimizer;
 mod rmsprop;
 mod sgd;
@@ -13,6 +15,7 @@ mod sgd;
 pub use adagrad::{AdaGradConfig, AdaGradScalars};
 pub use adam::{AdamConfig, AdamScalars};
 pub use adamw::AdamWConfig;
+pub use checkpoint::{CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
 pub use optimizer::{GroupId, Optimizer, ParamBinding};
 pub use rmsprop::{RmsPropConfig, RmsPropScalars};
 pub use sgd::{SgdConfig, SgdScalars};

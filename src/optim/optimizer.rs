@@ -52,11 +52,11 @@ impl ParamBinding {
 }
 
 #[derive(Debug)]
-struct Group {
-    config: OptimizerConfig,
-    lr: f64,
-    momentum: Option<f64>,
-    schedule: Option<LrScheduler>,
+pub(super) struct Group {
+    pub(super) config: OptimizerConfig,
+    pub(super) lr: f64,
+    pub(super) momentum: Option<f64>,
+    pub(super) schedule: Option<LrScheduler>,
 }
 
 impl Group {
@@ -71,7 +71,7 @@ impl Group {
 
     /// The learning rate and momentum of the step after `steps` steps: the schedule's, or the
     /// group's own.
-    fn hyper(&self, steps: u64) -> (f64, Option<f64>) {
+    pub(super) fn hyper(&self, steps: u64) -> (f64, Option<f64>) {
         match &self.schedule {
             Some(s) => (s.lr(steps), s.momentum(steps).or(self.momentum)),
             None => (self.lr, self.momentum),
@@ -80,27 +80,27 @@ impl Group {
 }
 
 #[derive(Debug)]
-struct Param {
-    binding: ParamBinding,
-    group: usize,
-    chunks: Range<usize>,
+pub(super) struct Param {
+    pub(super) binding: ParamBinding,
+    pub(super) group: usize,
+    pub(super) chunks: Range<usize>,
 }
 
 /// A piece of a parameter small enough for one binding, and where its state lives.
 #[derive(Clone, Copy, Debug)]
-struct Chunk {
-    param: usize,
+pub(super) struct Chunk {
+    pub(super) param: usize,
     /// First element within the tensor.
-    start: u64,
-    len: u64,
+    pub(super) start: u64,
+    pub(super) len: u64,
     /// Index into `Optimizer::state`, and the first element there.
-    state: usize,
-    state_offset: u64,
+    pub(super) state: usize,
+    pub(super) state_offset: u64,
 }
 
 /// One buffer per kernel state array (`None` where the group does not use that array).
 #[derive(Debug)]
-struct StateBuffers(Vec<Option<wgpu::Buffer>>);
+pub(super) struct StateBuffers(pub(super) Vec<Option<wgpu::Buffer>>);
 
 #[derive(Debug)]
 struct Dispatch {
@@ -144,19 +144,21 @@ struct Plan {
 /// ```
 #[derive(Debug)]
 pub struct Optimizer {
-    ctx: GpuContext,
-    kernel: &'static Kernel,
+    pub(super) ctx: GpuContext,
+    pub(super) kernel: &'static Kernel,
     pipeline: KernelPipeline,
-    groups: Vec<Group>,
-    params: Vec<Param>,
-    chunks: Vec<Chunk>,
-    state: Vec<StateBuffers>,
+    pub(super) groups: Vec<Group>,
+    pub(super) params: Vec<Param>,
+    pub(super) chunks: Vec<Chunk>,
+    pub(super) state: Vec<StateBuffers>,
     /// Bound where a group leaves a state array unused.
     dummy: wgpu::Buffer,
     plan: Option<Plan>,
     belt: wgpu::util::StagingBelt,
-    steps: u64,
+    pub(super) steps: u64,
     max_chunk: u64,
+    /// The gradient scan of `found_nonfinite`, built on first use.
+    pub(super) nonfinite: std::sync::OnceLock<super::nonfinite::NonfinitePipeline>,
 }
 
 impl Optimizer {
@@ -203,6 +205,7 @@ impl Optimizer {
             belt: wgpu::util::StagingBelt::new(device.clone(), 4096),
             steps: 0,
             max_chunk,
+            nonfinite: std::sync::OnceLock::new(),
         })
     }
 
@@ -245,6 +248,11 @@ impl Optimizer {
         let first = self.params.len();
         for (i, b) in bindings.iter().enumerate() {
             check_binding(first + i, b)?;
+            // Buffer identity is only meaningful on one device, so that is checked first.
+            self.check_device(first + i, b)?;
+            if b.param == b.grad {
+                return Err(Error::ParamIsGrad { index: first + i });
+            }
         }
         self.check_overlaps(bindings)?;
 
@@ -323,6 +331,50 @@ impl Optimizer {
             buffer.unmap();
         }
         buffer
+    }
+
+    /// Binds the tensor's buffers once, inside an error scope: a buffer of another device (or one
+    /// already destroyed) is refused here, by name, rather than when a step first binds it.
+    fn check_device(&self, index: usize, b: &ParamBinding) -> Result<()> {
+        let device = &self.ctx.device;
+        for (role, buffer, read_only) in [("param", &b.param, false), ("grad", &b.grad, true)] {
+            if buffer.size() < F32 {
+                continue; // Never bound: only a zero-length tensor fits in it.
+            }
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: None,
+                entries: &[wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }],
+            });
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let _ = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &layout,
+                entries: &[wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: 0,
+                        size: NonZeroU64::new(F32),
+                    }),
+                }],
+            });
+            if let Some(error) = pollster::block_on(scope.pop()) {
+                return Err(Error::ForeignBuffer {
+                    label: format!("{role} {index}"),
+                    message: error.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn check_overlaps(&self, new: &[ParamBinding]) -> Result<()> {
@@ -518,6 +570,7 @@ impl Optimizer {
     /// [`Error::NoParameters`] if no tensor is registered; [`Error::InvalidHyperparameter`] if a
     /// schedule's closure gave a negative or non-finite rate. Nothing is recorded then.
     pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.ctx.check_alive()?;
         if self.params.is_empty() {
             return Err(Error::NoParameters);
         }
@@ -757,9 +810,6 @@ fn check_binding(index: usize, b: &ParamBinding) -> Result<()> {
                 missing: "STORAGE",
             });
         }
-    }
-    if b.param == b.grad {
-        return Err(Error::ParamIsGrad { index });
     }
     for (role, buffer, offset) in [("param", &b.param, b.param_offset), ("grad", &b.grad, b.grad_offset)] {
         let buffer_len = buffer.size() / F32;

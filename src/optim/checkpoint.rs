@@ -1,0 +1,311 @@
+//! Saving and loading an optimizer's state with safetensors, for bit-exact resume.
+//!
+//! A checkpoint holds every state array of every tensor (`param.{i}.{state}`, f32, shape
+//! `[len]`) and, as safetensors metadata, the format and its version, the algorithm, each group's
+//! full config, learning rate, momentum override and schedule state, the tensor layout (group and
+//! length of each), and the step count. The parameters themselves are the engine's and are not
+//! included, as in PyTorch's `optimizer.state_dict()`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::{Optimizer, OptimizerConfig};
+use crate::error::{Error, Result};
+use crate::schedule::SchedulerState;
+
+/// The `format` a checkpoint's metadata names.
+pub const CHECKPOINT_FORMAT: &str = "wgpu-optim";
+/// The newest checkpoint format this library reads and the one it writes.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct GroupMeta {
+    config: serde_json::Value,
+    lr: f64,
+    momentum: Option<f64>,
+    schedule: Option<ScheduleMeta>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ScheduleMeta {
+    name: String,
+    state: SchedulerState,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ParamMeta {
+    group: usize,
+    len: u64,
+}
+
+fn tensor_name(param: usize, state: &str) -> String {
+    format!("param.{param}.{state}")
+}
+
+impl Optimizer {
+    /// Writes the whole optimizer state to `path` (safetensors). The state is read back from the
+    /// GPU: the only readback the optimizer ever does. The file is written beside `path` and
+    /// renamed into place, so a crash never leaves a half-written checkpoint under that name.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be written, [`Error::DeviceLost`] or [`Error::Wgpu`] if the
+    /// state cannot be read back.
+    pub fn save_state(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut tensors: Vec<(String, Vec<u8>, usize)> = Vec::new();
+        for (i, p) in self.params.iter().enumerate() {
+            for name in self.kernel.states {
+                if let Some(values) = self.read_state(i, name)? {
+                    tensors.push((
+                        tensor_name(i, name),
+                        bytemuck::cast_slice(&values).to_vec(),
+                        p.binding.len as usize,
+                    ));
+                }
+            }
+        }
+        let groups: Vec<GroupMeta> = self
+            .groups
+            .iter()
+            .map(|g| GroupMeta {
+                config: g.config.to_json(),
+                lr: g.lr,
+                momentum: g.momentum,
+                schedule: g.schedule.as_ref().map(|s| ScheduleMeta {
+                    name: s.name().to_string(),
+                    state: s.state(),
+                }),
+            })
+            .collect();
+        let params: Vec<ParamMeta> = self
+            .params
+            .iter()
+            .map(|p| ParamMeta {
+                group: p.group,
+                len: p.binding.len,
+            })
+            .collect();
+        let metadata = HashMap::from([
+            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
+            ("format_version".to_string(), CHECKPOINT_VERSION.to_string()),
+            ("optimizer".to_string(), self.groups[0].config.name().to_string()),
+            ("steps".to_string(), self.steps.to_string()),
+            ("groups".to_string(), to_json(&groups)),
+            ("params".to_string(), to_json(&params)),
+        ]);
+        let views = tensors
+            .iter()
+            .map(|(name, bytes, len)| Ok((name.clone(), TensorView::new(Dtype::F32, vec![*len], bytes)?)))
+            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+            .and_then(|views| safetensors::serialize(views, Some(metadata)))
+            .map_err(|e| Error::Checkpoint {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        let partial = partial_path(path);
+        std::fs::write(&partial, views).map_err(|source| Error::Io {
+            path: partial.clone(),
+            source,
+        })?;
+        std::fs::rename(&partial, path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Restores a state written by [`Optimizer::save_state`] into this optimizer, which must have
+    /// the same algorithm, the same groups (with the same state arrays: `amsgrad`, `centered` and
+    /// `momentum` alike) and the same tensors in the same order; each group with a schedule needs
+    /// the same schedule set before loading. Like PyTorch's `load_state_dict`, the groups'
+    /// hyperparameters are taken from the checkpoint. Everything is checked before anything
+    /// changes: a refused checkpoint leaves the optimizer as it was.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read; [`Error::Checkpoint`] naming the problem for a
+    /// damaged file, another format or a newer version, another algorithm, group layout, shape or
+    /// schedule.
+    pub fn load_state(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        let fail = |message: String| Error::Checkpoint {
+            path: path.into(),
+            message,
+        };
+        let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a safetensors file ({e})")))?;
+        let (_, header) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("not a safetensors file ({e})")))?;
+        let metadata = header
+            .metadata()
+            .as_ref()
+            .ok_or_else(|| fail("no metadata: not a wgpu-optim checkpoint".into()))?;
+        let get = |key: &str| {
+            metadata
+                .get(key)
+                .ok_or_else(|| fail(format!("metadata lacks \"{key}\"")))
+        };
+
+        if get("format")? != CHECKPOINT_FORMAT {
+            return Err(fail(format!(
+                "format is \"{}\", not \"{CHECKPOINT_FORMAT}\"",
+                get("format")?
+            )));
+        }
+        let version: u32 = get("format_version")?
+            .parse()
+            .map_err(|_| fail("format_version is not a number".into()))?;
+        if version > CHECKPOINT_VERSION {
+            return Err(fail(format!(
+                "format version {version} is newer than this library's ({CHECKPOINT_VERSION}): update wgpu-optim"
+            )));
+        }
+        let algorithm = self.groups[0].config.name();
+        if get("optimizer")? != algorithm {
+            return Err(fail(format!(
+                "checkpoint is of {}, but the optimizer is {algorithm}",
+                get("optimizer")?
+            )));
+        }
+        let steps: u64 = get("steps")?
+            .parse()
+            .map_err(|_| fail("steps is not a number".into()))?;
+        let groups: Vec<GroupMeta> =
+            serde_json::from_str(get("groups")?).map_err(|e| fail(format!("groups metadata: {e}")))?;
+        let params: Vec<ParamMeta> =
+            serde_json::from_str(get("params")?).map_err(|e| fail(format!("params metadata: {e}")))?;
+
+        if groups.len() != self.groups.len() {
+            return Err(fail(format!(
+                "checkpoint has {} parameter groups, the optimizer {}",
+                groups.len(),
+                self.groups.len()
+            )));
+        }
+        let mut configs = Vec::with_capacity(groups.len());
+        for (g, (saved, ours)) in groups.iter().zip(&self.groups).enumerate() {
+            let config = OptimizerConfig::from_json(&saved.config).map_err(|e| fail(format!("group {g}: {e}")))?;
+            let (saved_states, our_states) = (config.algorithm().states_used(), ours.config.algorithm().states_used());
+            if saved_states != our_states {
+                return Err(fail(format!(
+                    "group {g}: checkpoint keeps state {:?}, the optimizer {:?} (amsgrad, centered or momentum differ)",
+                    used_names(self.kernel.states, &saved_states),
+                    used_names(self.kernel.states, &our_states)
+                )));
+            }
+            super::check_non_negative("lr", "Invalid learning rate", saved.lr)
+                .map_err(|e| fail(format!("group {g}: {e}")))?;
+            match (&saved.schedule, &ours.schedule) {
+                (Some(s), Some(o)) if s.name != o.name() => {
+                    return Err(fail(format!("group {g}: checkpoint schedule is {}, the optimizer's {}", s.name, o.name())))
+                }
+                (Some(s), None) => {
+                    return Err(fail(format!(
+                        "group {g}: checkpoint has a {} schedule and the optimizer none: set the same schedule before loading",
+                        s.name
+                    )))
+                }
+                (None, Some(o)) => {
+                    return Err(fail(format!("group {g}: the optimizer has a {} schedule and the checkpoint none", o.name())))
+                }
+                _ => {}
+            }
+            configs.push(config);
+        }
+        if params.len() != self.params.len() {
+            return Err(fail(format!(
+                "checkpoint has {} parameters, the optimizer {}",
+                params.len(),
+                self.params.len()
+            )));
+        }
+        for (i, (saved, ours)) in params.iter().zip(&self.params).enumerate() {
+            if saved.group != ours.group {
+                return Err(fail(format!(
+                    "parameter {i}: group {} in the checkpoint, {} here",
+                    saved.group, ours.group
+                )));
+            }
+            if saved.len != ours.binding.len {
+                return Err(fail(format!(
+                    "parameter {i}: {} elements in the checkpoint, {} here",
+                    saved.len, ours.binding.len
+                )));
+            }
+        }
+        // Every tensor present, of the right type and shape, before anything is written.
+        let mut uploads = Vec::new();
+        for (i, p) in self.params.iter().enumerate() {
+            let used = self.groups[p.group].config.algorithm().states_used();
+            for (k, name) in self.kernel.states.iter().enumerate().filter(|(k, _)| used[*k]) {
+                let tensor_name = tensor_name(i, name);
+                let view = file
+                    .tensor(&tensor_name)
+                    .map_err(|_| fail(format!("lacks tensor {tensor_name}")))?;
+                if view.dtype() != Dtype::F32 || view.shape() != [p.binding.len as usize] {
+                    return Err(fail(format!(
+                        "tensor {tensor_name} is {:?} {:?}, expected F32 [{}]",
+                        view.dtype(),
+                        view.shape(),
+                        p.binding.len
+                    )));
+                }
+                uploads.push((i, k, view.data()));
+            }
+        }
+        // A schedule state can still be refused (a plateau state with a bad lr, say): on refusal,
+        // put back the states already restored.
+        let mut previous: Vec<(usize, SchedulerState)> = Vec::with_capacity(groups.len());
+        for (g, saved) in groups.iter().enumerate() {
+            let (Some(meta), Some(schedule)) = (&saved.schedule, self.groups[g].schedule.as_mut()) else {
+                continue;
+            };
+            let before = schedule.state();
+            if let Err(e) = schedule.restore(&meta.state) {
+                for (g, before) in previous {
+                    if let Some(s) = self.groups[g].schedule.as_mut() {
+                        let _ = s.restore(&before);
+                    }
+                }
+                return Err(fail(format!("group {g}: {e}")));
+            }
+            previous.push((g, before));
+        }
+
+        // Nothing below can fail.
+        for (i, k, data) in uploads {
+            for c in &self.chunks[self.params[i].chunks.clone()] {
+                let buffer = self.state[c.state].0[k].as_ref().expect("used state is allocated");
+                let bytes = &data[(c.start * 4) as usize..((c.start + c.len) * 4) as usize];
+                self.ctx.queue.write_buffer(buffer, c.state_offset * 4, bytes);
+            }
+        }
+        for ((group, saved), config) in self.groups.iter_mut().zip(&groups).zip(configs) {
+            group.config = config;
+            group.lr = saved.lr;
+            group.momentum = saved.momentum;
+        }
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+fn used_names(states: &[&'static str], used: &[bool]) -> Vec<&'static str> {
+    states.iter().zip(used).filter(|(_, &u)| u).map(|(s, _)| *s).collect()
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// Metadata values are JSON. Every float in them is finite (checked on the way in), so
+/// serialization cannot fail.
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}

@@ -1,0 +1,155 @@
+//! `Optimizer::found_nonfinite`: whether the gradients hold a NaN or an infinity.
+
+use std::num::NonZeroU64;
+
+use wgpu::util::DeviceExt;
+
+use super::Optimizer;
+use crate::error::{Error, Result};
+use crate::kernel::workgroups;
+
+/// Keep in sync with `struct Range` in `shaders/nonfinite.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RangeUniform {
+    n: u32,
+    off: u32,
+    _pad: [u32; 2],
+}
+
+/// The scan's pipeline, built on first use.
+#[derive(Debug)]
+pub(super) struct NonfinitePipeline {
+    layout: wgpu::BindGroupLayout,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl NonfinitePipeline {
+    fn new(device: &wgpu::Device) -> Self {
+        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("nonfinite"),
+            entries: &[
+                entry(0, wgpu::BufferBindingType::Uniform),
+                entry(1, wgpu::BufferBindingType::Storage { read_only: true }),
+                entry(2, wgpu::BufferBindingType::Storage { read_only: false }),
+            ],
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("nonfinite"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/nonfinite.wgsl").into()),
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("nonfinite"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("nonfinite"),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Self { layout, pipeline }
+    }
+}
+
+impl Optimizer {
+    /// Whether any registered gradient holds a NaN or an infinity, now.
+    ///
+    /// A step behaves as PyTorch's does: non-finite gradients propagate into the parameters and
+    /// state. An engine that wants to skip such steps (as mixed-precision training does) asks
+    /// first: this scans every gradient on the GPU and reads back one word, so call it only when
+    /// the answer is needed; `step` itself never reads anything back.
+    ///
+    /// # Errors
+    /// [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
+    pub fn found_nonfinite(&self) -> Result<bool> {
+        self.ctx.check_alive()?;
+        let device = &self.ctx.device;
+        let scan = self.nonfinite.get_or_init(|| NonfinitePipeline::new(device));
+        let limits = device.limits();
+        let align = limits.min_storage_buffer_offset_alignment as u64;
+        let slot =
+            (size_of::<RangeUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
+        let chunks: Vec<_> = self.chunks.iter().map(|c| (&self.params[c.param].binding, c)).collect();
+        let mut uniforms = vec![0u8; (slot as usize) * chunks.len().max(1)];
+        let mut windows = Vec::with_capacity(chunks.len());
+        for (i, (binding, c)) in chunks.iter().enumerate() {
+            let bytes = (binding.grad_offset + c.start) * 4;
+            let offset = bytes / align * align;
+            let range = RangeUniform {
+                n: c.len as u32,
+                off: ((bytes - offset) / 4) as u32,
+                _pad: [0; 2],
+            };
+            uniforms[i * slot as usize..][..size_of::<RangeUniform>()].copy_from_slice(bytemuck::bytes_of(&range));
+            windows.push((offset, bytes - offset + c.len * 4));
+        }
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("nonfinite ranges"),
+            contents: &uniforms,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let found = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("nonfinite flag"),
+            contents: &[0; 4],
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        });
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("nonfinite"),
+        });
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&scan.pipeline);
+            for (i, ((binding, c), (offset, size))) in chunks.iter().zip(&windows).enumerate() {
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("nonfinite"),
+                    layout: &scan.layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &uniform,
+                                offset: i as u64 * slot,
+                                size: NonZeroU64::new(size_of::<RangeUniform>() as u64),
+                            }),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &binding.grad,
+                                offset: *offset,
+                                size: NonZeroU64::new(*size),
+                            }),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: found.as_entire_binding(),
+                        },
+                    ],
+                });
+                let (x, y) = workgroups(c.len, limits.max_compute_workgroups_per_dimension);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::Wgpu(error.to_string()));
+        }
+        Ok(crate::readback::read_f32(&self.ctx, &found, 0, 1)?[0].to_bits() != 0)
+    }
+}
