@@ -92,6 +92,8 @@ impl GpuContext {
         });
         let uncaptured = Arc::clone(&health);
         device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            // Said at once, so that nothing fails silently, and kept for take_uncaptured_errors.
+            eprintln!("wgpu-optim: uncaptured wgpu error: {error}");
             if let Ok(mut errors) = uncaptured.uncaptured.lock() {
                 errors.push(error.to_string());
             }
@@ -117,7 +119,8 @@ impl GpuContext {
     }
 
     /// wgpu errors raised outside any error scope since the last call (on a device
-    /// [`GpuContext::new`] opened; wgpu's default handler would have panicked on them).
+    /// [`GpuContext::new`] opened, each is also printed to stderr when it happens; wgpu's default
+    /// handler would have panicked instead).
     pub fn take_uncaptured_errors(&self) -> Vec<String> {
         self.health
             .uncaptured

@@ -6,7 +6,7 @@ use wgpu::util::DeviceExt;
 
 use super::Optimizer;
 use crate::error::{Error, Result};
-use crate::kernel::workgroups;
+use crate::kernel::{compute_pipeline, workgroups};
 
 /// Keep in sync with `struct Range` in `shaders/nonfinite.wgsl`.
 #[repr(C)]
@@ -44,23 +44,8 @@ impl NonfinitePipeline {
                 entry(2, wgpu::BufferBindingType::Storage { read_only: false }),
             ],
         });
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("nonfinite"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/nonfinite.wgsl").into()),
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("nonfinite"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("nonfinite"),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let source = include_str!("../../shaders/nonfinite.wgsl");
+        let pipeline = compute_pipeline(device, "nonfinite", source, &layout);
         Self { layout, pipeline }
     }
 }
