@@ -40,5 +40,6 @@ pub use arena::ParamArena;
 pub use context::{enumerate_adapters, ContextOptions, GpuContext};
 pub use error::{py_float, Error, Result};
 pub use optim::{
-    AdaGradConfig, AdamConfig, AdamWConfig, GroupId, Optimizer, OptimizerConfig, ParamBinding, RmsPropConfig, SgdConfig,
+    AdaGradConfig, AdadeltaConfig, AdamConfig, AdamWConfig, AdamaxConfig, AsgdConfig, GroupId, NAdamConfig, Optimizer,
+    OptimizerConfig, ParamBinding, RAdamConfig, RmsPropConfig, RpropConfig, SgdConfig,
 };

@@ -64,6 +64,27 @@ fn configs() -> Vec<(&'static str, OptimizerConfig)> {
             .into(),
         ),
         ("adamw", AdamWConfig::default().into()),
+        ("adamax", AdamaxConfig::default().into()),
+        (
+            "nadam",
+            NAdamConfig {
+                weight_decay: 0.01,
+                decoupled_weight_decay: true,
+                ..Default::default()
+            }
+            .into(),
+        ),
+        ("radam", RAdamConfig::default().into()),
+        ("adadelta", AdadeltaConfig::default().into()),
+        (
+            "asgd",
+            AsgdConfig {
+                t0: 3.0,
+                ..Default::default()
+            }
+            .into(),
+        ),
+        ("rprop", RpropConfig::default().into()),
     ]
 }
 

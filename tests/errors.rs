@@ -75,6 +75,46 @@ fn invalid_hyperparameters_give_pytorchs_messages() {
             "Invalid weight_decay value: -0.1",
         ),
         (json!({"name": "RMSprop", "alpha": -0.99}), "Invalid alpha value: -0.99"),
+        (
+            json!({"name": "Adamax", "betas": [0.9, 2]}),
+            "Invalid beta parameter at index 1: 2",
+        ),
+        (json!({"name": "Adamax", "eps": -1}), "Invalid epsilon value: -1"),
+        (
+            json!({"name": "NAdam", "momentum_decay": -0.004}),
+            "Invalid momentum_decay value: -0.004",
+        ),
+        (json!({"name": "NAdam", "lr": -1}), "Invalid learning rate: -1"),
+        (
+            json!({"name": "RAdam", "betas": [-0.1, 0.999]}),
+            "Invalid beta parameter at index 0: -0.1",
+        ),
+        (
+            json!({"name": "RAdam", "weight_decay": -1}),
+            "Invalid weight_decay value: -1",
+        ),
+        (json!({"name": "Adadelta", "rho": 1.5}), "Invalid rho value: 1.5"),
+        (
+            json!({"name": "Adadelta", "eps": -1e-6}),
+            "Invalid epsilon value: -1e-06",
+        ),
+        (json!({"name": "ASGD", "lr": -0.01}), "Invalid learning rate: -0.01"),
+        (
+            json!({"name": "ASGD", "weight_decay": -1}),
+            "Invalid weight_decay value: -1",
+        ),
+        (
+            json!({"name": "Rprop", "etas": [1.5, 1.2]}),
+            "Invalid eta values: 1.5, 1.2",
+        ),
+        (
+            json!({"name": "Rprop", "etas": [0.5, 0.9]}),
+            "Invalid eta values: 0.5, 0.9",
+        ),
+        (
+            json!({"name": "Rprop", "step_sizes": [1, 0.5]}),
+            "Invalid step_sizes values: 1, 0.5",
+        ),
     ];
     for (value, message) in table {
         assert_eq!(config_error(value.clone()), message, "for {value}");
@@ -121,7 +161,8 @@ fn non_finite_hyperparameters_are_refused() {
 fn malformed_configs_name_the_problem() {
     assert_eq!(
         config_error(json!({"name": "Adamm"})),
-        "unknown optimizer \"Adamm\" (known: SGD, Adagrad, RMSprop, Adam, AdamW)"
+        "unknown optimizer \"Adamm\" (known: SGD, Adagrad, RMSprop, Adam, AdamW, Adamax, NAdam, RAdam, Adadelta, ASGD, \
+         Rprop)"
     );
     let unknown = config_error(json!({"name": "Adam", "lrr": 0.1}));
     assert!(

@@ -202,6 +202,85 @@ fn table() -> Vec<(&'static str, OptimizerConfig)> {
             }
             .into(),
         ),
+        ("adamax", AdamaxConfig::default().into()),
+        (
+            "adamax weight_decay maximize",
+            AdamaxConfig {
+                weight_decay: 0.05,
+                maximize: true,
+                ..Default::default()
+            }
+            .into(),
+        ),
+        ("nadam", NAdamConfig::default().into()),
+        (
+            "nadam decoupled",
+            NAdamConfig {
+                weight_decay: 0.1,
+                decoupled_weight_decay: true,
+                ..Default::default()
+            }
+            .into(),
+        ),
+        (
+            "nadam weight_decay maximize",
+            NAdamConfig {
+                weight_decay: 0.05,
+                maximize: true,
+                ..Default::default()
+            }
+            .into(),
+        ),
+        ("radam", RAdamConfig::default().into()),
+        (
+            "radam decoupled maximize",
+            RAdamConfig {
+                weight_decay: 0.1,
+                decoupled_weight_decay: true,
+                maximize: true,
+                ..Default::default()
+            }
+            .into(),
+        ),
+        ("adadelta", AdadeltaConfig::default().into()),
+        (
+            "adadelta weight_decay maximize",
+            AdadeltaConfig {
+                weight_decay: 0.05,
+                maximize: true,
+                ..Default::default()
+            }
+            .into(),
+        ),
+        // t0 small, so that averaging starts within the run.
+        (
+            "asgd averaging",
+            AsgdConfig {
+                t0: 5.0,
+                lambd: 1e-2,
+                ..Default::default()
+            }
+            .into(),
+        ),
+        (
+            "asgd weight_decay maximize",
+            AsgdConfig {
+                weight_decay: 0.05,
+                maximize: true,
+                ..Default::default()
+            }
+            .into(),
+        ),
+        ("rprop", RpropConfig::default().into()),
+        (
+            "rprop maximize",
+            RpropConfig {
+                maximize: true,
+                etas: (0.3, 1.5),
+                ..Default::default()
+            }
+            .into(),
+        ),
     ]
 }
 

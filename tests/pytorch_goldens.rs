@@ -6,7 +6,7 @@ mod common;
 
 use wgpu_optim::replay::{bundled_cases, replay_file, Target};
 
-/// The optimizer cases the core covers; each must be bundled.
+/// The optimizer cases; each must be bundled (the scheduler cases are replayed here too).
 const CORE: &[&str] = &[
     "sgd",
     "sgd_momentum",
@@ -24,6 +24,12 @@ const CORE: &[&str] = &[
     "adam_weight_decay",
     "adam_maximize",
     "adamw",
+    "adamax",
+    "nadam",
+    "radam_decoupled_wd",
+    "adadelta",
+    "asgd",
+    "rprop",
 ];
 
 fn replay_all(target: Target<'_>) {

@@ -1,9 +1,15 @@
 //! The CPU reference: each file mirrors `shaders/<name>.wgsl` line by line, in f64, with the same
 //! per-step scalars. It is the oracle for tests, `replay --cpu` and `validate`, not a fallback.
 
+pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
+pub mod adamax;
+pub mod asgd;
+pub mod nadam;
+pub mod radam;
 pub mod rmsprop;
+pub mod rprop;
 pub mod sgd;
 
 use crate::error::{Error, Result};

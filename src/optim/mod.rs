@@ -1,23 +1,35 @@
 //! Optimizer configs with PyTorch's names, defaults and argument checks, and the GPU optimizer.
 //!
-//! [`OptimizerConfig`] is the crate's one registry of algorithms: adding one is a variant here, a
-//! file beside this one, a shader and a CPU mirror.
+//! [`OptimizerConfig`] is the crate's one registry of algorithms: adding one is a line in
+//! `registry!` below, a file beside this one, a shader and a CPU mirror.
 
+mod adadelta;
 mod adagrad;
 mod adam;
+mod adamax;
 mod adamw;
+mod asgd;
 mod checkpoint;
+mod nadam;
 mod nonfinite;
 mod optimizer;
+mod radam;
 mod rmsprop;
+mod rprop;
 mod sgd;
 
+pub use adadelta::{AdadeltaConfig, AdadeltaScalars};
 pub use adagrad::{AdaGradConfig, AdaGradScalars};
 pub use adam::{AdamConfig, AdamScalars};
+pub use adamax::{AdamaxConfig, AdamaxScalars};
 pub use adamw::AdamWConfig;
+pub use asgd::{AsgdConfig, AsgdScalars};
 pub use checkpoint::{CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
+pub use nadam::{NAdamConfig, NAdamScalars};
 pub use optimizer::{GroupId, Optimizer, ParamBinding};
+pub use radam::{RAdamConfig, RAdamScalars};
 pub use rmsprop::{RmsPropConfig, RmsPropScalars};
+pub use rprop::{RpropConfig, RpropScalars};
 pub use sgd::{SgdConfig, SgdScalars};
 
 use crate::error::{py_float, Error, Result};
@@ -66,37 +78,84 @@ pub trait Algorithm: std::fmt::Debug {
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]);
 }
 
-/// Any optimizer of the crate, as a config. Deserializes from PyTorch-style JSON (see
-/// [`OptimizerConfig::from_json`]).
-#[derive(Clone, Debug, PartialEq)]
-pub enum OptimizerConfig {
-    /// `torch.optim.SGD`.
-    Sgd(SgdConfig),
-    /// `torch.optim.Adagrad`.
-    AdaGrad(AdaGradConfig),
-    /// `torch.optim.RMSprop`.
-    RmsProp(RmsPropConfig),
-    /// `torch.optim.Adam`.
-    Adam(AdamConfig),
-    /// `torch.optim.AdamW`.
-    AdamW(AdamWConfig),
+/// Declares the registry: the [`OptimizerConfig`] enum, [`OPTIMIZER_NAMES`], and the dispatch
+/// from a variant to its algorithm, from PyTorch's class name to a config, and back.
+macro_rules! registry {
+    ($($(#[$doc:meta])* $variant:ident($config:ty) = $name:literal,)*) => {
+        /// Any optimizer of the crate, as a config. Deserializes from PyTorch-style JSON (see
+        /// [`OptimizerConfig::from_json`]).
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum OptimizerConfig {
+            $($(#[$doc])* $variant($config),)*
+        }
+
+        /// PyTorch's class names, in the order of [`OptimizerConfig`]'s variants.
+        pub const OPTIMIZER_NAMES: &[&str] = &[$($name),*];
+
+        impl OptimizerConfig {
+            /// The algorithm behind the config.
+            pub fn algorithm(&self) -> &dyn Algorithm {
+                match self {
+                    $(Self::$variant(c) => c,)*
+                }
+            }
+
+            fn parse(name: &str, fields: serde_json::Value) -> Result<Self> {
+                match name {
+                    $($name => Ok(Self::$variant(parse_fields(fields)?)),)*
+                    other => Err(Error::UnknownOptimizer { name: other.to_string(), known: OPTIMIZER_NAMES.join(", ") }),
+                }
+            }
+
+            fn fields(&self) -> serde_json::Result<serde_json::Value> {
+                match self {
+                    $(Self::$variant(c) => serde_json::to_value(c),)*
+                }
+            }
+        }
+
+        $(impl From<$config> for OptimizerConfig {
+            fn from(config: $config) -> Self {
+                Self::$variant(config)
+            }
+        })*
+    };
 }
 
-/// PyTorch's class names, in the order of [`OptimizerConfig`]'s variants.
-pub const OPTIMIZER_NAMES: &[&str] = &["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"];
+// The registry: one line per algorithm.
+registry! {
+    /// `torch.optim.SGD`.
+    Sgd(SgdConfig) = "SGD",
+    /// `torch.optim.Adagrad`.
+    AdaGrad(AdaGradConfig) = "Adagrad",
+    /// `torch.optim.RMSprop`.
+    RmsProp(RmsPropConfig) = "RMSprop",
+    /// `torch.optim.Adam`.
+    Adam(AdamConfig) = "Adam",
+    /// `torch.optim.AdamW`.
+    AdamW(AdamWConfig) = "AdamW",
+    /// `torch.optim.Adamax`.
+    Adamax(AdamaxConfig) = "Adamax",
+    /// `torch.optim.NAdam`.
+    NAdam(NAdamConfig) = "NAdam",
+    /// `torch.optim.RAdam`.
+    RAdam(RAdamConfig) = "RAdam",
+    /// `torch.optim.Adadelta`.
+    Adadelta(AdadeltaConfig) = "Adadelta",
+    /// `torch.optim.ASGD`.
+    Asgd(AsgdConfig) = "ASGD",
+    /// `torch.optim.Rprop`.
+    Rprop(RpropConfig) = "Rprop",
+}
+
+fn parse_fields<T: serde::de::DeserializeOwned>(fields: serde_json::Value) -> Result<T> {
+    serde_json::from_value(fields).map_err(|e| Error::Config {
+        what: "optimizer",
+        message: e.to_string(),
+    })
+}
 
 impl OptimizerConfig {
-    /// The algorithm behind the config.
-    pub fn algorithm(&self) -> &dyn Algorithm {
-        match self {
-            Self::Sgd(c) => c,
-            Self::AdaGrad(c) => c,
-            Self::RmsProp(c) => c,
-            Self::Adam(c) => c,
-            Self::AdamW(c) => c,
-        }
-    }
-
     /// PyTorch's class name.
     pub fn name(&self) -> &'static str {
         self.algorithm().name()
@@ -123,64 +182,21 @@ impl OptimizerConfig {
         };
         let mut fields = object.clone();
         fields.remove("name");
-        let fields = serde_json::Value::Object(fields);
-        fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
-            serde_json::from_value(v).map_err(|e| Error::Config {
-                what: "optimizer",
-                message: e.to_string(),
-            })
-        }
-        let config = match name {
-            "SGD" => Self::Sgd(parse(fields)?),
-            "Adagrad" => Self::AdaGrad(parse(fields)?),
-            "RMSprop" => Self::RmsProp(parse(fields)?),
-            "Adam" => Self::Adam(parse(fields)?),
-            "AdamW" => Self::AdamW(parse(fields)?),
-            other => {
-                return Err(Error::UnknownOptimizer {
-                    name: other.to_string(),
-                    known: OPTIMIZER_NAMES.join(", "),
-                })
-            }
-        };
+        let config = Self::parse(name, serde_json::Value::Object(fields))?;
         config.algorithm().validate()?;
         Ok(config)
     }
 
     /// The config as JSON, in the form [`OptimizerConfig::from_json`] reads, every key present.
     pub fn to_json(&self) -> serde_json::Value {
-        let fields = match self {
-            Self::Sgd(c) => serde_json::to_value(c),
-            Self::AdaGrad(c) => serde_json::to_value(c),
-            Self::RmsProp(c) => serde_json::to_value(c),
-            Self::Adam(c) => serde_json::to_value(c),
-            Self::AdamW(c) => serde_json::to_value(c),
-        };
         let mut object = serde_json::Map::new();
         object.insert("name".into(), self.name().into());
-        if let Ok(serde_json::Value::Object(fields)) = fields {
+        if let Ok(serde_json::Value::Object(fields)) = self.fields() {
             object.extend(fields);
         }
         serde_json::Value::Object(object)
     }
 }
-
-macro_rules! config_from {
-    ($($variant:ident($ty:ty)),*) => {$(
-        impl From<$ty> for OptimizerConfig {
-            fn from(config: $ty) -> Self {
-                Self::$variant(config)
-            }
-        }
-    )*};
-}
-config_from!(
-    Sgd(SgdConfig),
-    AdaGrad(AdaGradConfig),
-    RmsProp(RmsPropConfig),
-    Adam(AdamConfig),
-    AdamW(AdamWConfig)
-);
 
 /// `value` must be finite and `>= 0`, else PyTorch's `"{what}: {value}"`. (PyTorch accepts an
 /// infinite value; a step with it only writes NaN, so we refuse it here.)

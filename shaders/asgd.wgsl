@@ -1,0 +1,57 @@
+// ASGD (averaged SGD, Polyak and Juditsky 1992): torch.optim.ASGD, single-tensor path.
+// Mirrored line by line by src/cpu/asgd.rs. The per-step scalars come from `AsgdScalars` in
+// src/optim/asgd.rs; the layout is `StepUniform` in src/kernel.rs: keep the three in sync.
+
+const WG: u32 = 256u;
+const MAXIMIZE: u32 = 1u;
+
+struct Step {
+    n: u32,
+    param_off: u32,
+    grad_off: u32,
+    state_off: u32,
+    flags: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    eta: f32, // the step size of step t
+    decay: f32, // 1 - lambd * eta
+    mu: f32, // averaging weight of step t
+    weight_decay: f32,
+    _pad3: f32,
+    _pad4: f32,
+    _pad5: f32,
+    _pad6: f32,
+}
+
+@group(0) @binding(0) var<uniform> u: Step;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ax: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= u.n) {
+        return;
+    }
+    let ip = u.param_off + i;
+    let is = u.state_off + i;
+
+    var g = grad[u.grad_off + i];
+    if ((u.flags & MAXIMIZE) != 0u) {
+        g = -g;
+    }
+    var p = param[ip];
+    if (u.weight_decay != 0.0) {
+        g = g + u.weight_decay * p;
+    }
+    p = p * u.decay;
+    p = p - u.eta * g;
+    param[ip] = p;
+    if (u.mu != 1.0) {
+        ax[is] = ax[is] + (p - ax[is]) * u.mu;
+    } else {
+        ax[is] = p;
+    }
+}

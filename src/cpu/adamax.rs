@@ -1,0 +1,22 @@
+//! f64 mirror of `shaders/adamax.wgsl`, line by line.
+
+use crate::optim::AdamaxScalars;
+
+/// One Adamax step over every element.
+pub fn step(u: &AdamaxScalars, param: &mut [f64], grad: &[f64], exp_avg: &mut [f64], exp_inf: &mut [f64]) {
+    for i in 0..param.len() {
+        let mut g = grad[i];
+        if u.maximize {
+            g = -g;
+        }
+        let p = param[i];
+        if u.weight_decay != 0.0 {
+            g += u.weight_decay * p;
+        }
+        let m = exp_avg[i] + u.one_minus_beta1 * (g - exp_avg[i]);
+        exp_avg[i] = m;
+        let norm = (u.beta2 * exp_inf[i]).max(g.abs() + u.eps);
+        exp_inf[i] = norm;
+        param[i] = p - u.clr * (m / norm);
+    }
+}

@@ -1,0 +1,25 @@
+//! f64 mirror of `shaders/nadam.wgsl`, line by line.
+
+use crate::optim::NAdamScalars;
+
+/// One NAdam step over every element.
+pub fn step(u: &NAdamScalars, param: &mut [f64], grad: &[f64], exp_avg: &mut [f64], exp_avg_sq: &mut [f64]) {
+    for i in 0..param.len() {
+        let mut g = grad[i];
+        if u.maximize {
+            g = -g;
+        }
+        let mut p = param[i];
+        if u.decoupled {
+            p *= u.weight_decay;
+        } else if u.weight_decay != 0.0 {
+            g += u.weight_decay * p;
+        }
+        let m = exp_avg[i] + u.one_minus_beta1 * (g - exp_avg[i]);
+        let v = u.beta2 * exp_avg_sq[i] + u.one_minus_beta2 * g * g;
+        exp_avg[i] = m;
+        exp_avg_sq[i] = v;
+        let denom = (v / u.bias_correction2).sqrt() + u.eps;
+        param[i] = p - u.grad_coef * (g / denom) - u.avg_coef * (m / denom);
+    }
+}

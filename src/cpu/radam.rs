@@ -1,0 +1,27 @@
+//! f64 mirror of `shaders/radam.wgsl`, line by line.
+
+use crate::optim::RAdamScalars;
+
+/// One RAdam step over every element.
+pub fn step(u: &RAdamScalars, param: &mut [f64], grad: &[f64], exp_avg: &mut [f64], exp_avg_sq: &mut [f64]) {
+    for i in 0..param.len() {
+        let mut g = grad[i];
+        if u.maximize {
+            g = -g;
+        }
+        let p = param[i] * u.decay;
+        if u.weight_decay != 0.0 {
+            g += u.weight_decay * p;
+        }
+        let m = exp_avg[i] + u.one_minus_beta1 * (g - exp_avg[i]);
+        let v = u.beta2 * exp_avg_sq[i] + u.one_minus_beta2 * g * g;
+        exp_avg[i] = m;
+        exp_avg_sq[i] = v;
+        if u.rectified {
+            let adaptive = u.bias_correction2_sqrt / (v.sqrt() + u.eps);
+            param[i] = p - u.step_size * m * adaptive;
+        } else {
+            param[i] = p - u.step_size * m;
+        }
+    }
+}

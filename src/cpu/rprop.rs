@@ -1,0 +1,38 @@
+//! f64 mirror of `shaders/rprop.wgsl`, line by line.
+
+use crate::optim::RpropScalars;
+
+/// One Rprop step over every element.
+pub fn step(u: &RpropScalars, param: &mut [f64], grad: &[f64], prev: &mut [f64], step_size: &mut [f64]) {
+    for i in 0..param.len() {
+        let mut g = grad[i];
+        if u.maximize {
+            g = -g;
+        }
+        let product = g * prev[i];
+        let mut factor = 1.0;
+        if product > 0.0 {
+            factor = u.etaplus;
+        } else if product < 0.0 {
+            factor = u.etaminus;
+        }
+        let size = (step_size[i] * factor).clamp(u.step_size_min, u.step_size_max);
+        step_size[i] = size;
+        if factor == u.etaminus {
+            g = 0.0;
+        }
+        param[i] -= sign(g) * size;
+        prev[i] = g;
+    }
+}
+
+/// WGSL's `sign`: 0 at 0 (Rust's `signum` gives 1 there).
+fn sign(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}

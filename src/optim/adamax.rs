@@ -1,0 +1,135 @@
+//! Adamax (Kingma & Ba, 2014): Adam with the infinity norm.
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
+use crate::error::Result;
+use crate::kernel::{Kernel, Scalars};
+
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "adamax",
+    source: include_str!("../../shaders/adamax.wgsl"),
+    states: &["exp_avg", "exp_inf"],
+};
+
+/// `torch.optim.Adamax`: its arguments, names and defaults.
+///
+/// The update at step `t` (from 1), as PyTorch computes it:
+/// ```text
+/// g   = -grad if maximize else grad
+/// g   = g + weight_decay * p
+/// m   = m + (1 - beta1) * (g - m)
+/// u   = max(beta2 * u, |g| + eps)
+/// p   = p - lr / (1 - beta1^t) * m / u
+/// ```
+/// Defaults: `lr` 2e-3, `betas` (0.9, 0.999), `eps` 1e-8, `weight_decay` 0, `maximize` false.
+///
+/// # Errors
+/// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
+/// `Invalid epsilon value: {eps}`, `Invalid beta parameter at index {i}: {beta}`,
+/// `Invalid weight_decay value: {weight_decay}`.
+///
+/// # Example
+/// ```
+/// use wgpu_optim::AdamaxConfig;
+/// assert_eq!(AdamaxConfig::default().lr, 2e-3);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdamaxConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay rates of the first moment and of the infinity norm.
+    pub betas: (f64, f64),
+    /// Added to `|g|` inside the max.
+    pub eps: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+}
+
+impl Default for AdamaxConfig {
+    fn default() -> Self {
+        Self {
+            lr: 2e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            maximize: false,
+        }
+    }
+}
+
+/// Adamax's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamaxScalars {
+    /// L2 coefficient.
+    pub weight_decay: f64,
+    /// `1 - beta1`.
+    pub one_minus_beta1: f64,
+    /// `beta2`.
+    pub beta2: f64,
+    /// `eps`.
+    pub eps: f64,
+    /// `lr / (1 - beta1^t)`.
+    pub clr: f64,
+    /// Negate the gradient.
+    pub maximize: bool,
+}
+
+impl AdamaxScalars {
+    /// The scalars of step `input.step` for `config`; a cycled momentum replaces `betas[0]`.
+    pub fn new(config: &AdamaxConfig, input: &StepInput) -> Self {
+        let beta1 = input.momentum.unwrap_or(config.betas.0);
+        Self {
+            weight_decay: config.weight_decay,
+            one_minus_beta1: 1.0 - beta1,
+            beta2: config.betas.1,
+            eps: config.eps,
+            clr: input.lr / (1.0 - beta1.powf(input.step as f64)),
+            maximize: config.maximize,
+        }
+    }
+
+    fn pack(&self) -> Scalars {
+        pack(
+            [self.weight_decay, self.one_minus_beta1, self.beta2, self.eps, self.clr],
+            u32::from(self.maximize),
+        )
+    }
+}
+
+impl Algorithm for AdamaxConfig {
+    fn name(&self) -> &'static str {
+        "Adamax"
+    }
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+    fn validate(&self) -> Result<()> {
+        check_non_negative("lr", "Invalid learning rate", self.lr)?;
+        check_non_negative("eps", "Invalid epsilon value", self.eps)?;
+        check_beta(0, self.betas.0)?;
+        check_beta(1, self.betas.1)?;
+        check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)
+    }
+    fn states_used(&self) -> Vec<bool> {
+        vec![true, true]
+    }
+    fn scalars(&self, input: &StepInput) -> Scalars {
+        AdamaxScalars::new(self, input).pack()
+    }
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [exp_avg, exp_inf] = state else {
+            unreachable!("adamax has two state arrays")
+        };
+        crate::cpu::adamax::step(&AdamaxScalars::new(self, input), param, grad, exp_avg, exp_inf);
+    }
+}

@@ -1,0 +1,147 @@
+//! ASGD: averaged stochastic gradient descent (Polyak & Juditsky, 1992).
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_non_negative, pack, Algorithm, StepInput};
+use crate::error::{py_float, Error, Result};
+use crate::kernel::{Kernel, Scalars};
+
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "asgd",
+    source: include_str!("../../shaders/asgd.wgsl"),
+    states: &["ax"],
+};
+
+/// `torch.optim.ASGD`: its arguments, names and defaults.
+///
+/// The update at step `t` (from 1), as PyTorch's source computes it (its docs give no formula):
+/// ```text
+/// eta_t = lr / (1 + lambd * lr * (t - 1))^alpha        (eta_1 = lr)
+/// mu_t  = 1 / max(1, t - 1 - t0)                      (mu_1 = 1)
+/// g     = -grad if maximize else grad
+/// g     = g + weight_decay * p
+/// p     = p * (1 - lambd * eta_t) - eta_t * g
+/// ax    = p if mu_t == 1 else ax + mu_t * (p - ax)    (the average, kept as state only)
+/// ```
+/// Both `eta` and `mu` are pure functions of the step, computed on the host in f64. (PyTorch
+/// computes `eta_t` with the lr of step `t - 1`; under a schedule ours uses the lr of step `t`.)
+/// Defaults: `lr` 0.01, `lambd` 1e-4, `alpha` 0.75, `t0` 1e6, `weight_decay` 0, `maximize` false.
+///
+/// # Errors
+/// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
+/// `Invalid weight_decay value: {weight_decay}`; and, beyond PyTorch, non-finite `lambd`, `alpha`
+/// or `t0`.
+///
+/// # Example
+/// ```
+/// use wgpu_optim::AsgdConfig;
+/// assert_eq!(AsgdConfig::default().t0, 1e6);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsgdConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay term.
+    pub lambd: f64,
+    /// Power of the eta update.
+    pub alpha: f64,
+    /// The step at which averaging starts.
+    pub t0: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+}
+
+impl Default for AsgdConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-2,
+            lambd: 1e-4,
+            alpha: 0.75,
+            t0: 1e6,
+            weight_decay: 0.0,
+            maximize: false,
+        }
+    }
+}
+
+/// ASGD's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AsgdScalars {
+    /// The step size of this step.
+    pub eta: f64,
+    /// `1 - lambd * eta`.
+    pub decay: f64,
+    /// The averaging weight of this step.
+    pub mu: f64,
+    /// L2 coefficient.
+    pub weight_decay: f64,
+    /// Negate the gradient.
+    pub maximize: bool,
+}
+
+impl AsgdScalars {
+    /// The scalars of step `input.step` for `config`.
+    pub fn new(config: &AsgdConfig, input: &StepInput) -> Self {
+        let done = (input.step - 1) as f64; // steps before this one
+        let eta = input.lr / (1.0 + config.lambd * input.lr * done).powf(config.alpha);
+        let mu = if input.step == 1 {
+            1.0
+        } else {
+            1.0 / (done - config.t0).max(1.0)
+        };
+        Self {
+            eta,
+            decay: 1.0 - config.lambd * eta,
+            mu,
+            weight_decay: config.weight_decay,
+            maximize: config.maximize,
+        }
+    }
+
+    fn pack(&self) -> Scalars {
+        pack(
+            [self.eta, self.decay, self.mu, self.weight_decay],
+            u32::from(self.maximize),
+        )
+    }
+}
+
+impl Algorithm for AsgdConfig {
+    fn name(&self) -> &'static str {
+        "ASGD"
+    }
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn validate(&self) -> Result<()> {
+        check_non_negative("lr", "Invalid learning rate", self.lr)?;
+        check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
+        for (name, value) in [("lambd", self.lambd), ("alpha", self.alpha), ("t0", self.t0)] {
+            if !value.is_finite() {
+                return Err(Error::invalid(
+                    name,
+                    format!("Invalid {name} value: {}", py_float(value)),
+                ));
+            }
+        }
+        Ok(())
+    }
+    fn states_used(&self) -> Vec<bool> {
+        vec![true]
+    }
+    fn scalars(&self, input: &StepInput) -> Scalars {
+        AsgdScalars::new(self, input).pack()
+    }
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [ax] = state else {
+            unreachable!("asgd has one state array")
+        };
+        crate::cpu::asgd::step(&AsgdScalars::new(self, input), param, grad, ax);
+    }
+}

@@ -1,0 +1,206 @@
+//! NAdam (Dozat, 2016): Adam with Nesterov momentum and a momentum schedule.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
+use crate::error::Result;
+use crate::kernel::{Kernel, Scalars};
+
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "nadam",
+    source: include_str!("../../shaders/nadam.wgsl"),
+    states: &["exp_avg", "exp_avg_sq"],
+};
+
+/// `torch.optim.NAdam`: its arguments, names and defaults.
+///
+/// The update at step `t` (from 1), as PyTorch computes it:
+/// ```text
+/// g    = -grad if maximize else grad
+/// p    = p * (1 - lr * weight_decay)     if decoupled_weight_decay
+/// g    = g + weight_decay * p            otherwise
+/// mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))
+/// m    = m + (1 - beta1) * (g - m)
+/// v    = beta2 * v + (1 - beta2) * g^2
+/// d    = sqrt(v / (1 - beta2^t)) + eps
+/// p    = p - lr * (1 - mu_t) / (1 - prod(mu_1..t)) * g / d
+///          - lr * mu_t+1 / (1 - prod(mu_1..t+1)) * m / d
+/// ```
+/// The running product of `mu` is kept on the host, in f64, as PyTorch keeps it.
+/// Defaults: `lr` 2e-3, `betas` (0.9, 0.999), `eps` 1e-8, `weight_decay` 0, `momentum_decay` 4e-3,
+/// `decoupled_weight_decay` and `maximize` false.
+///
+/// # Errors
+/// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
+/// `Invalid epsilon value: {eps}`, `Invalid beta parameter at index {i}: {beta}`,
+/// `Invalid weight_decay value: {weight_decay}`, `Invalid momentum_decay value: {momentum_decay}`.
+///
+/// # Example
+/// ```
+/// use wgpu_optim::NAdamConfig;
+/// assert_eq!(NAdamConfig::default().momentum_decay, 4e-3);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NAdamConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay rates of the first and second moment.
+    pub betas: (f64, f64),
+    /// Added to the denominator, after bias correction.
+    pub eps: f64,
+    /// L2 penalty added to the gradient (or decoupled, see below).
+    pub weight_decay: f64,
+    /// The momentum schedule's decay.
+    pub momentum_decay: f64,
+    /// Decay the parameter directly, as AdamW, instead of adding to the gradient.
+    pub decoupled_weight_decay: bool,
+    /// Ascend instead of descend.
+    pub maximize: bool,
+}
+
+impl Default for NAdamConfig {
+    fn default() -> Self {
+        Self {
+            lr: 2e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum_decay: 4e-3,
+            decoupled_weight_decay: false,
+            maximize: false,
+        }
+    }
+}
+
+/// `prod(mu_1..t)`, a pure function of the step (and of `beta1`, `momentum_decay`), multiplied
+/// in PyTorch's order. The last product of each `(beta1, momentum_decay)` is kept, so that step
+/// `t + 1` costs one multiplication rather than `t`.
+fn mu_product(beta1: f64, momentum_decay: f64, t: u64, mu: impl Fn(u64) -> f64) -> f64 {
+    type Key = (u64, u64);
+    static LAST: Mutex<Vec<(Key, u64, f64)>> = Mutex::new(Vec::new());
+    let key = (beta1.to_bits(), momentum_decay.to_bits());
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut at, mut product) = match last.iter().find(|(k, at, _)| *k == key && *at <= t) {
+        Some(&(_, at, product)) => (at, product),
+        None => (0, 1.0),
+    };
+    while at < t {
+        at += 1;
+        product *= mu(at);
+    }
+    last.retain(|(k, _, _)| *k != key);
+    last.push((key, at, product));
+    if last.len() > 16 {
+        last.remove(0);
+    }
+    product
+}
+
+/// NAdam's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NAdamScalars {
+    /// With `decoupled`, the factor `1 - lr * weight_decay`; else the L2 coefficient.
+    pub weight_decay: f64,
+    /// `1 - beta1`.
+    pub one_minus_beta1: f64,
+    /// `beta2`.
+    pub beta2: f64,
+    /// `1 - beta2`.
+    pub one_minus_beta2: f64,
+    /// `1 - beta2^t`.
+    pub bias_correction2: f64,
+    /// `lr * (1 - mu_t) / (1 - prod(mu_1..t))`.
+    pub grad_coef: f64,
+    /// `lr * mu_t+1 / (1 - prod(mu_1..t+1))`.
+    pub avg_coef: f64,
+    /// `eps`.
+    pub eps: f64,
+    /// Negate the gradient.
+    pub maximize: bool,
+    /// Decoupled weight decay.
+    pub decoupled: bool,
+}
+
+impl NAdamScalars {
+    const MAXIMIZE: u32 = 1;
+    const DECOUPLED: u32 = 2;
+
+    /// The scalars of step `input.step` for `config`.
+    pub fn new(config: &NAdamConfig, input: &StepInput) -> Self {
+        let (beta1, beta2) = config.betas;
+        let t = input.step;
+        let mu = |step: u64| beta1 * (1.0 - 0.5 * 0.96f64.powf(step as f64 * config.momentum_decay));
+        let mu_product = mu_product(beta1, config.momentum_decay, t, mu);
+        let decoupled = config.decoupled_weight_decay && config.weight_decay != 0.0;
+        Self {
+            weight_decay: if decoupled {
+                1.0 - input.lr * config.weight_decay
+            } else {
+                config.weight_decay
+            },
+            one_minus_beta1: 1.0 - beta1,
+            beta2,
+            one_minus_beta2: 1.0 - beta2,
+            bias_correction2: 1.0 - beta2.powf(t as f64),
+            grad_coef: input.lr * (1.0 - mu(t)) / (1.0 - mu_product),
+            avg_coef: input.lr * mu(t + 1) / (1.0 - mu_product * mu(t + 1)),
+            eps: config.eps,
+            maximize: config.maximize,
+            decoupled,
+        }
+    }
+
+    fn pack(&self) -> Scalars {
+        let flags = if self.maximize { Self::MAXIMIZE } else { 0 } | if self.decoupled { Self::DECOUPLED } else { 0 };
+        pack(
+            [
+                self.weight_decay,
+                self.one_minus_beta1,
+                self.beta2,
+                self.one_minus_beta2,
+                self.bias_correction2,
+                self.grad_coef,
+                self.avg_coef,
+                self.eps,
+            ],
+            flags,
+        )
+    }
+}
+
+impl Algorithm for NAdamConfig {
+    fn name(&self) -> &'static str {
+        "NAdam"
+    }
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    // No `cycle_momentum`: PyTorch's running product of mu follows each step's beta1, which a pure
+    // function of the step cannot; refusing beats a silently different product.
+    fn validate(&self) -> Result<()> {
+        check_non_negative("lr", "Invalid learning rate", self.lr)?;
+        check_non_negative("eps", "Invalid epsilon value", self.eps)?;
+        check_beta(0, self.betas.0)?;
+        check_beta(1, self.betas.1)?;
+        check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
+        check_non_negative("momentum_decay", "Invalid momentum_decay value", self.momentum_decay)
+    }
+    fn states_used(&self) -> Vec<bool> {
+        vec![true, true]
+    }
+    fn scalars(&self, input: &StepInput) -> Scalars {
+        NAdamScalars::new(self, input).pack()
+    }
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [exp_avg, exp_avg_sq] = state else {
+            unreachable!("nadam has two state arrays")
+        };
+        crate::cpu::nadam::step(&NAdamScalars::new(self, input), param, grad, exp_avg, exp_avg_sq);
+    }
+}

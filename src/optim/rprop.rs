@@ -1,0 +1,147 @@
+//! Rprop: resilient backpropagation (Riedmiller & Braun, 1993).
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_non_negative, pack, Algorithm, StepInput};
+use crate::error::{py_float, Error, Result};
+use crate::kernel::{Kernel, Scalars};
+
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "rprop",
+    source: include_str!("../../shaders/rprop.wgsl"),
+    states: &["prev", "step_size"],
+};
+
+/// `torch.optim.Rprop`: its arguments, names and defaults.
+///
+/// The update, as PyTorch computes it, per element:
+/// ```text
+/// g    = -grad if maximize else grad
+/// f    = etaplus if g * prev > 0, etaminus if g * prev < 0, else 1
+/// size = clamp(size * f, step_size_min, step_size_max)          (size starts at lr)
+/// g    = 0 where f == etaminus                                    (the sign flipped: rest)
+/// p    = p - sign(g) * size
+/// prev = g
+/// ```
+/// The learning rate only sets the first step size; later changes (a schedule) have no effect,
+/// as in PyTorch. Defaults: `lr` 0.01, `etas` (0.5, 1.2), `step_sizes` (1e-6, 50), `maximize`
+/// false.
+///
+/// # Errors
+/// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
+/// `Invalid eta values: {etaminus}, {etaplus}`; and, beyond PyTorch, step sizes that are not
+/// `0 <= min <= max`.
+///
+/// # Example
+/// ```
+/// use wgpu_optim::RpropConfig;
+/// assert_eq!(RpropConfig::default().etas, (0.5, 1.2));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RpropConfig {
+    /// The initial step size.
+    pub lr: f64,
+    /// Multiplicative decrease and increase factors `(etaminus, etaplus)`.
+    pub etas: (f64, f64),
+    /// Smallest and largest step size.
+    pub step_sizes: (f64, f64),
+    /// Ascend instead of descend.
+    pub maximize: bool,
+}
+
+impl Default for RpropConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-2,
+            etas: (0.5, 1.2),
+            step_sizes: (1e-6, 50.0),
+            maximize: false,
+        }
+    }
+}
+
+/// Rprop's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RpropScalars {
+    /// Decrease factor.
+    pub etaminus: f64,
+    /// Increase factor.
+    pub etaplus: f64,
+    /// Smallest step size.
+    pub step_size_min: f64,
+    /// Largest step size.
+    pub step_size_max: f64,
+    /// Negate the gradient.
+    pub maximize: bool,
+}
+
+impl RpropScalars {
+    /// The scalars of a step for `config`.
+    pub fn new(config: &RpropConfig, _input: &StepInput) -> Self {
+        Self {
+            etaminus: config.etas.0,
+            etaplus: config.etas.1,
+            step_size_min: config.step_sizes.0,
+            step_size_max: config.step_sizes.1,
+            maximize: config.maximize,
+        }
+    }
+
+    fn pack(&self) -> Scalars {
+        pack(
+            [self.etaminus, self.etaplus, self.step_size_min, self.step_size_max],
+            u32::from(self.maximize),
+        )
+    }
+}
+
+impl Algorithm for RpropConfig {
+    fn name(&self) -> &'static str {
+        "Rprop"
+    }
+    fn kernel(&self) -> &'static Kernel {
+        &KERNEL
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn validate(&self) -> Result<()> {
+        check_non_negative("lr", "Invalid learning rate", self.lr)?;
+        let (minus, plus) = self.etas;
+        if !(0.0 < minus && minus < 1.0 && 1.0 < plus && plus.is_finite()) {
+            return Err(Error::invalid(
+                "etas",
+                format!("Invalid eta values: {}, {}", py_float(minus), py_float(plus)),
+            ));
+        }
+        let (low, high) = self.step_sizes;
+        if !(0.0 <= low && low <= high && high.is_finite()) {
+            return Err(Error::invalid(
+                "step_sizes",
+                format!("Invalid step_sizes values: {}, {}", py_float(low), py_float(high)),
+            ));
+        }
+        Ok(())
+    }
+    fn states_used(&self) -> Vec<bool> {
+        vec![true, true]
+    }
+    fn initial_state(&self, state: usize) -> f64 {
+        // `prev` starts at 0, `step_size` at lr.
+        if state == 1 {
+            self.lr
+        } else {
+            0.0
+        }
+    }
+    fn scalars(&self, input: &StepInput) -> Scalars {
+        RpropScalars::new(self, input).pack()
+    }
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [prev, step_size] = state else {
+            unreachable!("rprop has two state arrays")
+        };
+        crate::cpu::rprop::step(&RpropScalars::new(self, input), param, grad, prev, step_size);
+    }
+}
