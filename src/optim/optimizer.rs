@@ -414,6 +414,20 @@ impl Optimizer {
     /// # Errors
     /// [`Error::NoParameters`] if no tensor is registered. Nothing is recorded then.
     pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.record_timed(encoder, None)
+    }
+
+    /// [`Optimizer::record`], with timestamps written at the beginning and end of the step's
+    /// compute pass (the device needs `Features::TIMESTAMP_QUERY`). `bench` uses it to report GPU
+    /// time. A step with no elements to update records no pass, and so writes no timestamps.
+    ///
+    /// # Errors
+    /// As [`Optimizer::record`].
+    pub fn record_timed(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> Result<()> {
         if self.params.is_empty() {
             return Err(Error::NoParameters);
         }
@@ -448,7 +462,7 @@ impl Optimizer {
                 .copy_from_slice(&bytes);
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(self.kernel.name),
-                timestamp_writes: None,
+                timestamp_writes,
             });
             pass.set_pipeline(&self.pipeline.pipeline);
             for d in &plan.dispatches {
