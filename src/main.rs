@@ -1,4 +1,7 @@
-//! `wgpu-optim`: replay PyTorch's golden cases, and (with no arguments) the main job.
+//! `wgpu-optim`: list adapters, validate the kernels against the CPU reference, benchmark them,
+//! replay PyTorch's golden cases; with no arguments, the main job (validate, then a short bench).
+
+mod tools_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use wgpu_optim::replay::{self, CaseReport, Target};
 use wgpu_optim::GpuContext;
+
+use tools_cli::{AdapterArgs, BenchArgs, ValidateArgs};
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +25,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// List every adapter wgpu sees: name, backend, device type, driver, the limits that matter
+    /// here, and f16 / subgroup / timestamp support.
+    Adapters {
+        /// Only these backends (vulkan, gl, metal, dx12; comma-separated).
+        #[arg(long, value_parser = tools_cli::parse_backends)]
+        backend: Option<wgpu::Backends>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every kernel and flag combination against the f64 CPU reference on fresh random data
+    /// at awkward sizes (1, 257, past 65,535 workgroups, past the binding limit).
+    ///
+    /// Exit code: 0 if every row passes (or is skipped, saying why), 1 on any FAIL, 2 for bad input.
+    Validate(ValidateArgs),
+    /// Measure ms/step and GB/s of the fused kernels against the adapter's ceiling kernel,
+    /// copy_buffer_to_buffer and an unfused baseline.
+    ///
+    /// Exit code: 0, or 2 for bad input or a failing device.
+    Bench(BenchArgs),
     /// Replay PyTorch golden cases (JSON) and compare every step with PyTorch's float64 run.
     ///
     /// Exit code: 0 if all pass, 1 if any case is out of tolerance, 2 for bad input.
@@ -40,10 +65,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Replay { cases, cpu, json }) => replay_cases(&cases, cpu, json),
-        None => {
-            println!("wgpu-optim: replaying the bundled PyTorch golden cases on the default adapter");
-            replay_cases(&replay::bundled_cases(), false, false)
-        }
+        Some(Command::Adapters { backend, json }) => tools_cli::adapters(backend, json),
+        Some(Command::Validate(args)) => tools_cli::validate(&args),
+        Some(Command::Bench(args)) => tools_cli::bench(&args),
+        None => tools_cli::main_job(&AdapterArgs::default()),
     }
 }
 

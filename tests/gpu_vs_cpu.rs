@@ -7,203 +7,10 @@ mod common;
 use common::{assert_close, buffer, gpu, gpu_with, track_scale, Rng};
 use wgpu_optim::cpu::CpuOptimizer;
 use wgpu_optim::readback::read_f32;
+use wgpu_optim::tools::validate::cases;
 use wgpu_optim::*;
 
 const STEPS: usize = 20;
-
-/// Every algorithm with each flag on its own and in combination.
-fn table() -> Vec<(&'static str, OptimizerConfig)> {
-    let sgd = SgdConfig {
-        lr: 0.01,
-        ..Default::default()
-    };
-    let adagrad = AdaGradConfig::default();
-    let rms = RmsPropConfig::default();
-    let adam = AdamConfig::default();
-    let adamw = AdamWConfig::default();
-    vec![
-        ("sgd", sgd.clone().into()),
-        (
-            "sgd momentum",
-            SgdConfig {
-                momentum: 0.9,
-                ..sgd.clone()
-            }
-            .into(),
-        ),
-        (
-            "sgd momentum dampening",
-            SgdConfig {
-                momentum: 0.9,
-                dampening: 0.3,
-                ..sgd.clone()
-            }
-            .into(),
-        ),
-        (
-            "sgd nesterov",
-            SgdConfig {
-                momentum: 0.9,
-                nesterov: true,
-                ..sgd.clone()
-            }
-            .into(),
-        ),
-        (
-            "sgd weight_decay",
-            SgdConfig {
-                weight_decay: 0.05,
-                ..sgd.clone()
-            }
-            .into(),
-        ),
-        (
-            "sgd maximize",
-            SgdConfig {
-                maximize: true,
-                ..sgd.clone()
-            }
-            .into(),
-        ),
-        (
-            "sgd nesterov weight_decay maximize",
-            SgdConfig {
-                momentum: 0.8,
-                nesterov: true,
-                weight_decay: 0.01,
-                maximize: true,
-                ..sgd
-            }
-            .into(),
-        ),
-        ("adagrad", adagrad.clone().into()),
-        (
-            "adagrad lr_decay",
-            AdaGradConfig {
-                lr_decay: 0.1,
-                ..adagrad.clone()
-            }
-            .into(),
-        ),
-        (
-            "adagrad weight_decay",
-            AdaGradConfig {
-                weight_decay: 0.05,
-                ..adagrad.clone()
-            }
-            .into(),
-        ),
-        (
-            "adagrad initial_accumulator",
-            AdaGradConfig {
-                initial_accumulator_value: 0.5,
-                ..adagrad.clone()
-            }
-            .into(),
-        ),
-        (
-            "adagrad all",
-            AdaGradConfig {
-                lr_decay: 0.01,
-                weight_decay: 0.01,
-                initial_accumulator_value: 0.1,
-                maximize: true,
-                ..adagrad
-            }
-            .into(),
-        ),
-        ("rmsprop", rms.clone().into()),
-        (
-            "rmsprop centered",
-            RmsPropConfig {
-                centered: true,
-                ..rms.clone()
-            }
-            .into(),
-        ),
-        (
-            "rmsprop momentum",
-            RmsPropConfig {
-                momentum: 0.9,
-                ..rms.clone()
-            }
-            .into(),
-        ),
-        (
-            "rmsprop centered momentum",
-            RmsPropConfig {
-                centered: true,
-                momentum: 0.5,
-                ..rms.clone()
-            }
-            .into(),
-        ),
-        (
-            "rmsprop weight_decay maximize",
-            RmsPropConfig {
-                weight_decay: 0.01,
-                maximize: true,
-                ..rms
-            }
-            .into(),
-        ),
-        ("adam", adam.clone().into()),
-        (
-            "adam amsgrad",
-            AdamConfig {
-                amsgrad: true,
-                ..adam.clone()
-            }
-            .into(),
-        ),
-        (
-            "adam weight_decay",
-            AdamConfig {
-                weight_decay: 0.05,
-                ..adam.clone()
-            }
-            .into(),
-        ),
-        (
-            "adam maximize",
-            AdamConfig {
-                maximize: true,
-                ..adam.clone()
-            }
-            .into(),
-        ),
-        (
-            "adam decoupled",
-            AdamConfig {
-                weight_decay: 0.1,
-                decoupled_weight_decay: true,
-                ..adam.clone()
-            }
-            .into(),
-        ),
-        (
-            "adam amsgrad decoupled maximize",
-            AdamConfig {
-                amsgrad: true,
-                weight_decay: 0.1,
-                decoupled_weight_decay: true,
-                maximize: true,
-                ..adam
-            }
-            .into(),
-        ),
-        ("adamw", adamw.clone().into()),
-        (
-            "adamw amsgrad",
-            AdamWConfig {
-                amsgrad: true,
-                lr: 1e-2,
-                ..adamw
-            }
-            .into(),
-        ),
-    ]
-}
 
 /// The tensors of one run: sizes that are no multiple of the workgroup, one element, and one empty.
 const SIZES: &[usize] = &[257, 1, 4099, 0, 33];
@@ -315,7 +122,7 @@ fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn every_optimizer_and_flag_matches_the_cpu_reference() {
     let ctx = gpu();
-    for (seed, (name, config)) in table().iter().enumerate() {
+    for (seed, (name, config)) in cases().iter().enumerate() {
         check(name, config, &ctx, seed as u64);
     }
 }
@@ -392,7 +199,7 @@ fn every_optimizer_splits_tensors_at_a_small_binding_limit() {
         max_storage_buffer_binding_size: Some(16 << 10),
         ..Default::default()
     });
-    for (seed, (name, config)) in table().iter().enumerate() {
+    for (seed, (name, config)) in cases().iter().enumerate() {
         let mut opt = one_tensor(&ctx, config.clone(), 10_007, 3, 100 + seed as u64);
         assert!(opt.dispatch_count() >= 3, "{name}: 40 KB over a 16 KiB binding limit");
     }
