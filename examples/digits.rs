@@ -28,16 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let w: Vec<f32> = (0..CLASSES * FEATURES).map(|_| 0.01 * (lcg(&mut seed) - 0.5)).collect();
     arena.write_params(&ctx, 0, &w)?;
 
-    let weights = AdamWConfig {
-        lr: 0.05,
-        weight_decay: 1e-3,
-        ..Default::default()
-    };
+    let weights = AdamWConfig { lr: 0.05, weight_decay: 1e-3, ..Default::default() };
     let mut opt = Optimizer::new(&ctx, weights.clone())?;
-    let bias = opt.add_group(AdamWConfig {
-        weight_decay: 0.0,
-        ..weights
-    })?;
+    let bias = opt.add_group(AdamWConfig { weight_decay: 0.0, ..weights })?;
     let bindings = arena.bindings();
     opt.add_params(opt.default_group(), &bindings[..1])?;
     opt.add_params(bias, &bindings[1..])?;
@@ -55,26 +48,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if step % 25 == 0 || step == STEPS - 1 {
             let loss = read_f32(&ctx, &model.loss, 0, TRAIN as u64)?;
             let mean = loss.iter().map(|&l| l as f64).sum::<f64>() / TRAIN as f64;
-            println!(
-                "step {step:>3}  lr {:.4}  train loss {mean:.4}",
-                opt.lr(opt.default_group())?
-            );
+            println!("step {step:>3}  lr {:.4}  train loss {mean:.4}", opt.lr(opt.default_group())?);
         }
     }
 
     let params = read_f32(&ctx, arena.params(), 0, (CLASSES * FEATURES + CLASSES) as u64)?;
     let accuracy = |range: std::ops::Range<usize>| {
-        let right = range
-            .clone()
-            .filter(|&s| predict(&params, &x[s * FEATURES..][..FEATURES]) == labels[s])
-            .count();
+        let right = range.clone().filter(|&s| predict(&params, &x[s * FEATURES..][..FEATURES]) == labels[s]).count();
         100.0 * right as f64 / range.len() as f64
     };
-    println!(
-        "accuracy: train {:.1}%, held out {:.1}%",
-        accuracy(0..TRAIN),
-        accuracy(TRAIN..labels.len())
-    );
+    println!("accuracy: train {:.1}%, held out {:.1}%", accuracy(0..TRAIN), accuracy(TRAIN..labels.len()));
     Ok(())
 }
 
@@ -91,27 +74,15 @@ impl Model {
     fn new(ctx: &GpuContext, arena: &ParamArena, x: &[f32], labels: &[u32]) -> Self {
         let device = &ctx.device;
         let init = |label, contents: &[u8], usage| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage,
-            })
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
         };
         let storage = wgpu::BufferUsages::STORAGE;
         let samples = labels.len() as u32;
-        let dims = init(
-            "dims",
-            bytemuck::cast_slice(&[samples, FEATURES as u32, 0, 0]),
-            wgpu::BufferUsages::UNIFORM,
-        );
+        let dims = init("dims", bytemuck::cast_slice(&[samples, FEATURES as u32, 0, 0]), wgpu::BufferUsages::UNIFORM);
         let x = init("x", bytemuck::cast_slice(x), storage);
         let labels = init("labels", bytemuck::cast_slice(labels), storage);
         let delta = init("delta", &vec![0; labels.size() as usize * CLASSES], storage);
-        let loss = init(
-            "loss",
-            &vec![0; labels.size() as usize],
-            storage | wgpu::BufferUsages::COPY_SRC,
-        );
+        let loss = init("loss", &vec![0; labels.size() as usize], storage | wgpu::BufferUsages::COPY_SRC);
 
         // An explicit layout: `backward` leaves some bindings unused, and both share one group.
         let layout_entries: Vec<_> = (0..7)
@@ -154,23 +125,14 @@ impl Model {
         let entries: Vec<_> = [&dims, &x, &labels, arena.params(), &delta, &loss, arena.grads()]
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
             .collect();
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("digits"),
             layout: &layout,
             entries: &entries,
         });
-        Self {
-            forward,
-            backward,
-            bind_group,
-            loss,
-            samples,
-        }
+        Self { forward, backward, bind_group, loss, samples }
     }
 
     /// Records the forward pass (per-sample softmax and loss) and the backward pass (the gradient
@@ -203,18 +165,13 @@ fn load_digits() -> Result<(Vec<f32>, Vec<u32>), Box<dyn std::error::Error>> {
     for i in (1..rows.len()).rev() {
         rows.swap(i, (lcg(&mut seed) * (i + 1) as f32) as usize % (i + 1));
     }
-    let x = rows
-        .iter()
-        .flat_map(|r| r[..FEATURES].iter().map(|&p| p as f32 / 16.0))
-        .collect();
+    let x = rows.iter().flat_map(|r| r[..FEATURES].iter().map(|&p| p as f32 / 16.0)).collect();
     let labels = rows.iter().map(|r| r[FEATURES]).collect();
     Ok((x, labels))
 }
 
 /// A uniform number in [0, 1): the example needs repeatable numbers, not a crate.
 fn lcg(state: &mut u64) -> f32 {
-    *state = state
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (*state >> 40) as f32 / (1u64 << 24) as f32
 }

@@ -13,13 +13,7 @@ fn main() -> wgpu_optim::Result<()> {
     let target = [1.0f32, -2.0, 3.0, 0.5];
     let arena = ParamArena::new(&ctx, &[target.len() as u64])?;
 
-    let mut opt = Optimizer::new(
-        &ctx,
-        AdamConfig {
-            lr: 0.1,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = Optimizer::new(&ctx, AdamConfig { lr: 0.1, ..Default::default() })?;
     opt.add_params(opt.default_group(), &arena.bindings())?;
 
     for step in 1..=200 {

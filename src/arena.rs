@@ -39,12 +39,7 @@ impl ParamArena {
         }
         let max = ctx.device.limits().max_buffer_size / 4;
         if total > max {
-            return Err(Error::OutOfBounds {
-                what: "parameter arena".into(),
-                offset: 0,
-                end: total,
-                buffer_len: max,
-            });
+            return Err(Error::OutOfBounds { what: "parameter arena".into(), offset: 0, end: total, buffer_len: max });
         }
         let buffer = |label| {
             ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -132,15 +127,10 @@ impl ParamArena {
             buffer_len: self.lens.len() as u64,
         })?;
         if data.len() as u64 != len {
-            return Err(Error::LengthMismatch {
-                what: format!("{what} {i}"),
-                expected: len as usize,
-                got: data.len(),
-            });
+            return Err(Error::LengthMismatch { what: format!("{what} {i}"), expected: len as usize, got: data.len() });
         }
         if !data.is_empty() {
-            ctx.queue
-                .write_buffer(buffer, self.offsets[i] * 4, bytemuck::cast_slice(data));
+            ctx.queue.write_buffer(buffer, self.offsets[i] * 4, bytemuck::cast_slice(data));
         }
         Ok(())
     }

@@ -78,10 +78,7 @@ impl GpuContext {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::RequestDevice {
-                adapter: info.name.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
         let health = Arc::new(Health::default());
         // wgpu's default handlers panic; on our own device, faults become errors instead.
         let lost = Arc::clone(&health);
@@ -106,11 +103,7 @@ impl GpuContext {
     /// stay in place (so [`GpuContext::lost`] is `None` and wgpu errors outside the optimizer's calls
     /// reach the engine's handler).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self {
-            device,
-            queue,
-            health: Arc::default(),
-        }
+        Self { device, queue, health: Arc::default() }
     }
 
     /// Why the device was lost, if it was (on a device [`GpuContext::new`] opened).
@@ -122,11 +115,7 @@ impl GpuContext {
     /// [`GpuContext::new`] opened, each is also printed to stderr when it happens; wgpu's default
     /// handler would have panicked instead).
     pub fn take_uncaptured_errors(&self) -> Vec<String> {
-        self.health
-            .uncaptured
-            .lock()
-            .map(|mut e| std::mem::take(&mut *e))
-            .unwrap_or_default()
+        self.health.uncaptured.lock().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default()
     }
 
     /// [`Error::DeviceLost`] if the device is gone.
@@ -152,10 +141,7 @@ impl GpuContext {
     /// # Errors
     /// [`Error::DeviceLost`] if the device is gone or the wait timed out.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::DeviceLost(e.to_string()))
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::DeviceLost(e.to_string()))
     }
 }
 
@@ -172,14 +158,9 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 async fn select_adapter(options: &ContextOptions) -> Result<wgpu::Adapter> {
-    let backends = options
-        .backends
-        .unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()));
-    let name = options
-        .adapter_name
-        .clone()
-        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
-        .filter(|n| !n.is_empty());
+    let backends = options.backends.unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()));
+    let name =
+        options.adapter_name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).filter(|n| !n.is_empty());
     let instance = instance(backends);
     let detail = |what: String| {
         if backends == wgpu::Backends::all() {
@@ -193,12 +174,11 @@ async fn select_adapter(options: &ContextOptions) -> Result<wgpu::Adapter> {
             let wanted = name.to_lowercase();
             let adapters = instance.enumerate_adapters(backends).await;
             let seen: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-            adapters
-                .into_iter()
-                .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
-                .ok_or_else(|| Error::NoAdapter {
+            adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&wanted)).ok_or_else(|| {
+                Error::NoAdapter {
                     detail: detail(format!(" matching \"{name}\" (adapters seen: [{}])", seen.join(", "))),
-                })
+                }
+            })
         }
         None => instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -206,8 +186,6 @@ async fn select_adapter(options: &ContextOptions) -> Result<wgpu::Adapter> {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::NoAdapter {
-                detail: detail(format!(" ({e})")),
-            }),
+            .map_err(|e| Error::NoAdapter { detail: detail(format!(" ({e})")) }),
     }
 }

@@ -185,10 +185,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An [`Error::InvalidHyperparameter`] with PyTorch's message.
     pub(crate) fn invalid(name: &str, message: String) -> Self {
-        Error::InvalidHyperparameter {
-            name: name.to_string(),
-            message,
-        }
+        Error::InvalidHyperparameter { name: name.to_string(), message }
     }
 }
 

@@ -80,10 +80,8 @@ impl KernelPipeline {
             storage(2, true),
         ];
         entries.extend((0..kernel.states.len() as u32).map(|i| storage(3 + i, false)));
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(kernel.name),
-            entries: &entries,
-        });
+        let layout = device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
         let pipeline = compute_pipeline(device, kernel.name, kernel.source, &layout);
         Self { layout, pipeline }
     }

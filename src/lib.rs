@@ -24,6 +24,7 @@
 //! ```
 //!
 //! [`cpu`] mirrors every kernel in f64; [`replay`] runs PyTorch's golden cases against both.
+//! [`tools`] holds what the `wgpu-optim` command runs: `adapters`, `validate` and `bench`.
 #![warn(missing_docs)]
 
 mod arena;
@@ -35,6 +36,7 @@ pub mod optim;
 pub mod readback;
 pub mod replay;
 pub mod schedule;
+pub mod tools;
 
 pub use arena::ParamArena;
 pub use context::{enumerate_adapters, ContextOptions, GpuContext};

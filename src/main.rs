@@ -1,4 +1,7 @@
-//! `wgpu-optim`: replay PyTorch's golden cases, and (with no arguments) the main job.
+//! `wgpu-optim`: list adapters, validate the kernels against the CPU reference, benchmark them,
+//! replay PyTorch's golden cases; with no arguments, the main job (validate, then a short bench).
+
+mod tools_cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,12 +10,10 @@ use clap::{Parser, Subcommand};
 use wgpu_optim::replay::{self, CaseReport, Target};
 use wgpu_optim::{schedule, Error, GpuContext, OptimizerConfig};
 
+use tools_cli::{AdapterArgs, BenchArgs, ValidateArgs};
+
 #[derive(Parser)]
-#[command(
-    name = "wgpu-optim",
-    version,
-    about = "GPU optimizer kernels with PyTorch's semantics, on any wgpu adapter"
-)]
+#[command(name = "wgpu-optim", version, about = "GPU optimizer kernels with PyTorch's semantics, on any wgpu adapter")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -20,6 +21,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// List every adapter wgpu sees: name, backend, device type, driver, the limits that matter
+    /// here, and f16 / subgroup / timestamp support.
+    Adapters {
+        /// Only these backends (vulkan, gl, metal, dx12; comma-separated).
+        #[arg(long, value_parser = tools_cli::parse_backends)]
+        backend: Option<wgpu::Backends>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every kernel and flag combination against the f64 CPU reference on fresh random data
+    /// at awkward sizes (1, 257, past 65,535 workgroups, past the binding limit).
+    ///
+    /// Exit code: 0 if every row passes (or is skipped, saying why), 1 on any FAIL, 2 for bad input.
+    Validate(ValidateArgs),
+    /// Measure ms/step and GB/s of the fused kernels against the adapter's ceiling kernel,
+    /// copy_buffer_to_buffer and an unfused baseline.
+    ///
+    /// Exit code: 0, or 2 for bad input or a failing device.
+    Bench(BenchArgs),
     /// Replay PyTorch golden cases (JSON) and compare every step with PyTorch's float64 run.
     ///
     /// Exit code: 0 if all pass, 1 if any case is out of tolerance, 2 for bad input.
@@ -58,12 +79,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Replay { cases, cpu, json }) => replay_cases(&cases, cpu, json),
-        Some(Command::PlotSchedule {
-            spec,
-            output,
-            steps,
-            lr,
-        }) => match plot(&spec, &output, steps, lr) {
+        Some(Command::PlotSchedule { spec, output, steps, lr }) => match plot(&spec, &output, steps, lr) {
             Ok(name) => {
                 println!("wrote {} ({name})", output.display());
                 ExitCode::SUCCESS
@@ -73,32 +89,23 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        None => {
-            println!("wgpu-optim: replaying the bundled PyTorch golden cases on the default adapter");
-            replay_cases(&replay::bundled_cases(), false, false)
-        }
+        Some(Command::Adapters { backend, json }) => tools_cli::adapters(backend, json),
+        Some(Command::Validate(args)) => tools_cli::validate(&args),
+        Some(Command::Bench(args)) => tools_cli::bench(&args),
+        None => tools_cli::main_job(&AdapterArgs::default()),
     }
 }
 
 /// Builds the schedule of `spec` and draws it; returns the schedule's name.
 fn plot(spec: &Path, output: &Path, steps: Option<u64>, lr: Option<f64>) -> wgpu_optim::Result<String> {
-    let text = std::fs::read_to_string(spec).map_err(|source| Error::Io {
-        path: spec.into(),
-        source,
-    })?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Parse {
-        path: spec.into(),
-        message: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(spec).map_err(|source| Error::Io { path: spec.into(), source })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::Parse { path: spec.into(), message: e.to_string() })?;
     // A golden case carries its scheduler next to the optimizer whose lr it starts from.
     let (scheduler, case_lr, case_steps) = match value.get("scheduler") {
         Some(scheduler) => {
             let optimizer = value.get("optimizer").map(OptimizerConfig::from_json).transpose()?;
-            (
-                scheduler.clone(),
-                optimizer.map(|o| o.algorithm().lr()),
-                value.get("steps").and_then(|s| s.as_u64()),
-            )
+            (scheduler.clone(), optimizer.map(|o| o.algorithm().lr()), value.get("steps").and_then(|s| s.as_u64()))
         }
         None => (value, None, None),
     };

@@ -11,20 +11,12 @@ use crate::error::{Error, Result};
 /// [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
 pub fn read_f32(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<f32>> {
     if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
-        return Err(Error::BufferUsage {
-            label: buffer_label(buffer),
-            missing: "COPY_SRC",
-        });
+        return Err(Error::BufferUsage { label: buffer_label(buffer), missing: "COPY_SRC" });
     }
     let buffer_len = buffer.size() / 4;
     let end = offset.saturating_add(len);
     if end > buffer_len {
-        return Err(Error::OutOfBounds {
-            what: buffer_label(buffer),
-            offset,
-            end,
-            buffer_len,
-        });
+        return Err(Error::OutOfBounds { what: buffer_label(buffer), offset, end, buffer_len });
     }
     if len == 0 {
         return Ok(Vec::new());
@@ -46,10 +38,7 @@ pub fn read_f32(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64, len: u64) 
     rx.recv()
         .map_err(|_| Error::DeviceLost("the readback was never answered".into()))?
         .map_err(|e| Error::Wgpu(e.to_string()))?;
-    let view = staging
-        .slice(..)
-        .get_mapped_range()
-        .map_err(|e| Error::Wgpu(e.to_string()))?;
+    let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Wgpu(e.to_string()))?;
     let out = bytemuck::cast_slice(&view).to_vec();
     drop(view);
     staging.unmap();

@@ -54,14 +54,8 @@ impl GoldenCase {
     /// [`Error::Io`] if the file cannot be read, [`Error::Parse`] if it is not a valid case
     /// (bad JSON, a missing key, a row of the wrong length).
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
-        let parse = |message: String| Error::Parse {
-            path: path.into(),
-            message,
-        };
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let parse = |message: String| Error::Parse { path: path.into(), message };
         let case: Self = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
         let (t, n) = (case.steps, case.init.len());
         let expect = |what: String, expected: usize, got: usize| {
@@ -237,46 +231,27 @@ fn run_gpu(
         ctx.queue.submit([encoder.finish()]);
     }
     let flat = crate::readback::read_f32(ctx, &history, 0, n * case.steps as u64)?;
-    let rows = flat
-        .chunks(n.max(1) as usize)
-        .take(case.steps)
-        .map(|row| row.iter().map(|&x| x as f64).collect());
+    let rows = flat.chunks(n.max(1) as usize).take(case.steps).map(|row| row.iter().map(|&x| x as f64).collect());
     Ok((rows.collect(), used))
 }
 
 fn judge(case: &GoldenCase, plan: &[(f64, Option<f64>)], ours: &[Vec<f64>], gpu: bool) -> CaseReport {
     let n = case.init.len();
-    let scale: Vec<f64> = (0..n)
-        .map(|i| {
-            case.params_f64
-                .iter()
-                .map(|row| row[i].abs())
-                .fold(SCALE_FLOOR, f64::max)
-        })
-        .collect();
+    let scale: Vec<f64> =
+        (0..n).map(|i| case.params_f64.iter().map(|row| row[i].abs()).fold(SCALE_FLOOR, f64::max)).collect();
     let mut worst = Worst::default();
     for (step, (row, reference)) in ours.iter().zip(&case.params_f64).enumerate() {
         for (index, (&a, &b)) in row.iter().zip(reference).enumerate() {
             let ratio = (a - b).abs() / (PARAM_RTOL * scale[index]);
             // NaN compares false, so a NaN result becomes the worst element and fails.
             if ratio > worst.ratio || ratio.is_nan() && !worst.ratio.is_nan() {
-                worst = Worst {
-                    step,
-                    index,
-                    ours: a,
-                    reference: b,
-                    ratio,
-                };
+                worst = Worst { step, index, ours: a, reference: b, ratio };
             }
         }
     }
     let mut worst_lr = (0.0, 0);
     for (step, (&(lr, _), &reference)) in plan.iter().zip(&case.lr).enumerate() {
-        let error = if lr == reference {
-            0.0
-        } else {
-            (lr - reference).abs() / reference.abs()
-        };
+        let error = if lr == reference { 0.0 } else { (lr - reference).abs() / reference.abs() };
         if error > worst_lr.0 || error.is_nan() && !worst_lr.0.is_nan() {
             worst_lr = (error, step);
         }

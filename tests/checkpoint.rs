@@ -17,73 +17,20 @@ const LENS: &[u64] = &[300, 7, 1000];
 
 fn configs() -> Vec<(&'static str, OptimizerConfig)> {
     vec![
-        (
-            "sgd",
-            SgdConfig {
-                lr: 0.01,
-                ..Default::default()
-            }
-            .into(),
-        ),
+        ("sgd", SgdConfig { lr: 0.01, ..Default::default() }.into()),
         (
             "sgd nesterov",
-            SgdConfig {
-                lr: 0.01,
-                momentum: 0.9,
-                nesterov: true,
-                weight_decay: 0.01,
-                ..Default::default()
-            }
-            .into(),
+            SgdConfig { lr: 0.01, momentum: 0.9, nesterov: true, weight_decay: 0.01, ..Default::default() }.into(),
         ),
-        (
-            "adagrad",
-            AdaGradConfig {
-                lr_decay: 0.01,
-                initial_accumulator_value: 0.1,
-                ..Default::default()
-            }
-            .into(),
-        ),
-        (
-            "rmsprop centered momentum",
-            RmsPropConfig {
-                centered: true,
-                momentum: 0.9,
-                ..Default::default()
-            }
-            .into(),
-        ),
-        (
-            "adam amsgrad",
-            AdamConfig {
-                amsgrad: true,
-                weight_decay: 0.01,
-                ..Default::default()
-            }
-            .into(),
-        ),
+        ("adagrad", AdaGradConfig { lr_decay: 0.01, initial_accumulator_value: 0.1, ..Default::default() }.into()),
+        ("rmsprop centered momentum", RmsPropConfig { centered: true, momentum: 0.9, ..Default::default() }.into()),
+        ("adam amsgrad", AdamConfig { amsgrad: true, weight_decay: 0.01, ..Default::default() }.into()),
         ("adamw", AdamWConfig::default().into()),
         ("adamax", AdamaxConfig::default().into()),
-        (
-            "nadam",
-            NAdamConfig {
-                weight_decay: 0.01,
-                decoupled_weight_decay: true,
-                ..Default::default()
-            }
-            .into(),
-        ),
+        ("nadam", NAdamConfig { weight_decay: 0.01, decoupled_weight_decay: true, ..Default::default() }.into()),
         ("radam", RAdamConfig::default().into()),
         ("adadelta", AdadeltaConfig::default().into()),
-        (
-            "asgd",
-            AsgdConfig {
-                t0: 3.0,
-                ..Default::default()
-            }
-            .into(),
-        ),
+        ("asgd", AsgdConfig { t0: 3.0, ..Default::default() }.into()),
         ("rprop", RpropConfig::default().into()),
     ]
 }
@@ -116,10 +63,7 @@ impl Run {
         let ctx = gpu();
         let mut rng = Rng::new(42);
         let init = init.unwrap_or_else(|| LENS.iter().map(|&n| rng.vector(n as usize)).collect());
-        let params: Vec<_> = init
-            .iter()
-            .map(|p| (buffer(&ctx, p), buffer(&ctx, &vec![0.0; p.len()])))
-            .collect();
+        let params: Vec<_> = init.iter().map(|p| (buffer(&ctx, p), buffer(&ctx, &vec![0.0; p.len()]))).collect();
         let mut opt = Optimizer::new(&ctx, config.clone()).unwrap();
         let second = opt.add_group(config.clone()).unwrap();
         for (i, ((p, g), &n)) in params.iter().zip(LENS).enumerate() {
@@ -145,11 +89,7 @@ impl Run {
     }
 
     fn params(&self) -> Vec<Vec<f32>> {
-        self.params
-            .iter()
-            .zip(LENS)
-            .map(|((p, _), &n)| read_f32(&self.ctx, p, 0, n).unwrap())
-            .collect()
+        self.params.iter().zip(LENS).map(|((p, _), &n)| read_f32(&self.ctx, p, 0, n).unwrap()).collect()
     }
 
     /// Every parameter and state element, as bits, with the step count and the next lr.
@@ -162,11 +102,7 @@ impl Run {
                 }
             }
         }
-        (
-            bits,
-            self.opt.steps(),
-            self.opt.lr(self.opt.default_group()).unwrap().to_bits(),
-        )
+        (bits, self.opt.steps(), self.opt.lr(self.opt.default_group()).unwrap().to_bits())
     }
 }
 
@@ -199,10 +135,7 @@ fn resume_on_a_fresh_device_is_bit_exact_for_every_optimizer() {
         drop(first);
         second.opt.load_state(&ckpt).unwrap();
         second.steps(T, 2 * T);
-        assert!(
-            straight.snapshot() == second.snapshot(),
-            "{name}: resumed run differs from the uninterrupted one"
-        );
+        assert!(straight.snapshot() == second.snapshot(), "{name}: resumed run differs from the uninterrupted one");
     }
 }
 
@@ -216,11 +149,7 @@ fn resume_child() {
     run.opt.load_state(dir.join("state.safetensors")).unwrap();
     run.steps(T, 2 * T);
     let (bits, steps, lr) = run.snapshot();
-    std::fs::write(
-        dir.join("result.json"),
-        serde_json::to_string(&(bits, steps, lr)).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.join("result.json"), serde_json::to_string(&(bits, steps, lr)).unwrap()).unwrap();
 }
 
 #[test]
@@ -244,10 +173,7 @@ fn resume_in_a_fresh_process_is_bit_exact() {
     assert!(status.success(), "the child process failed");
     let (bits, steps, lr): (Vec<u32>, u64, u64) =
         serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap();
-    assert!(
-        straight.snapshot() == (bits, steps, lr),
-        "resumed in a fresh process differs"
-    );
+    assert!(straight.snapshot() == (bits, steps, lr), "resumed in a fresh process differs");
 }
 
 #[test]
@@ -274,11 +200,7 @@ fn refused_checkpoints_are_named_and_change_nothing() {
     let garbage = scratch("garbage.safetensors");
     std::fs::write(&garbage, b"this is not a checkpoint").unwrap();
     refuse(&mut target, &garbage, "not a safetensors file");
-    refuse(
-        &mut target,
-        &scratch("missing.safetensors"),
-        "No such file or directory",
-    );
+    refuse(&mut target, &scratch("missing.safetensors"), "No such file or directory");
 
     // The same file with one metadata entry changed.
     let with_metadata = |key: &str, value: &str| {
@@ -291,77 +213,39 @@ fn refused_checkpoints_are_named_and_change_nothing() {
         std::fs::write(&path, out).unwrap();
         path
     };
-    refuse(
-        &mut target,
-        &with_metadata("format_version", "2"),
-        "format version 2 is newer than this library's (1)",
-    );
+    refuse(&mut target, &with_metadata("format_version", "2"), "format version 2 is newer than this library's (1)");
     refuse(&mut target, &with_metadata("format", "other"), "format is \"other\"");
     refuse(&mut target, &with_metadata("steps", "many"), "steps is not a number");
     refuse(&mut target, &with_metadata("groups", "[{"), "groups metadata");
-    assert!(
-        target.snapshot() == before,
-        "a refused checkpoint changed the optimizer"
-    );
+    assert!(target.snapshot() == before, "a refused checkpoint changed the optimizer");
 
     // Another algorithm, other shapes, another layout, other state arrays, no schedule.
-    let mut sgd = Run::new(
-        "sgd nesterov",
-        &SgdConfig {
-            lr: 0.01,
-            momentum: 0.9,
-            ..Default::default()
-        }
-        .into(),
-        None,
-    );
+    let mut sgd = Run::new("sgd nesterov", &SgdConfig { lr: 0.01, momentum: 0.9, ..Default::default() }.into(), None);
     refuse(&mut sgd, &good, "checkpoint is of Adam, but the optimizer is SGD");
     let mut plain = Run::new(name, &AdamConfig::default().into(), None);
-    plain
-        .opt
-        .set_schedule(plain.opt.default_group(), schedule_for(name, 1e-3).unwrap())
-        .unwrap();
+    plain.opt.set_schedule(plain.opt.default_group(), schedule_for(name, 1e-3).unwrap()).unwrap();
     refuse(&mut plain, &good, "group 0: checkpoint keeps state [\"exp_avg\", \"exp_avg_sq\", \"max_exp_avg_sq\"], the optimizer [\"exp_avg\", \"exp_avg_sq\"]");
     let mut unscheduled = Run::new("adam", &config, None);
-    refuse(
-        &mut unscheduled,
-        &good,
-        "group 0: checkpoint has a ReduceLROnPlateau schedule and the optimizer none",
-    );
+    refuse(&mut unscheduled, &good, "group 0: checkpoint has a ReduceLROnPlateau schedule and the optimizer none");
 
     let ctx = gpu();
     let mut other_shape = Optimizer::new(&ctx, config.clone()).unwrap();
     let second = other_shape.add_group(config.clone()).unwrap();
     for (i, n) in [300u64, 7, 999].into_iter().enumerate() {
-        let (p, g) = (
-            buffer(&ctx, &vec![0.0; n as usize]),
-            buffer(&ctx, &vec![0.0; n as usize]),
-        );
+        let (p, g) = (buffer(&ctx, &vec![0.0; n as usize]), buffer(&ctx, &vec![0.0; n as usize]));
         let group = if i == 1 { second } else { other_shape.default_group() };
-        other_shape
-            .add_params(group, &[ParamBinding::whole(&p, &g, n)])
-            .unwrap();
+        other_shape.add_params(group, &[ParamBinding::whole(&p, &g, n)]).unwrap();
     }
-    other_shape
-        .set_schedule(other_shape.default_group(), schedule_for(name, 1e-3).unwrap())
-        .unwrap();
+    other_shape.set_schedule(other_shape.default_group(), schedule_for(name, 1e-3).unwrap()).unwrap();
     let error = other_shape.load_state(&good).unwrap_err().to_string();
-    assert!(
-        error.ends_with("parameter 2: 1000 elements in the checkpoint, 999 here"),
-        "{error}"
-    );
+    assert!(error.ends_with("parameter 2: 1000 elements in the checkpoint, 999 here"), "{error}");
     assert_eq!(other_shape.steps(), 0);
 
     let mut one_group = Optimizer::new(&ctx, config.clone()).unwrap();
     let (p, g) = (buffer(&ctx, &[0.0; 8]), buffer(&ctx, &[0.0; 8]));
-    one_group
-        .add_params(one_group.default_group(), &[ParamBinding::whole(&p, &g, 8)])
-        .unwrap();
+    one_group.add_params(one_group.default_group(), &[ParamBinding::whole(&p, &g, 8)]).unwrap();
     let error = one_group.load_state(&good).unwrap_err().to_string();
-    assert!(
-        error.ends_with("checkpoint has 2 parameter groups, the optimizer 1"),
-        "{error}"
-    );
+    assert!(error.ends_with("checkpoint has 2 parameter groups, the optimizer 1"), "{error}");
 }
 
 #[test]
@@ -374,40 +258,26 @@ fn non_finite_gradients_propagate_and_are_reported() {
     opt.add_params(
         opt.default_group(),
         &[
-            ParamBinding {
-                len: 250,
-                ..ParamBinding::whole(&param, &grad, 250)
-            },
-            ParamBinding {
-                param_offset: 300,
-                grad_offset: 300,
-                ..ParamBinding::whole(&param, &grad, 299)
-            },
+            ParamBinding { len: 250, ..ParamBinding::whole(&param, &grad, 250) },
+            ParamBinding { param_offset: 300, grad_offset: 300, ..ParamBinding::whole(&param, &grad, 299) },
         ],
     )
     .unwrap();
     assert!(!opt.found_nonfinite().unwrap(), "finite gradients");
     // Outside every registered range: not our gradient, not reported.
-    ctx.queue
-        .write_buffer(&grad, 260 * 4, bytemuck::cast_slice(&[f32::NAN]));
+    ctx.queue.write_buffer(&grad, 260 * 4, bytemuck::cast_slice(&[f32::NAN]));
     assert!(!opt.found_nonfinite().unwrap(), "a NaN outside the registered ranges");
     for (index, value) in [(598u64, f32::INFINITY), (3, f32::NEG_INFINITY), (400, f32::NAN)] {
         ctx.queue.write_buffer(&grad, index * 4, bytemuck::cast_slice(&[value]));
         assert!(opt.found_nonfinite().unwrap(), "{value} at {index}");
-        ctx.queue
-            .write_buffer(&grad, index * 4, bytemuck::cast_slice(&[0.5f32]));
+        ctx.queue.write_buffer(&grad, index * 4, bytemuck::cast_slice(&[0.5f32]));
     }
     // PyTorch's behaviour: a NaN gradient makes the parameter NaN, and nothing else.
-    ctx.queue
-        .write_buffer(&grad, 400 * 4, bytemuck::cast_slice(&[f32::NAN]));
+    ctx.queue.write_buffer(&grad, 400 * 4, bytemuck::cast_slice(&[f32::NAN]));
     opt.step().unwrap();
     let p = read_f32(&ctx, &param, 0, 600).unwrap();
     assert!(p[400].is_nan(), "the NaN propagates");
-    assert!(p
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 400 && *i != 260)
-        .all(|(_, x)| x.is_finite()));
+    assert!(p.iter().enumerate().filter(|(i, _)| *i != 400 && *i != 260).all(|(_, x)| x.is_finite()));
     assert!(opt.read_state(1, "exp_avg").unwrap().unwrap()[100].is_nan());
 }
 
@@ -417,8 +287,7 @@ fn a_lost_device_is_an_error_not_a_panic() {
     let ctx = gpu();
     let (param, grad) = (buffer(&ctx, &[1.0; 4]), buffer(&ctx, &[1.0; 4]));
     let mut opt = Optimizer::new(&ctx, SgdConfig::default()).unwrap();
-    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 4)])
-        .unwrap();
+    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 4)]).unwrap();
     opt.step().unwrap();
     ctx.device.destroy();
     let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
@@ -445,14 +314,7 @@ fn a_buffer_of_another_device_is_refused_by_name() {
     });
     let (param, grad) = (buffer(&ours, &[1.0; 4]), buffer(&theirs, &[1.0; 4]));
     let mut opt = Optimizer::new(&ours, SgdConfig::default()).unwrap();
-    let error = opt
-        .add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 4)])
-        .unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .starts_with("buffer \"grad 0\" cannot be used on the optimizer's device"),
-        "{error}"
-    );
+    let error = opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 4)]).unwrap_err();
+    assert!(error.to_string().starts_with("buffer \"grad 0\" cannot be used on the optimizer's device"), "{error}");
     assert_eq!(opt.param_count(), 0);
 }

@@ -18,15 +18,8 @@ fn scratch() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-optim"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-optim")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!text.contains("panicked"), "the tool panicked on {args:?}:\n{text}");
     (out.status.code().unwrap_or(-1), text)
 }
@@ -58,10 +51,7 @@ fn a_case_out_of_tolerance_is_exit_1() {
     });
     let (code, text) = run(&["replay", "--cpu", &path]);
     assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("FAIL adam") && text.contains("step 20, element 5"),
-        "{text}"
-    );
+    assert!(text.contains("FAIL adam") && text.contains("step 20, element 5"), "{text}");
     assert_eq!(text.lines().last(), Some("0 passed, 1 failed"), "{text}");
 }
 
@@ -74,30 +64,15 @@ fn bad_input_is_exit_2_naming_the_problem() {
     std::fs::write(&empty, "{}").unwrap();
 
     let cases: Vec<(String, &str)> = vec![
-        (
-            variant("lr", |c| c["optimizer"]["lr"] = (-1).into()),
-            "Invalid learning rate: -1",
-        ),
+        (variant("lr", |c| c["optimizer"]["lr"] = (-1).into()), "Invalid learning rate: -1"),
         (
             variant("betas", |c| c["optimizer"]["betas"] = serde_json::json!([1.5, 0.999])),
             "Invalid beta parameter at index 0: 1.5",
         ),
-        (
-            variant("eps", |c| c["optimizer"]["eps"] = (-1e-8).into()),
-            "Invalid epsilon value: -1e-08",
-        ),
-        (
-            variant("wd", |c| c["optimizer"]["weight_decay"] = (-0.1).into()),
-            "Invalid weight_decay value: -0.1",
-        ),
-        (
-            variant("name", |c| c["optimizer"]["name"] = "Adamm".into()),
-            "unknown optimizer \"Adamm\"",
-        ),
-        (
-            variant("key", |c| c["optimizer"]["lrr"] = 0.1.into()),
-            "unknown field `lrr`",
-        ),
+        (variant("eps", |c| c["optimizer"]["eps"] = (-1e-8).into()), "Invalid epsilon value: -1e-08"),
+        (variant("wd", |c| c["optimizer"]["weight_decay"] = (-0.1).into()), "Invalid weight_decay value: -0.1"),
+        (variant("name", |c| c["optimizer"]["name"] = "Adamm".into()), "unknown optimizer \"Adamm\""),
+        (variant("key", |c| c["optimizer"]["lrr"] = 0.1.into()), "unknown field `lrr`"),
         (
             variant("short", |c| {
                 c["grads"][3].as_array_mut().unwrap().pop();
@@ -111,17 +86,12 @@ fn bad_input_is_exit_2_naming_the_problem() {
             "Nesterov momentum requires a momentum and zero dampening",
         ),
         (
-            variant("scheduler", |c| {
-                c["scheduler"] = serde_json::json!({"name": "NoSuchLR"})
-            }),
+            variant("scheduler", |c| c["scheduler"] = serde_json::json!({"name": "NoSuchLR"})),
             "unsupported scheduler: NoSuchLR",
         ),
         (truncated.display().to_string(), "EOF while parsing"),
         (empty.display().to_string(), "missing field `name`"),
-        (
-            "/no/such/case.json".into(),
-            "/no/such/case.json: No such file or directory",
-        ),
+        ("/no/such/case.json".into(), "/no/such/case.json: No such file or directory"),
     ];
     for (path, message) in &cases {
         let (code, text) = run(&["replay", "--cpu", path]);
@@ -152,10 +122,7 @@ fn plot_schedule_writes_png_and_svg() {
     let (code, text) = run(&["plot-schedule", &spec, "-o", &png.display().to_string()]);
     assert_eq!(code, 0, "{text}");
     let bytes = std::fs::read(&png).unwrap();
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
-        "not a PNG of a plot"
-    );
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000, "not a PNG of a plot");
 
     // A bare scheduler object, with the optimizer's lr given on the command line.
     let bare = scratch().join("bare.json");
@@ -175,14 +142,8 @@ fn plot_schedule_writes_png_and_svg() {
     ]);
     assert_eq!(code, 0, "{text}");
     let svg = std::fs::read_to_string(&svg).unwrap();
-    assert!(
-        svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
-        "not an SVG document"
-    );
-    assert!(
-        svg.contains("SequentialLR") && svg.contains("learning rate"),
-        "title and axis label"
-    );
+    assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"), "not an SVG document");
+    assert!(svg.contains("SequentialLR") && svg.contains("learning rate"), "title and axis label");
 }
 
 #[test]
@@ -195,18 +156,9 @@ fn plot_schedule_refuses_bad_specs() {
     };
     let out = dir.join("never.png").display().to_string();
     let cases = [
-        (
-            write("misspelt.json", r#"{"name": "StepLRR", "step_size": 3}"#),
-            "unsupported scheduler: StepLRR",
-        ),
-        (
-            write("zero.json", r#"{"name": "StepLR", "step_size": 0}"#),
-            "Invalid step_size value: 0",
-        ),
-        (
-            write("unknown_key.json", r#"{"name": "StepLR", "step_size": 2, "gama": 0.5}"#),
-            "gama",
-        ),
+        (write("misspelt.json", r#"{"name": "StepLRR", "step_size": 3}"#), "unsupported scheduler: StepLRR"),
+        (write("zero.json", r#"{"name": "StepLR", "step_size": 0}"#), "Invalid step_size value: 0"),
+        (write("unknown_key.json", r#"{"name": "StepLR", "step_size": 2, "gama": 0.5}"#), "gama"),
         (write("broken.json", r#"{"name": "StepLR", "#), "EOF while parsing"),
     ];
     for (path, message) in &cases {
@@ -215,41 +167,28 @@ fn plot_schedule_refuses_bad_specs() {
         assert!(text.contains(message), "{path}: expected \"{message}\" in:\n{text}");
     }
     let spec = data("sched_step.json").display().to_string();
-    let (code, text) = run(&[
-        "plot-schedule",
-        &spec,
-        "-o",
-        &dir.join("plot.jpg").display().to_string(),
-    ]);
+    let (code, text) = run(&["plot-schedule", &spec, "-o", &dir.join("plot.jpg").display().to_string()]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains(".png or .svg"), "{text}");
 }
 
 #[test]
 fn replay_runs_schedules_and_refuses_unknown_ones() {
-    let paths: Vec<String> = [
-        "sched_step.json",
-        "sched_plateau_min.json",
-        "adamw_onecycle_cycle_momentum.json",
-    ]
-    .iter()
-    .map(|n| data(n).display().to_string())
-    .collect();
+    let paths: Vec<String> = ["sched_step.json", "sched_plateau_min.json", "adamw_onecycle_cycle_momentum.json"]
+        .iter()
+        .map(|n| data(n).display().to_string())
+        .collect();
     let mut args = vec!["replay", "--cpu"];
     args.extend(paths.iter().map(String::as_str));
     let (code, text) = run(&args);
     assert_eq!(code, 0, "{text}");
     assert_eq!(text.lines().last(), Some("3 passed, 0 failed"), "{text}");
 
-    let misspelt = variant("steplrr", |c| {
-        c["scheduler"] = serde_json::json!({"name": "StepLRR", "step_size": 7})
-    });
+    let misspelt = variant("steplrr", |c| c["scheduler"] = serde_json::json!({"name": "StepLRR", "step_size": 7}));
     let (code, text) = run(&["replay", "--cpu", &misspelt]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("unsupported scheduler: StepLRR"), "{text}");
-    let zero = variant("step0", |c| {
-        c["scheduler"] = serde_json::json!({"name": "StepLR", "step_size": 0})
-    });
+    let zero = variant("step0", |c| c["scheduler"] = serde_json::json!({"name": "StepLR", "step_size": 0}));
     let (code, text) = run(&["replay", "--cpu", &zero]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("Invalid step_size value: 0"), "{text}");

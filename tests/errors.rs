@@ -18,103 +18,46 @@ fn config_error(value: serde_json::Value) -> String {
 fn invalid_hyperparameters_give_pytorchs_messages() {
     let table = [
         (json!({"name": "Adam", "lr": -1}), "Invalid learning rate: -1"),
-        (
-            json!({"name": "Adam", "betas": [1.5, 0.999]}),
-            "Invalid beta parameter at index 0: 1.5",
-        ),
-        (
-            json!({"name": "Adam", "betas": [0.9, 1.0]}),
-            "Invalid beta parameter at index 1: 1",
-        ),
+        (json!({"name": "Adam", "betas": [1.5, 0.999]}), "Invalid beta parameter at index 0: 1.5"),
+        (json!({"name": "Adam", "betas": [0.9, 1.0]}), "Invalid beta parameter at index 1: 1"),
         (json!({"name": "Adam", "eps": -1e-8}), "Invalid epsilon value: -1e-08"),
-        (
-            json!({"name": "Adam", "weight_decay": -0.1}),
-            "Invalid weight_decay value: -0.1",
-        ),
+        (json!({"name": "Adam", "weight_decay": -0.1}), "Invalid weight_decay value: -0.1"),
         (json!({"name": "AdamW", "lr": -0.001}), "Invalid learning rate: -0.001"),
-        (
-            json!({"name": "AdamW", "betas": [0.9, -0.5]}),
-            "Invalid beta parameter at index 1: -0.5",
-        ),
+        (json!({"name": "AdamW", "betas": [0.9, -0.5]}), "Invalid beta parameter at index 1: -0.5"),
         (json!({"name": "SGD", "lr": -0.5}), "Invalid learning rate: -0.5"),
         (json!({"name": "SGD", "momentum": -0.9}), "Invalid momentum value: -0.9"),
-        (
-            json!({"name": "SGD", "weight_decay": -1e-5}),
-            "Invalid weight_decay value: -1e-05",
-        ),
-        (
-            json!({"name": "SGD", "nesterov": true}),
-            "Nesterov momentum requires a momentum and zero dampening",
-        ),
+        (json!({"name": "SGD", "weight_decay": -1e-5}), "Invalid weight_decay value: -1e-05"),
+        (json!({"name": "SGD", "nesterov": true}), "Nesterov momentum requires a momentum and zero dampening"),
         (
             json!({"name": "SGD", "nesterov": true, "momentum": 0.9, "dampening": 0.1}),
             "Nesterov momentum requires a momentum and zero dampening",
         ),
         (json!({"name": "Adagrad", "lr": -1}), "Invalid learning rate: -1"),
         (json!({"name": "Adagrad", "lr_decay": -1}), "Invalid lr_decay value: -1"),
-        (
-            json!({"name": "Adagrad", "weight_decay": -2}),
-            "Invalid weight_decay value: -2",
-        ),
+        (json!({"name": "Adagrad", "weight_decay": -2}), "Invalid weight_decay value: -2"),
         (
             json!({"name": "Adagrad", "initial_accumulator_value": -0.1}),
             "Invalid initial_accumulator_value value: -0.1",
         ),
-        (
-            json!({"name": "Adagrad", "eps": -1e-10}),
-            "Invalid epsilon value: -1e-10",
-        ),
+        (json!({"name": "Adagrad", "eps": -1e-10}), "Invalid epsilon value: -1e-10"),
         (json!({"name": "RMSprop", "lr": -0.01}), "Invalid learning rate: -0.01"),
         (json!({"name": "RMSprop", "eps": -1}), "Invalid epsilon value: -1"),
-        (
-            json!({"name": "RMSprop", "momentum": -0.1}),
-            "Invalid momentum value: -0.1",
-        ),
-        (
-            json!({"name": "RMSprop", "weight_decay": -0.1}),
-            "Invalid weight_decay value: -0.1",
-        ),
+        (json!({"name": "RMSprop", "momentum": -0.1}), "Invalid momentum value: -0.1"),
+        (json!({"name": "RMSprop", "weight_decay": -0.1}), "Invalid weight_decay value: -0.1"),
         (json!({"name": "RMSprop", "alpha": -0.99}), "Invalid alpha value: -0.99"),
-        (
-            json!({"name": "Adamax", "betas": [0.9, 2]}),
-            "Invalid beta parameter at index 1: 2",
-        ),
+        (json!({"name": "Adamax", "betas": [0.9, 2]}), "Invalid beta parameter at index 1: 2"),
         (json!({"name": "Adamax", "eps": -1}), "Invalid epsilon value: -1"),
-        (
-            json!({"name": "NAdam", "momentum_decay": -0.004}),
-            "Invalid momentum_decay value: -0.004",
-        ),
+        (json!({"name": "NAdam", "momentum_decay": -0.004}), "Invalid momentum_decay value: -0.004"),
         (json!({"name": "NAdam", "lr": -1}), "Invalid learning rate: -1"),
-        (
-            json!({"name": "RAdam", "betas": [-0.1, 0.999]}),
-            "Invalid beta parameter at index 0: -0.1",
-        ),
-        (
-            json!({"name": "RAdam", "weight_decay": -1}),
-            "Invalid weight_decay value: -1",
-        ),
+        (json!({"name": "RAdam", "betas": [-0.1, 0.999]}), "Invalid beta parameter at index 0: -0.1"),
+        (json!({"name": "RAdam", "weight_decay": -1}), "Invalid weight_decay value: -1"),
         (json!({"name": "Adadelta", "rho": 1.5}), "Invalid rho value: 1.5"),
-        (
-            json!({"name": "Adadelta", "eps": -1e-6}),
-            "Invalid epsilon value: -1e-06",
-        ),
+        (json!({"name": "Adadelta", "eps": -1e-6}), "Invalid epsilon value: -1e-06"),
         (json!({"name": "ASGD", "lr": -0.01}), "Invalid learning rate: -0.01"),
-        (
-            json!({"name": "ASGD", "weight_decay": -1}),
-            "Invalid weight_decay value: -1",
-        ),
-        (
-            json!({"name": "Rprop", "etas": [1.5, 1.2]}),
-            "Invalid eta values: 1.5, 1.2",
-        ),
-        (
-            json!({"name": "Rprop", "etas": [0.5, 0.9]}),
-            "Invalid eta values: 0.5, 0.9",
-        ),
-        (
-            json!({"name": "Rprop", "step_sizes": [1, 0.5]}),
-            "Invalid step_sizes values: 1, 0.5",
-        ),
+        (json!({"name": "ASGD", "weight_decay": -1}), "Invalid weight_decay value: -1"),
+        (json!({"name": "Rprop", "etas": [1.5, 1.2]}), "Invalid eta values: 1.5, 1.2"),
+        (json!({"name": "Rprop", "etas": [0.5, 0.9]}), "Invalid eta values: 0.5, 0.9"),
+        (json!({"name": "Rprop", "step_sizes": [1, 0.5]}), "Invalid step_sizes values: 1, 0.5"),
     ];
     for (value, message) in table {
         assert_eq!(config_error(value.clone()), message, "for {value}");
@@ -123,38 +66,18 @@ fn invalid_hyperparameters_give_pytorchs_messages() {
 
 #[test]
 fn non_finite_hyperparameters_are_refused() {
-    let nan = AdamConfig {
-        lr: f64::NAN,
-        ..Default::default()
-    };
+    let nan = AdamConfig { lr: f64::NAN, ..Default::default() };
     assert_eq!(
-        OptimizerConfig::from(nan)
-            .algorithm()
-            .validate()
-            .unwrap_err()
-            .to_string(),
+        OptimizerConfig::from(nan).algorithm().validate().unwrap_err().to_string(),
         "Invalid learning rate: nan"
     );
-    let inf = SgdConfig {
-        weight_decay: f64::INFINITY,
-        ..Default::default()
-    };
+    let inf = SgdConfig { weight_decay: f64::INFINITY, ..Default::default() };
     assert_eq!(
-        OptimizerConfig::from(inf)
-            .algorithm()
-            .validate()
-            .unwrap_err()
-            .to_string(),
+        OptimizerConfig::from(inf).algorithm().validate().unwrap_err().to_string(),
         "Invalid weight_decay value: inf"
     );
-    let e = AdamWConfig {
-        eps: f64::NEG_INFINITY,
-        ..Default::default()
-    };
-    assert_eq!(
-        OptimizerConfig::from(e).algorithm().validate().unwrap_err().to_string(),
-        "Invalid epsilon value: -inf"
-    );
+    let e = AdamWConfig { eps: f64::NEG_INFINITY, ..Default::default() };
+    assert_eq!(OptimizerConfig::from(e).algorithm().validate().unwrap_err().to_string(), "Invalid epsilon value: -inf");
 }
 
 #[test]
@@ -165,32 +88,14 @@ fn malformed_configs_name_the_problem() {
          Rprop)"
     );
     let unknown = config_error(json!({"name": "Adam", "lrr": 0.1}));
-    assert!(
-        unknown.starts_with("invalid optimizer config: unknown field `lrr`, expected one of"),
-        "{unknown}"
-    );
+    assert!(unknown.starts_with("invalid optimizer config: unknown field `lrr`, expected one of"), "{unknown}");
     let adamw_flag = config_error(json!({"name": "AdamW", "decoupled_weight_decay": true}));
-    assert!(
-        adamw_flag.contains("unknown field `decoupled_weight_decay`"),
-        "{adamw_flag}"
-    );
-    assert_eq!(
-        config_error(json!({"lr": 0.1})),
-        "invalid optimizer config: missing key \"name\""
-    );
-    assert_eq!(
-        config_error(json!({"name": 3})),
-        "invalid optimizer config: \"name\" must be a string, got 3"
-    );
-    assert_eq!(
-        config_error(json!([1, 2])),
-        "invalid optimizer config: expected a JSON object, got [1,2]"
-    );
+    assert!(adamw_flag.contains("unknown field `decoupled_weight_decay`"), "{adamw_flag}");
+    assert_eq!(config_error(json!({"lr": 0.1})), "invalid optimizer config: missing key \"name\"");
+    assert_eq!(config_error(json!({"name": 3})), "invalid optimizer config: \"name\" must be a string, got 3");
+    assert_eq!(config_error(json!([1, 2])), "invalid optimizer config: expected a JSON object, got [1,2]");
     let wrong_type = config_error(json!({"name": "SGD", "lr": "fast"}));
-    assert!(
-        wrong_type.starts_with("invalid optimizer config: invalid type: string \"fast\""),
-        "{wrong_type}"
-    );
+    assert!(wrong_type.starts_with("invalid optimizer config: invalid type: string \"fast\""), "{wrong_type}");
 }
 
 #[test]
@@ -211,19 +116,10 @@ fn missing_keys_take_pytorchs_defaults() {
 
 #[test]
 fn no_adapter_says_how_to_get_one() {
-    let options = ContextOptions {
-        adapter_name: Some("no adapter has this name".into()),
-        ..Default::default()
-    };
+    let options = ContextOptions { adapter_name: Some("no adapter has this name".into()), ..Default::default() };
     let message = GpuContext::with_options(&options).unwrap_err().to_string();
-    assert!(
-        message.starts_with("no GPU adapter found matching \"no adapter has this name\""),
-        "{message}"
-    );
-    assert!(
-        message.contains("apt-get install mesa-vulkan-drivers libvulkan1"),
-        "{message}"
-    );
+    assert!(message.starts_with("no GPU adapter found matching \"no adapter has this name\""), "{message}");
+    assert!(message.contains("apt-get install mesa-vulkan-drivers libvulkan1"), "{message}");
 }
 
 fn storage(ctx: &GpuContext, n: usize) -> wgpu::Buffer {
@@ -259,52 +155,30 @@ fn bad_registrations_are_refused_and_change_nothing() {
         message(&mut opt, ParamBinding::whole(&p, &gr, 101)),
         "param 0: elements 0..101 do not fit in a buffer of 100 elements"
     );
-    let past = ParamBinding {
-        grad_offset: 95,
-        ..ParamBinding::whole(&p, &gr, 10)
-    };
-    assert_eq!(
-        message(&mut opt, past),
-        "grad 0: elements 95..105 do not fit in a buffer of 100 elements"
-    );
-    let huge = ParamBinding {
-        param_offset: u64::MAX,
-        ..ParamBinding::whole(&p, &gr, 10)
-    };
+    let past = ParamBinding { grad_offset: 95, ..ParamBinding::whole(&p, &gr, 10) };
+    assert_eq!(message(&mut opt, past), "grad 0: elements 95..105 do not fit in a buffer of 100 elements");
+    let huge = ParamBinding { param_offset: u64::MAX, ..ParamBinding::whole(&p, &gr, 10) };
     assert!(message(&mut opt, huge).starts_with("param 0: elements 18446744073709551615.."));
 
     // Overlaps, within one call and with what is registered.
     let a = ParamBinding::whole(&p, &gr, 50);
-    let b = ParamBinding {
-        param_offset: 49,
-        grad_offset: 50,
-        ..ParamBinding::whole(&p, &gr, 10)
-    };
+    let b = ParamBinding { param_offset: 49, grad_offset: 50, ..ParamBinding::whole(&p, &gr, 10) };
     assert_eq!(
         opt.add_params(g, &[a.clone(), b.clone()]).unwrap_err().to_string(),
         "param: parameter 0 and parameter 1 overlap in the same buffer"
     );
     assert_eq!(opt.param_count(), 0);
     opt.add_params(g, &[a]).unwrap();
-    assert_eq!(
-        message(&mut opt, b),
-        "param: parameter 0 and parameter 1 overlap in the same buffer"
-    );
+    assert_eq!(message(&mut opt, b), "param: parameter 0 and parameter 1 overlap in the same buffer");
     assert_eq!(opt.param_count(), 1);
 
     // Groups.
     let mut other = Optimizer::new(&ctx, AdamConfig::default()).unwrap();
     let foreign = other.add_group(AdamConfig::default()).unwrap();
     assert_eq!(
-        opt.add_params(
-            foreign,
-            &[ParamBinding {
-                param_offset: 60,
-                ..ParamBinding::whole(&p, &gr, 10)
-            }]
-        )
-        .unwrap_err()
-        .to_string(),
+        opt.add_params(foreign, &[ParamBinding { param_offset: 60, ..ParamBinding::whole(&p, &gr, 10) }])
+            .unwrap_err()
+            .to_string(),
         "unknown parameter group 1"
     );
     assert_eq!(
@@ -312,22 +186,11 @@ fn bad_registrations_are_refused_and_change_nothing() {
         "parameter group config is SGD, but the optimizer is Adam"
     );
     assert_eq!(
-        opt.add_group(AdamConfig {
-            lr: -2.0,
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string(),
+        opt.add_group(AdamConfig { lr: -2.0, ..Default::default() }).unwrap_err().to_string(),
         "Invalid learning rate: -2"
     );
-    assert_eq!(
-        opt.set_lr(g, -1.0).unwrap_err().to_string(),
-        "Invalid learning rate: -1"
-    );
-    assert_eq!(
-        opt.set_momentum(g, Some(1.5)).unwrap_err().to_string(),
-        "Invalid momentum value: 1.5"
-    );
+    assert_eq!(opt.set_lr(g, -1.0).unwrap_err().to_string(), "Invalid learning rate: -1");
+    assert_eq!(opt.set_momentum(g, Some(1.5)).unwrap_err().to_string(), "Invalid momentum value: 1.5");
     assert_eq!(opt.lr(g).unwrap(), 1e-3, "a refused set_lr keeps the rate");
     assert_eq!(opt.lr(foreign).unwrap_err().to_string(), "unknown parameter group 1");
 
@@ -361,16 +224,8 @@ fn a_step_with_nothing_registered_is_an_error() {
 fn a_refused_step_leaves_parameters_and_state_as_they_were() {
     let ctx = gpu();
     let (param, grad) = (buffer(&ctx, &[0.5, -1.0, 2.0]), buffer(&ctx, &[0.1, 0.2, -0.3]));
-    let mut opt = Optimizer::new(
-        &ctx,
-        AdamConfig {
-            amsgrad: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 3)])
-        .unwrap();
+    let mut opt = Optimizer::new(&ctx, AdamConfig { amsgrad: true, ..Default::default() }).unwrap();
+    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 3)]).unwrap();
     opt.step().unwrap();
     let snapshot = |opt: &Optimizer| {
         let mut all = read_f32(&ctx, &param, 0, 3).unwrap();
@@ -401,26 +256,13 @@ fn cycling_momentum_needs_an_algorithm_with_momentum() {
         "optimizer must support momentum or beta1 with `cycle_momentum` option enabled"
     );
     let mut sgd = Optimizer::new(&ctx, SgdConfig::default()).unwrap();
-    let message = sgd
-        .set_schedule(sgd.default_group(), one_cycle())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        message.starts_with("SGD must be configured with momentum > 0"),
-        "{message}"
-    );
+    let message = sgd.set_schedule(sgd.default_group(), one_cycle()).unwrap_err().to_string();
+    assert!(message.starts_with("SGD must be configured with momentum > 0"), "{message}");
     let mut adam = Optimizer::new(&ctx, AdamConfig::default()).unwrap();
     let g = adam.default_group();
     adam.set_schedule(g, one_cycle()).unwrap();
-    assert_eq!(
-        adam.momentum(g).unwrap(),
-        Some(0.95),
-        "OneCycleLR starts beta1 at max_momentum"
-    );
-    assert!(
-        (adam.lr(g).unwrap() - 0.1 / 25.0).abs() < 1e-15,
-        "OneCycleLR starts at max_lr / div_factor"
-    );
+    assert_eq!(adam.momentum(g).unwrap(), Some(0.95), "OneCycleLR starts beta1 at max_momentum");
+    assert!((adam.lr(g).unwrap() - 0.1 / 25.0).abs() < 1e-15, "OneCycleLR starts at max_lr / div_factor");
     // set_lr replaces the schedule.
     adam.set_lr(g, 0.5).unwrap();
     assert!(adam.schedule(g).unwrap().is_none());
@@ -450,31 +292,12 @@ fn every_public_input_is_checked() {
         ),
         (
             "an offset past the end",
-            opt.add_params(
-                group,
-                &[ParamBinding {
-                    param_offset: 11,
-                    ..ParamBinding::whole(&p, &g, 0)
-                }],
-            )
-            .map(drop),
+            opt.add_params(group, &[ParamBinding { param_offset: 11, ..ParamBinding::whole(&p, &g, 0) }]).map(drop),
             "param 0: elements 11..11 do not fit in a buffer of 10 elements",
         ),
-        (
-            "a NaN learning rate",
-            opt.set_lr(group, f64::NAN),
-            "Invalid learning rate: nan",
-        ),
-        (
-            "an infinite learning rate",
-            opt.set_lr(group, f64::INFINITY),
-            "Invalid learning rate: inf",
-        ),
-        (
-            "a negative momentum",
-            opt.set_momentum(group, Some(-0.5)),
-            "Invalid momentum value: -0.5",
-        ),
+        ("a NaN learning rate", opt.set_lr(group, f64::NAN), "Invalid learning rate: nan"),
+        ("an infinite learning rate", opt.set_lr(group, f64::INFINITY), "Invalid learning rate: inf"),
+        ("a negative momentum", opt.set_momentum(group, Some(-0.5)), "Invalid momentum value: -0.5"),
         (
             "arena data of the wrong length",
             arena.write_params(&ctx, 1, &[1.0; 4]),
@@ -498,23 +321,12 @@ fn every_public_input_is_checked() {
         ("a step with no tensor", opt.step(), "the optimizer has no parameters"),
     ];
     let too_big = ParamArena::new(&ctx, &[ctx.limits().max_buffer_size / 4 + 1]).map(drop);
-    table.push((
-        "an arena past max_buffer_size",
-        too_big,
-        "parameter arena: elements 0..",
-    ));
+    table.push(("an arena past max_buffer_size", too_big, "parameter arena: elements 0.."));
     for (what, result, message) in table {
         let error = result.expect_err(what).to_string();
-        assert!(
-            error.starts_with(message),
-            "{what}: expected \"{message}\", got \"{error}\""
-        );
+        assert!(error.starts_with(message), "{what}: expected \"{message}\", got \"{error}\"");
     }
-    assert_eq!(
-        (opt.param_count(), opt.steps()),
-        (0, 0),
-        "nothing was registered or stepped"
-    );
+    assert_eq!((opt.param_count(), opt.steps()), (0, 0), "nothing was registered or stepped");
     // A zero-length tensor in a zero-size buffer is fine: there is nothing to update.
     opt.add_params(group, &[ParamBinding::whole(&zero, &g, 0)]).unwrap();
 }

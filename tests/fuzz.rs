@@ -18,9 +18,7 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("JSON has no NaN or inf", |x| x.is_finite())
-            .prop_map(Value::from),
+        any::<f64>().prop_filter("JSON has no NaN or inf", |x| x.is_finite()).prop_map(Value::from),
         prop_oneof![Just(-1.0), Just(0.0), Just(1e-300), Just(1e300), Just(0.5), Just(1.0)].prop_map(Value::from),
         "[a-zA-Z_]{0,12}".prop_map(Value::from),
     ];
@@ -178,16 +176,8 @@ mod checkpoints {
     fn checkpoint() -> (Optimizer, Vec<u8>) {
         let ctx = common::gpu();
         let (p, g) = (common::buffer(&ctx, &[1.0; 64]), common::buffer(&ctx, &[0.5; 64]));
-        let mut opt = Optimizer::new(
-            &ctx,
-            AdamConfig {
-                amsgrad: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        opt.add_params(opt.default_group(), &[ParamBinding::whole(&p, &g, 64)])
-            .unwrap();
+        let mut opt = Optimizer::new(&ctx, AdamConfig { amsgrad: true, ..Default::default() }).unwrap();
+        opt.add_params(opt.default_group(), &[ParamBinding::whole(&p, &g, 64)]).unwrap();
         opt.step().unwrap();
         let path = scratch("good.safetensors");
         opt.save_state(&path).unwrap();

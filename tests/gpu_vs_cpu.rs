@@ -7,282 +7,10 @@ mod common;
 use common::{assert_close, buffer, gpu, gpu_with, track_scale, Rng};
 use wgpu_optim::cpu::CpuOptimizer;
 use wgpu_optim::readback::read_f32;
+use wgpu_optim::tools::validate::cases;
 use wgpu_optim::*;
 
 const STEPS: usize = 20;
-
-/// Every algorithm with each flag on its own and in combination.
-fn table() -> Vec<(&'static str, OptimizerConfig)> {
-    let sgd = SgdConfig {
-        lr: 0.01,
-        ..Default::default()
-    };
-    let adagrad = AdaGradConfig::default();
-    let rms = RmsPropConfig::default();
-    let adam = AdamConfig::default();
-    let adamw = AdamWConfig::default();
-    vec![
-        ("sgd", sgd.clone().into()),
-        (
-            "sgd momentum",
-            SgdConfig {
-                momentum: 0.9,
-                ..sgd.clone()
-            }
-            .into(),
-        ),
-        (
-            "sgd momentum dampening",
-            SgdConfig {
-                momentum: 0.9,
-                dampening: 0.3,
-                ..sgd.clone()
-            }
-            .into(),
-        ),
-        (
-            "sgd nesterov",
-            SgdConfig {
-                momentum: 0.9,
-                nesterov: true,
-                ..sgd.clone()
-            }
-            .into(),
-        ),
-        (
-            "sgd weight_decay",
-            SgdConfig {
-                weight_decay: 0.05,
-                ..sgd.clone()
-            }
-            .into(),
-        ),
-        (
-            "sgd maximize",
-            SgdConfig {
-                maximize: true,
-                ..sgd.clone()
-            }
-            .into(),
-        ),
-        (
-            "sgd nesterov weight_decay maximize",
-            SgdConfig {
-                momentum: 0.8,
-                nesterov: true,
-                weight_decay: 0.01,
-                maximize: true,
-                ..sgd
-            }
-            .into(),
-        ),
-        ("adagrad", adagrad.clone().into()),
-        (
-            "adagrad lr_decay",
-            AdaGradConfig {
-                lr_decay: 0.1,
-                ..adagrad.clone()
-            }
-            .into(),
-        ),
-        (
-            "adagrad weight_decay",
-            AdaGradConfig {
-                weight_decay: 0.05,
-                ..adagrad.clone()
-            }
-            .into(),
-        ),
-        (
-            "adagrad initial_accumulator",
-            AdaGradConfig {
-                initial_accumulator_value: 0.5,
-                ..adagrad.clone()
-            }
-            .into(),
-        ),
-        (
-            "adagrad all",
-            AdaGradConfig {
-                lr_decay: 0.01,
-                weight_decay: 0.01,
-                initial_accumulator_value: 0.1,
-                maximize: true,
-                ..adagrad
-            }
-            .into(),
-        ),
-        ("rmsprop", rms.clone().into()),
-        (
-            "rmsprop centered",
-            RmsPropConfig {
-                centered: true,
-                ..rms.clone()
-            }
-            .into(),
-        ),
-        (
-            "rmsprop momentum",
-            RmsPropConfig {
-                momentum: 0.9,
-                ..rms.clone()
-            }
-            .into(),
-        ),
-        (
-            "rmsprop centered momentum",
-            RmsPropConfig {
-                centered: true,
-                momentum: 0.5,
-                ..rms.clone()
-            }
-            .into(),
-        ),
-        (
-            "rmsprop weight_decay maximize",
-            RmsPropConfig {
-                weight_decay: 0.01,
-                maximize: true,
-                ..rms
-            }
-            .into(),
-        ),
-        ("adam", adam.clone().into()),
-        (
-            "adam amsgrad",
-            AdamConfig {
-                amsgrad: true,
-                ..adam.clone()
-            }
-            .into(),
-        ),
-        (
-            "adam weight_decay",
-            AdamConfig {
-                weight_decay: 0.05,
-                ..adam.clone()
-            }
-            .into(),
-        ),
-        (
-            "adam maximize",
-            AdamConfig {
-                maximize: true,
-                ..adam.clone()
-            }
-            .into(),
-        ),
-        (
-            "adam decoupled",
-            AdamConfig {
-                weight_decay: 0.1,
-                decoupled_weight_decay: true,
-                ..adam.clone()
-            }
-            .into(),
-        ),
-        (
-            "adam amsgrad decoupled maximize",
-            AdamConfig {
-                amsgrad: true,
-                weight_decay: 0.1,
-                decoupled_weight_decay: true,
-                maximize: true,
-                ..adam
-            }
-            .into(),
-        ),
-        ("adamw", adamw.clone().into()),
-        (
-            "adamw amsgrad",
-            AdamWConfig {
-                amsgrad: true,
-                lr: 1e-2,
-                ..adamw
-            }
-            .into(),
-        ),
-        ("adamax", AdamaxConfig::default().into()),
-        (
-            "adamax weight_decay maximize",
-            AdamaxConfig {
-                weight_decay: 0.05,
-                maximize: true,
-                ..Default::default()
-            }
-            .into(),
-        ),
-        ("nadam", NAdamConfig::default().into()),
-        (
-            "nadam decoupled",
-            NAdamConfig {
-                weight_decay: 0.1,
-                decoupled_weight_decay: true,
-                ..Default::default()
-            }
-            .into(),
-        ),
-        (
-            "nadam weight_decay maximize",
-            NAdamConfig {
-                weight_decay: 0.05,
-                maximize: true,
-                ..Default::default()
-            }
-            .into(),
-        ),
-        ("radam", RAdamConfig::default().into()),
-        (
-            "radam decoupled maximize",
-            RAdamConfig {
-                weight_decay: 0.1,
-                decoupled_weight_decay: true,
-                maximize: true,
-                ..Default::default()
-            }
-            .into(),
-        ),
-        ("adadelta", AdadeltaConfig::default().into()),
-        (
-            "adadelta weight_decay maximize",
-            AdadeltaConfig {
-                weight_decay: 0.05,
-                maximize: true,
-                ..Default::default()
-            }
-            .into(),
-        ),
-        // t0 small, so that averaging starts within the run.
-        (
-            "asgd averaging",
-            AsgdConfig {
-                t0: 5.0,
-                lambd: 1e-2,
-                ..Default::default()
-            }
-            .into(),
-        ),
-        (
-            "asgd weight_decay maximize",
-            AsgdConfig {
-                weight_decay: 0.05,
-                maximize: true,
-                ..Default::default()
-            }
-            .into(),
-        ),
-        ("rprop", RpropConfig::default().into()),
-        (
-            "rprop maximize",
-            RpropConfig {
-                maximize: true,
-                etas: (0.3, 1.5),
-                ..Default::default()
-            }
-            .into(),
-        ),
-    ]
-}
 
 /// The tensors of one run: sizes that are no multiple of the workgroup, one element, and one empty.
 const SIZES: &[usize] = &[257, 1, 4099, 0, 33];
@@ -324,18 +52,14 @@ fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
     }
 
     // The scale of an element is the largest magnitude it takes, the start included.
-    let mut scales: Vec<Vec<f64>> = cpu
-        .iter()
-        .map(|c| c.param().iter().map(|x| x.abs()).collect())
-        .collect();
+    let mut scales: Vec<Vec<f64>> = cpu.iter().map(|c| c.param().iter().map(|x| x.abs()).collect()).collect();
     for step in 0..STEPS {
         for (i, &n) in SIZES.iter().enumerate() {
             let g = rng.vector(n);
             arena.write_grads(ctx, i, &g).unwrap();
             let (_, grad, offset) = &engine[i];
             if n > 0 {
-                ctx.queue
-                    .write_buffer(grad, (*offset as u64 + 1) * 4, bytemuck::cast_slice(&g));
+                ctx.queue.write_buffer(grad, (*offset as u64 + 1) * 4, bytemuck::cast_slice(&g));
             }
             cpu[i].step(&g.iter().map(|&x| x as f64).collect::<Vec<_>>()).unwrap();
             track_scale(&mut scales[i], cpu[i].param());
@@ -347,12 +71,7 @@ fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
             assert_close(&format!("{what}, arena"), &from_arena, cpu[i].param(), &scales[i]);
             let (param, _, offset) = &engine[i];
             let from_engine = read_f32(ctx, param, *offset as u64, n as u64).unwrap();
-            assert_close(
-                &format!("{what}, engine buffer"),
-                &from_engine,
-                cpu[i].param(),
-                &scales[i],
-            );
+            assert_close(&format!("{what}, engine buffer"), &from_engine, cpu[i].param(), &scales[i]);
         }
     }
 
@@ -360,10 +79,7 @@ fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
     for (i, (param, _, offset)) in engine.iter().enumerate() {
         let all = read_f32(ctx, param, 0, param.size() / 4).unwrap();
         let n = SIZES[i];
-        assert!(
-            all[..*offset].iter().chain(&all[offset + n..]).all(|&x| x == 7.0),
-            "{name}: padding of tensor {i}"
-        );
+        assert!(all[..*offset].iter().chain(&all[offset + n..]).all(|&x| x == 7.0), "{name}: padding of tensor {i}");
     }
 
     // State, and the parameters really moved (a kernel that did nothing would fail here).
@@ -371,11 +87,7 @@ fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
         for state in opt.state_names() {
             let ours = opt.read_state(i, state).unwrap();
             let reference = cpu[i].state(state);
-            assert_eq!(
-                ours.is_some(),
-                reference.is_some(),
-                "{name}: state {state} kept on one side only"
-            );
+            assert_eq!(ours.is_some(), reference.is_some(), "{name}: state {state} kept on one side only");
             if let (Some(ours), Some(reference)) = (ours, reference) {
                 let scale = vec![reference.iter().fold(0.0f64, |m, x| m.max(x.abs())); n];
                 assert_close(&format!("{name}, tensor {i}, state {state}"), &ours, reference, &scale);
@@ -384,17 +96,14 @@ fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
     }
     let moved = read_f32(ctx, arena.params(), 0, 257).unwrap();
     let changed = moved.iter().zip(&inits[0]).filter(|(a, b)| a != b).count();
-    assert!(
-        changed > 200,
-        "{name}: only {changed} of 257 elements moved in {STEPS} steps"
-    );
+    assert!(changed > 200, "{name}: only {changed} of 257 elements moved in {STEPS} steps");
 }
 
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn every_optimizer_and_flag_matches_the_cpu_reference() {
     let ctx = gpu();
-    for (seed, (name, config)) in table().iter().enumerate() {
+    for (seed, (name, config)) in cases().iter().enumerate() {
         check(name, config, &ctx, seed as u64);
     }
 }
@@ -406,8 +115,7 @@ fn one_tensor(ctx: &GpuContext, config: OptimizerConfig, n: usize, steps: usize,
     let init = rng.vector(n);
     let (param, grad) = (buffer(ctx, &init), buffer(ctx, &vec![0.0; n]));
     let mut opt = Optimizer::new(ctx, config.clone()).unwrap();
-    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, n as u64)])
-        .unwrap();
+    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, n as u64)]).unwrap();
     let mut cpu = CpuOptimizer::new(config, init.iter().map(|&x| x as f64).collect()).unwrap();
     let mut scale = cpu.param().iter().map(|x| x.abs()).collect();
     for _ in 0..steps {
@@ -428,11 +136,7 @@ fn more_than_65535_workgroups_in_one_dimension() {
     let ctx = gpu();
     let n = 65_535 * 256 + 1;
     let mut opt = one_tensor(&ctx, AdamConfig::default().into(), n, 2, 1);
-    assert_eq!(
-        opt.dispatch_count(),
-        1,
-        "16.7M elements fit one binding on this adapter"
-    );
+    assert_eq!(opt.dispatch_count(), 1, "16.7M elements fit one binding on this adapter");
 }
 
 #[test]
@@ -445,21 +149,8 @@ fn a_tensor_larger_than_the_binding_limit() {
     if n * 4 * 4 > ctx.limits().max_buffer_size.min(8 << 30) {
         panic!("this adapter's binding limit ({limit} bytes) is too large to exceed in a test");
     }
-    let mut opt = one_tensor(
-        &ctx,
-        AdamConfig {
-            amsgrad: true,
-            ..Default::default()
-        }
-        .into(),
-        n as usize,
-        2,
-        2,
-    );
-    assert!(
-        opt.dispatch_count() >= 2,
-        "a tensor past the binding limit must be split"
-    );
+    let mut opt = one_tensor(&ctx, AdamConfig { amsgrad: true, ..Default::default() }.into(), n as usize, 2, 2);
+    assert!(opt.dispatch_count() >= 2, "a tensor past the binding limit must be split");
 }
 
 #[test]
@@ -467,11 +158,8 @@ fn a_tensor_larger_than_the_binding_limit() {
 fn every_optimizer_splits_tensors_at_a_small_binding_limit() {
     // The same splitting logic, exercised cheaply: a 16 KiB binding limit splits these tensors
     // several times, at offsets that are no multiple of anything.
-    let ctx = gpu_with(&ContextOptions {
-        max_storage_buffer_binding_size: Some(16 << 10),
-        ..Default::default()
-    });
-    for (seed, (name, config)) in table().iter().enumerate() {
+    let ctx = gpu_with(&ContextOptions { max_storage_buffer_binding_size: Some(16 << 10), ..Default::default() });
+    for (seed, (name, config)) in cases().iter().enumerate() {
         let mut opt = one_tensor(&ctx, config.clone(), 10_007, 3, 100 + seed as u64);
         assert!(opt.dispatch_count() >= 3, "{name}: 40 KB over a 16 KiB binding limit");
     }
@@ -483,8 +171,7 @@ fn zero_elements_is_a_counted_no_op() {
     let ctx = gpu();
     let (param, grad) = (buffer(&ctx, &[1.0]), buffer(&ctx, &[1.0]));
     let mut opt = Optimizer::new(&ctx, AdamConfig::default()).unwrap();
-    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 0)])
-        .unwrap();
+    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 0)]).unwrap();
     opt.step().unwrap();
     opt.step().unwrap();
     assert_eq!(opt.steps(), 2);
@@ -500,15 +187,8 @@ fn groups_have_their_own_hyperparameters_in_one_pass() {
     let mut rng = Rng::new(7);
     let lens = [300u64, 40, 500, 60];
     let arena = ParamArena::new(&ctx, &lens).unwrap();
-    let decay = AdamWConfig {
-        lr: 1e-2,
-        weight_decay: 0.1,
-        ..Default::default()
-    };
-    let no_decay = AdamWConfig {
-        weight_decay: 0.0,
-        ..decay.clone()
-    };
+    let decay = AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() };
+    let no_decay = AdamWConfig { weight_decay: 0.0, ..decay.clone() };
     let mut opt = Optimizer::new(&ctx, decay.clone()).unwrap();
     let biases = opt.add_group(no_decay.clone()).unwrap();
     let bindings = arena.bindings();
@@ -521,17 +201,10 @@ fn groups_have_their_own_hyperparameters_in_one_pass() {
     for (i, &n) in lens.iter().enumerate() {
         let init = rng.vector(n as usize);
         arena.write_params(&ctx, i, &init).unwrap();
-        let config: OptimizerConfig = if i % 2 == 0 {
-            decay.clone().into()
-        } else {
-            no_decay.clone().into()
-        };
+        let config: OptimizerConfig = if i % 2 == 0 { decay.clone().into() } else { no_decay.clone().into() };
         cpu.push(CpuOptimizer::new(config, init.iter().map(|&x| x as f64).collect()).unwrap());
     }
-    let mut scales: Vec<Vec<f64>> = cpu
-        .iter()
-        .map(|c| c.param().iter().map(|x| x.abs()).collect())
-        .collect();
+    let mut scales: Vec<Vec<f64>> = cpu.iter().map(|c| c.param().iter().map(|x| x.abs()).collect()).collect();
     for _ in 0..STEPS {
         for (i, &n) in lens.iter().enumerate() {
             let g = rng.vector(n as usize);
@@ -557,14 +230,10 @@ fn two_steps_recorded_before_one_submit_each_see_their_own_scalars() {
     let init = rng.vector(n);
     let g = rng.vector(n);
     let (param, grad) = (buffer(&ctx, &init), buffer(&ctx, &g));
-    let config = AdamConfig {
-        lr: 0.05,
-        ..Default::default()
-    };
+    let config = AdamConfig { lr: 0.05, ..Default::default() };
     let mut opt = Optimizer::new(&ctx, config.clone()).unwrap();
     let group = opt.default_group();
-    opt.add_params(group, &[ParamBinding::whole(&param, &grad, n as u64)])
-        .unwrap();
+    opt.add_params(group, &[ParamBinding::whole(&param, &grad, n as u64)]).unwrap();
 
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     opt.record(&mut encoder).unwrap();
@@ -580,31 +249,18 @@ fn two_steps_recorded_before_one_submit_each_see_their_own_scalars() {
     cpu.set_lr(0.2);
     cpu.step(&g64).unwrap();
     track_scale(&mut scale, cpu.param());
-    assert_close(
-        "two recorded steps",
-        &read_f32(&ctx, &param, 0, n as u64).unwrap(),
-        cpu.param(),
-        &scale,
-    );
+    assert_close("two recorded steps", &read_f32(&ctx, &param, 0, n as u64).unwrap(), cpu.param(), &scale);
 
     // Had both steps used the second step's scalars (step 2, lr 0.2), the result would differ.
     let mut wrong = CpuOptimizer::new(
-        AdamConfig {
-            lr: 0.2,
-            ..Default::default()
-        }
-        .into(),
+        AdamConfig { lr: 0.2, ..Default::default() }.into(),
         init.iter().map(|&x| x as f64).collect(),
     )
     .unwrap();
     wrong.step(&g64).unwrap();
     wrong.step(&g64).unwrap();
-    let differs = wrong
-        .param()
-        .iter()
-        .zip(cpu.param())
-        .filter(|(a, b)| (*a - *b).abs() > 1e-4 * b.abs().max(1e-3))
-        .count();
+    let differs =
+        wrong.param().iter().zip(cpu.param()).filter(|(a, b)| (*a - *b).abs() > 1e-4 * b.abs().max(1e-3)).count();
     assert!(differs > n / 2, "the test must distinguish the two outcomes");
     assert_eq!(opt.steps(), 2);
 }

@@ -35,10 +35,7 @@ const CORE: &[&str] = &[
 fn replay_all(target: Target<'_>) {
     let cases = bundled_cases();
     for name in CORE {
-        assert!(
-            cases.iter().any(|p| p.file_stem().is_some_and(|s| s == *name)),
-            "tests/data/{name}.json is missing"
-        );
+        assert!(cases.iter().any(|p| p.file_stem().is_some_and(|s| s == *name)), "tests/data/{name}.json is missing");
     }
     let mut failures = Vec::new();
     for path in &cases {
@@ -48,13 +45,7 @@ fn replay_all(target: Target<'_>) {
             Err(e) => failures.push(format!("{}: {e}", path.display())),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 #[test]

@@ -41,19 +41,13 @@ fn assert_close(what: &str, got: f64, want: f64) {
 }
 
 fn golden(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(format!("{name}.json"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("an array")
-        .iter()
-        .map(|x| x.as_f64().expect("a number"))
-        .collect()
+    v.as_array().expect("an array").iter().map(|x| x.as_f64().expect("a number")).collect()
 }
 
 /// A golden's scheduler, its optimizer's lr, its lr sequence and its losses (plateau only).
@@ -211,9 +205,7 @@ fn plateau_state_keeps_counters_and_an_infinite_best() {
     assert_eq!(fresh["best"], "inf", "JSON has no infinity: it is written as a name");
     let losses = c.losses.expect("losses");
     run(&mut sched, 0, 20, Some(&losses));
-    let SchedulerState::ReduceLROnPlateau(s) = sched.state() else {
-        panic!("plateau state")
-    };
+    let SchedulerState::ReduceLROnPlateau(s) = sched.state() else { panic!("plateau state") };
     assert_eq!(s.last_epoch, 20);
     assert_eq!(s.lr, c.lr[20]);
     assert!(s.best.is_finite());
@@ -224,26 +216,16 @@ fn restore_refuses_a_state_of_the_other_kind() {
     let mut pure = from_json(&json!({"name": "StepLR", "step_size": 3}), 0.1).expect("builds");
     let mut plateau = from_json(&json!({"name": "ReduceLROnPlateau"}), 0.1).expect("builds");
     let err = pure.restore(&plateau.state()).expect_err("plateau state into StepLR");
-    assert_eq!(
-        err.to_string(),
-        "invalid scheduler config: cannot restore a ReduceLROnPlateau state into StepLR"
-    );
-    let err = plateau
-        .restore(&SchedulerState::Pure)
-        .expect_err("pure state into plateau");
+    assert_eq!(err.to_string(), "invalid scheduler config: cannot restore a ReduceLROnPlateau state into StepLR");
+    let err = plateau.restore(&SchedulerState::Pure).expect_err("pure state into plateau");
     assert!(matches!(err, Error::Config { what: "scheduler", .. }), "{err:?}");
     let mut bad = match plateau.state() {
         SchedulerState::ReduceLROnPlateau(s) => s,
         SchedulerState::Pure => panic!("plateau state"),
     };
     bad.lr = -1.0;
-    let err = plateau
-        .restore(&SchedulerState::ReduceLROnPlateau(bad))
-        .expect_err("negative lr");
-    assert_eq!(
-        err.to_string(),
-        "invalid scheduler config: ReduceLROnPlateau state: invalid lr -1"
-    );
+    let err = plateau.restore(&SchedulerState::ReduceLROnPlateau(bad)).expect_err("negative lr");
+    assert_eq!(err.to_string(), "invalid scheduler config: ReduceLROnPlateau state: invalid lr -1");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,44 +233,17 @@ fn restore_refuses_a_state_of_the_other_kind() {
 
 #[test]
 fn step_lr_boundaries() {
-    let s = StepLr::new(
-        0.1,
-        StepLrConfig {
-            step_size: 7,
-            gamma: 0.5,
-        },
-    )
-    .expect("valid");
-    assert_eq!(
-        [s.lr(0), s.lr(6), s.lr(7), s.lr(13), s.lr(14), s.lr(21)],
-        [0.1, 0.1, 0.05, 0.05, 0.025, 0.0125]
-    );
+    let s = StepLr::new(0.1, StepLrConfig { step_size: 7, gamma: 0.5 }).expect("valid");
+    assert_eq!([s.lr(0), s.lr(6), s.lr(7), s.lr(13), s.lr(14), s.lr(21)], [0.1, 0.1, 0.05, 0.05, 0.025, 0.0125]);
     assert_eq!(StepLrConfig::new(3).gamma, 0.1);
     assert_eq!(s.multiplier(14), Some(0.25));
 }
 
 #[test]
 fn multi_step_lr_boundaries_any_order_and_repeats() {
-    let s = MultiStepLr::new(
-        1.0,
-        MultiStepLrConfig {
-            milestones: vec![25, 10, 25],
-            gamma: 0.5,
-        },
-    )
-    .expect("valid");
-    assert_eq!(
-        [s.lr(9), s.lr(10), s.lr(24), s.lr(25), s.lr(1000)],
-        [1.0, 0.5, 0.5, 0.125, 0.125]
-    );
-    let pytorch = MultiStepLr::new(
-        0.1,
-        MultiStepLrConfig {
-            milestones: vec![10, 25, 40],
-            gamma: 0.3,
-        },
-    )
-    .expect("valid");
+    let s = MultiStepLr::new(1.0, MultiStepLrConfig { milestones: vec![25, 10, 25], gamma: 0.5 }).expect("valid");
+    assert_eq!([s.lr(9), s.lr(10), s.lr(24), s.lr(25), s.lr(1000)], [1.0, 0.5, 0.5, 0.125, 0.125]);
+    let pytorch = MultiStepLr::new(0.1, MultiStepLrConfig { milestones: vec![10, 25, 40], gamma: 0.3 }).expect("valid");
     for (t, k) in [(9, 0), (10, 1), (24, 1), (25, 2), (39, 2), (40, 3)] {
         assert_close(&format!("MultiStepLR at {t}"), pytorch.lr(t), 0.1 * 0.3f64.powi(k));
     }
@@ -299,50 +254,21 @@ fn constant_lr_boundaries() {
     let s = ConstantLr::new(0.1, ConstantLrConfig::default()).expect("valid");
     assert_eq!([s.lr(0), s.lr(4), s.lr(5), s.lr(100)], [0.1 / 3.0, 0.1 / 3.0, 0.1, 0.1]);
     // PyTorch applies the factor at step 0 and, with total_iters 0, never takes it back.
-    let zero = ConstantLr::new(
-        0.1,
-        ConstantLrConfig {
-            factor: 0.5,
-            total_iters: 0,
-        },
-    )
-    .expect("valid");
+    let zero = ConstantLr::new(0.1, ConstantLrConfig { factor: 0.5, total_iters: 0 }).expect("valid");
     assert_eq!([zero.lr(0), zero.lr(50)], [0.05, 0.05]);
 }
 
 #[test]
 fn linear_lr_boundaries() {
-    let s = LinearLr::new(
-        0.1,
-        LinearLrConfig {
-            start_factor: 0.1,
-            end_factor: 1.0,
-            total_iters: 20,
-        },
-    )
-    .expect("valid");
+    let s = LinearLr::new(0.1, LinearLrConfig { start_factor: 0.1, end_factor: 1.0, total_iters: 20 }).expect("valid");
     assert_close("LinearLR at 0", s.lr(0), 0.01);
     assert_close("LinearLR at 10", s.lr(10), 0.055);
     assert_eq!([s.lr(20), s.lr(21), s.lr(1000)], [0.1, 0.1, 0.1]);
-    let down = LinearLr::new(
-        1.0,
-        LinearLrConfig {
-            start_factor: 1.0,
-            end_factor: 0.0,
-            total_iters: 4,
-        },
-    )
-    .expect("valid");
+    let down =
+        LinearLr::new(1.0, LinearLrConfig { start_factor: 1.0, end_factor: 0.0, total_iters: 4 }).expect("valid");
     assert_eq!([down.lr(0), down.lr(2), down.lr(4), down.lr(5)], [1.0, 0.5, 0.0, 0.0]);
-    let zero = LinearLr::new(
-        1.0,
-        LinearLrConfig {
-            start_factor: 0.25,
-            end_factor: 1.0,
-            total_iters: 0,
-        },
-    )
-    .expect("valid");
+    let zero =
+        LinearLr::new(1.0, LinearLrConfig { start_factor: 0.25, end_factor: 1.0, total_iters: 0 }).expect("valid");
     assert_eq!(zero.lr(9), 0.25, "PyTorch keeps start_factor when total_iters is 0");
 }
 
@@ -355,38 +281,17 @@ fn exponential_lr_values() {
 
 #[test]
 fn polynomial_lr_reaches_zero_and_stays() {
-    let s = PolynomialLr::new(
-        0.1,
-        PolynomialLrConfig {
-            total_iters: 40,
-            power: 2.0,
-        },
-    )
-    .expect("valid");
+    let s = PolynomialLr::new(0.1, PolynomialLrConfig { total_iters: 40, power: 2.0 }).expect("valid");
     assert_eq!(s.lr(0), 0.1);
     assert_close("PolynomialLR at 20", s.lr(20), 0.025);
     assert_eq!([s.lr(40), s.lr(41), s.lr(1 << 40)], [0.0, 0.0, 0.0]);
-    let zero = PolynomialLr::new(
-        0.1,
-        PolynomialLrConfig {
-            total_iters: 0,
-            power: 1.0,
-        },
-    )
-    .expect("valid");
+    let zero = PolynomialLr::new(0.1, PolynomialLrConfig { total_iters: 0, power: 1.0 }).expect("valid");
     assert_eq!(zero.lr(7), 0.1, "PyTorch leaves the lr alone when total_iters is 0");
 }
 
 #[test]
 fn cosine_annealing_lr_rises_back_past_t_max() {
-    let s = CosineAnnealingLr::new(
-        0.1,
-        CosineAnnealingLrConfig {
-            t_max: 20,
-            eta_min: 0.001,
-        },
-    )
-    .expect("valid");
+    let s = CosineAnnealingLr::new(0.1, CosineAnnealingLrConfig { t_max: 20, eta_min: 0.001 }).expect("valid");
     assert_eq!(s.lr(0), 0.1);
     assert_close("at T_max / 2", s.lr(10), 0.0505);
     assert_eq!(s.lr(20), 0.001, "eta_min at T_max");
@@ -400,34 +305,18 @@ fn cosine_annealing_lr_rises_back_past_t_max() {
 
 #[test]
 fn warm_restarts_restart_at_base_lr() {
-    let cfg = CosineAnnealingWarmRestartsConfig {
-        t_0: 10,
-        t_mult: 2,
-        eta_min: 0.0,
-    };
+    let cfg = CosineAnnealingWarmRestartsConfig { t_0: 10, t_mult: 2, eta_min: 0.0 };
     let s = CosineAnnealingWarmRestarts::new(0.1, cfg).expect("valid");
     for restart in [0, 10, 30, 70, 150] {
         assert_eq!(s.lr(restart), 0.1, "restart at {restart}");
-        assert!(
-            restart == 0 || s.lr(restart - 1) < 0.01,
-            "end of the cycle before {restart}"
-        );
+        assert!(restart == 0 || s.lr(restart - 1) < 0.01, "end of the cycle before {restart}");
     }
     assert_close("middle of the 20-step cycle", s.lr(20), 0.05);
     let flat = CosineAnnealingWarmRestarts::new(1.0, CosineAnnealingWarmRestartsConfig::new(5)).expect("valid");
-    assert_eq!(
-        [flat.lr(3), flat.lr(8), flat.lr(10_000_003)].map(f64::to_bits),
-        [flat.lr(3).to_bits(); 3]
-    );
-    let triple = CosineAnnealingWarmRestarts::new(
-        1.0,
-        CosineAnnealingWarmRestartsConfig {
-            t_0: 2,
-            t_mult: 3,
-            eta_min: 0.5,
-        },
-    )
-    .expect("valid");
+    assert_eq!([flat.lr(3), flat.lr(8), flat.lr(10_000_003)].map(f64::to_bits), [flat.lr(3).to_bits(); 3]);
+    let triple =
+        CosineAnnealingWarmRestarts::new(1.0, CosineAnnealingWarmRestartsConfig { t_0: 2, t_mult: 3, eta_min: 0.5 })
+            .expect("valid");
     assert_eq!([triple.lr(2), triple.lr(8), triple.lr(26)], [1.0, 1.0, 1.0]); // 2, 2+6, 2+6+18
     assert_close("T_cur 3 of 6", triple.lr(5), 0.75);
     assert!(triple.lr(u64::MAX).is_finite());
@@ -435,10 +324,7 @@ fn warm_restarts_restart_at_base_lr() {
 
 #[test]
 fn cyclic_lr_triangles() {
-    let cfg = CyclicLrConfig {
-        step_size_up: 10,
-        ..CyclicLrConfig::new(0.01, 0.1)
-    };
+    let cfg = CyclicLrConfig { step_size_up: 10, ..CyclicLrConfig::new(0.01, 0.1) };
     let s = CyclicLr::new(123.0, cfg.clone()).expect("valid");
     assert_eq!(s.lr(0), 0.01, "the optimizer's lr is ignored");
     assert_close("peak", s.lr(10), 0.1);
@@ -464,20 +350,9 @@ fn cyclic_lr_triangles() {
     assert_close("third peak", halving.lr(32), 0.01 + 0.09 / 4.0);
     assert_eq!(halving.momentum(8), None);
 
-    let exp = CyclicLr::new(
-        0.0,
-        CyclicLrConfig {
-            mode: CyclicMode::ExpRange,
-            gamma: 0.99,
-            ..cfg.clone()
-        },
-    )
-    .expect("valid");
-    assert_close(
-        "exp_range scales by gamma^t",
-        exp.lr(10),
-        0.01 + 0.09 * 0.99f64.powi(10),
-    );
+    let exp =
+        CyclicLr::new(0.0, CyclicLrConfig { mode: CyclicMode::ExpRange, gamma: 0.99, ..cfg.clone() }).expect("valid");
+    assert_close("exp_range scales by gamma^t", exp.lr(10), 0.01 + 0.09 * 0.99f64.powi(10));
 
     let custom = CyclicLr::new(
         0.0,
@@ -499,20 +374,10 @@ fn one_cycle_lr_phase_ends() {
     assert_eq!(s.momentum(17), Some(0.85));
     assert_close("end", s.lr(59), 0.1 / 25.0 / 1e4);
     assert_eq!(s.momentum(59), Some(0.95));
-    assert_eq!(
-        s.lr(1000),
-        s.lr(60),
-        "PyTorch stops at total_steps; we hold its last value"
-    );
+    assert_eq!(s.lr(1000), s.lr(60), "PyTorch stops at total_steps; we hold its last value");
 
-    let three = OneCycleLr::new(
-        0.0,
-        OneCycleLrConfig {
-            three_phase: true,
-            ..OneCycleLrConfig::new(0.1, 100)
-        },
-    )
-    .expect("valid");
+    let three =
+        OneCycleLr::new(0.0, OneCycleLrConfig { three_phase: true, ..OneCycleLrConfig::new(0.1, 100) }).expect("valid");
     assert_eq!(three.lr(29), 0.1);
     assert_close("back at initial", three.lr(58), 0.004);
     assert_eq!(three.momentum(58), Some(0.95));
@@ -536,36 +401,11 @@ fn sequential_lr_restarts_each_piece_at_its_milestone() {
     let s = SequentialLr::new(
         vec![
             Box::new(
-                LinearLr::new(
-                    0.1,
-                    LinearLrConfig {
-                        start_factor: 0.1,
-                        total_iters: 5,
-                        ..Default::default()
-                    },
-                )
-                .expect("valid"),
+                LinearLr::new(0.1, LinearLrConfig { start_factor: 0.1, total_iters: 5, ..Default::default() })
+                    .expect("valid"),
             ),
-            Box::new(
-                StepLr::new(
-                    0.1,
-                    StepLrConfig {
-                        step_size: 3,
-                        gamma: 0.5,
-                    },
-                )
-                .expect("valid"),
-            ),
-            Box::new(
-                ConstantLr::new(
-                    0.1,
-                    ConstantLrConfig {
-                        factor: 0.5,
-                        total_iters: 100,
-                    },
-                )
-                .expect("valid"),
-            ),
+            Box::new(StepLr::new(0.1, StepLrConfig { step_size: 3, gamma: 0.5 }).expect("valid")),
+            Box::new(ConstantLr::new(0.1, ConstantLrConfig { factor: 0.5, total_iters: 100 }).expect("valid")),
         ],
         vec![5, 12],
     )
@@ -591,98 +431,37 @@ fn chained_scheduler_multiplies() {
     let s = ChainedScheduler::new(
         0.1,
         vec![
-            Box::new(
-                ConstantLr::new(
-                    0.1,
-                    ConstantLrConfig {
-                        factor: 0.5,
-                        total_iters: 10,
-                    },
-                )
-                .expect("valid"),
-            ),
-            Box::new(
-                StepLr::new(
-                    0.1,
-                    StepLrConfig {
-                        step_size: 4,
-                        gamma: 0.5,
-                    },
-                )
-                .expect("valid"),
-            ),
+            Box::new(ConstantLr::new(0.1, ConstantLrConfig { factor: 0.5, total_iters: 10 }).expect("valid")),
+            Box::new(StepLr::new(0.1, StepLrConfig { step_size: 4, gamma: 0.5 }).expect("valid")),
         ],
     )
     .expect("valid");
-    assert_eq!(
-        [s.lr(0), s.lr(3), s.lr(4), s.lr(9), s.lr(10), s.lr(12)],
-        [0.05, 0.05, 0.025, 0.0125, 0.025, 0.0125]
-    );
+    assert_eq!([s.lr(0), s.lr(3), s.lr(4), s.lr(9), s.lr(10), s.lr(12)], [0.05, 0.05, 0.025, 0.0125, 0.025, 0.0125]);
 }
 
 #[test]
 fn keras_decays_and_staircase() {
-    let cfg = InverseTimeDecayConfig {
-        decay_steps: 10.0,
-        decay_rate: 0.5,
-        staircase: true,
-    };
+    let cfg = InverseTimeDecayConfig { decay_steps: 10.0, decay_rate: 0.5, staircase: true };
     let s = InverseTimeDecay::new(0.1, cfg).expect("valid");
-    assert_eq!(
-        [s.lr(9), s.lr(10), s.lr(19), s.lr(20)],
-        [0.1, 0.1 / 1.5, 0.1 / 1.5, 0.05]
-    );
-    let smooth = InverseTimeDecay::new(
-        0.1,
-        InverseTimeDecayConfig {
-            staircase: false,
-            ..cfg
-        },
-    )
-    .expect("valid");
+    assert_eq!([s.lr(9), s.lr(10), s.lr(19), s.lr(20)], [0.1, 0.1 / 1.5, 0.1 / 1.5, 0.05]);
+    let smooth = InverseTimeDecay::new(0.1, InverseTimeDecayConfig { staircase: false, ..cfg }).expect("valid");
     assert_eq!(smooth.lr(5), 0.1 / 1.25);
-    let e = ExponentialDecay::new(
-        1.0,
-        ExponentialDecayConfig {
-            decay_steps: 4.0,
-            decay_rate: 0.25,
-            staircase: false,
-        },
-    )
-    .expect("valid");
+    let e = ExponentialDecay::new(1.0, ExponentialDecayConfig { decay_steps: 4.0, decay_rate: 0.25, staircase: false })
+        .expect("valid");
     assert_eq!([e.lr(0), e.lr(2), e.lr(4), e.lr(8)], [1.0, 0.5, 0.25, 0.0625]);
 }
 
 #[test]
 fn random_lr_is_splitmix64_and_reproducible() {
-    let s = RandomLr::new(
-        0.0,
-        RandomLrConfig {
-            min_lr: 0.01,
-            max_lr: 0.1,
-            seed: 0,
-        },
-    )
-    .expect("valid");
+    let s = RandomLr::new(0.0, RandomLrConfig { min_lr: 0.01, max_lr: 0.1, seed: 0 }).expect("valid");
     // The first output of SplitMix64 seeded with 0 is 0xE220A8397B1DCDAF.
-    assert_eq!(
-        s.uniform(0),
-        (0xE220_A839_7B1D_CDAFu64 >> 11) as f64 / (1u64 << 53) as f64
-    );
+    assert_eq!(s.uniform(0), (0xE220_A839_7B1D_CDAFu64 >> 11) as f64 / (1u64 << 53) as f64);
     let draws: Vec<f64> = (0..1000).map(|t| s.lr(t)).collect();
     assert!(draws.iter().all(|lr| (0.01..=0.1).contains(lr)));
     assert_eq!(draws[500], s.lr(500), "a pure function of the step");
     let mean = draws.iter().sum::<f64>() / 1000.0;
     assert!((mean - 0.055).abs() < 0.005, "uniform: mean {mean}");
-    let other = RandomLr::new(
-        0.0,
-        RandomLrConfig {
-            min_lr: 0.01,
-            max_lr: 0.1,
-            seed: 1,
-        },
-    )
-    .expect("valid");
+    let other = RandomLr::new(0.0, RandomLrConfig { min_lr: 0.01, max_lr: 0.1, seed: 1 }).expect("valid");
     assert_ne!(other.lr(0), s.lr(0));
 }
 
@@ -692,16 +471,10 @@ fn lambda_and_multiplicative_lr() {
     assert_eq!([l.lr(0), l.lr(2)], [0.1, 0.025]);
     assert_eq!(l.multiplier(2), None, "LambdaLR sets the lr outright");
     let m = MultiplicativeLr::new(1.0, |t| if t % 2 == 0 { 0.5 } else { 1.0 }).expect("valid");
-    assert_eq!(
-        [m.lr(0), m.lr(1), m.lr(2), m.lr(4), m.lr(3), m.lr(0)],
-        [1.0, 1.0, 0.5, 0.25, 0.5, 1.0]
-    );
+    assert_eq!([m.lr(0), m.lr(1), m.lr(2), m.lr(4), m.lr(3), m.lr(0)], [1.0, 1.0, 0.5, 0.25, 0.5, 1.0]);
     let chained = ChainedScheduler::new(
         1.0,
-        vec![
-            Box::new(m),
-            Box::new(ExponentialLr::new(1.0, ExponentialLrConfig { gamma: 0.5 }).expect("valid")),
-        ],
+        vec![Box::new(m), Box::new(ExponentialLr::new(1.0, ExponentialLrConfig { gamma: 0.5 }).expect("valid"))],
     )
     .expect("valid");
     assert_eq!(chained.lr(2), 0.125);
@@ -709,13 +482,7 @@ fn lambda_and_multiplicative_lr() {
 
 #[test]
 fn plateau_cuts_after_patience_and_waits_out_the_cooldown() {
-    let cfg = ReduceLrOnPlateauConfig {
-        factor: 0.5,
-        patience: 1,
-        cooldown: 1,
-        min_lr: 0.02,
-        ..Default::default()
-    };
+    let cfg = ReduceLrOnPlateauConfig { factor: 0.5, patience: 1, cooldown: 1, min_lr: 0.02, ..Default::default() };
     let mut p = ReduceLrOnPlateau::new(0.1, cfg).expect("valid");
     let mut lrs = vec![];
     for loss in [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5] {
@@ -742,14 +509,8 @@ fn plateau_cuts_after_patience_and_waits_out_the_cooldown() {
     max.observe(0.5);
     max.observe(0.55); // not better by more than 0.1
     assert_eq!(max.lr(), 0.1);
-    let mut tiny = ReduceLrOnPlateau::new(
-        1e-8,
-        ReduceLrOnPlateauConfig {
-            patience: 0,
-            ..Default::default()
-        },
-    )
-    .expect("valid");
+    let mut tiny =
+        ReduceLrOnPlateau::new(1e-8, ReduceLrOnPlateauConfig { patience: 0, ..Default::default() }).expect("valid");
     tiny.observe(1.0);
     tiny.observe(1.0);
     assert_eq!(tiny.lr(), 1e-8, "a cut smaller than eps is skipped");
@@ -764,10 +525,7 @@ fn lr_scheduler_wraps_both_kinds() {
     let s = LrScheduler::new(ExponentialLr::new(0.1, ExponentialLrConfig { gamma: 0.5 }).expect("valid"));
     assert_eq!((s.name(), s.lr(1)), ("ExponentialLR", 0.05));
     assert_eq!(s.state(), SchedulerState::Pure);
-    assert_eq!(
-        serde_json::to_string(&s.state()).expect("serializes"),
-        r#"{"kind":"Pure"}"#
-    );
+    assert_eq!(serde_json::to_string(&s.state()).expect("serializes"), r#"{"kind":"Pure"}"#);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -776,20 +534,13 @@ fn lr_scheduler_wraps_both_kinds() {
 #[test]
 fn json_defaults_are_pytorchs() {
     let from = |v: Value| from_json(&v, 1.0).expect("valid");
-    assert_close(
-        "ConstantLR default factor",
-        from(json!({"name": "ConstantLR"})).lr(0),
-        1.0 / 3.0,
-    );
+    assert_close("ConstantLR default factor", from(json!({"name": "ConstantLR"})).lr(0), 1.0 / 3.0);
     assert_eq!(from(json!({"name": "ConstantLR"})).lr(5), 1.0);
     assert_eq!(from(json!({"name": "StepLR", "step_size": 2})).lr(2), 0.1);
     assert_eq!(from(json!({"name": "MultiStepLR", "milestones": [1]})).lr(1), 0.1);
     assert_eq!(from(json!({"name": "PolynomialLR"})).lr(5), 0.0);
     assert_eq!(from(json!({"name": "CosineAnnealingLR", "T_max": 2})).lr(2), 0.0);
-    assert_eq!(
-        from(json!({"name": "CosineAnnealingWarmRestarts", "T_0": 3})).lr(3),
-        1.0
-    );
+    assert_eq!(from(json!({"name": "CosineAnnealingWarmRestarts", "T_0": 3})).lr(3), 1.0);
     let cyclic = from(json!({"name": "CyclicLR", "base_lr": 0.0, "max_lr": 1.0}));
     assert_eq!((cyclic.lr(2000), cyclic.momentum(0)), (1.0, Some(0.9)));
     let one = from(json!({"name": "OneCycleLR", "max_lr": 1.0, "epochs": 10, "steps_per_epoch": 10, "last_epoch": -1}));
@@ -802,10 +553,7 @@ fn json_defaults_are_pytorchs() {
         {"name": "SequentialLR", "schedulers": [{"name": "ConstantLR", "factor": 0.5, "total_iters": 2}, {"name": "ExponentialLR", "gamma": 0.5}], "milestones": [2]},
         {"name": "StepLR", "step_size": 3, "gamma": 0.5}
     ]}));
-    assert_eq!(
-        [nested.lr(0), nested.lr(2), nested.lr(3), nested.lr(4)],
-        [0.5, 1.0, 0.25, 0.125]
-    );
+    assert_eq!([nested.lr(0), nested.lr(2), nested.lr(3), nested.lr(4)], [0.5, 1.0, 0.25, 0.125]);
     assert!(schedule_from_json(&json!({"name": "StepLR", "step_size": 1}), 1.0).is_ok());
 }
 
@@ -835,18 +583,12 @@ fn json_structure_errors_name_the_key() {
     let err = json_error(json!({"name": "StepLRR", "step_size": 7}));
     assert!(matches!(&err, Error::UnsupportedScheduler(n) if n == "StepLRR"));
     assert_eq!(err.to_string(), "unsupported scheduler: StepLRR");
-    assert_eq!(
-        json_error(json!({"name": "LambdaLR"})).to_string(),
-        "unsupported scheduler: LambdaLR"
-    );
+    assert_eq!(json_error(json!({"name": "LambdaLR"})).to_string(), "unsupported scheduler: LambdaLR");
     assert_config(
         json_error(json!({"name": "StepLR", "step_size": 7, "gama": 0.5})),
         "StepLR: unknown key \"gama\" (expected: step_size, gamma)",
     );
-    assert_config(
-        json_error(json!({"name": "StepLR", "gamma": 0.5})),
-        "StepLR: missing required key \"step_size\"",
-    );
+    assert_config(json_error(json!({"name": "StepLR", "gamma": 0.5})), "StepLR: missing required key \"step_size\"");
     assert_config(
         json_error(json!({"name": "StepLR", "step_size": 7, "gamma": "0.5"})),
         "StepLR: \"gamma\" must be a number, got \"0.5\"",
@@ -869,10 +611,7 @@ fn json_structure_errors_name_the_key() {
     );
     assert_config(json_error(json!({"step_size": 7})), "missing key \"name\"");
     assert_config(json_error(json!({"name": 7})), "\"name\" must be a string, got 7");
-    assert_config(
-        json_error(json!(["StepLR"])),
-        "a scheduler must be a JSON object, got [\"StepLR\"]",
-    );
+    assert_config(json_error(json!(["StepLR"])), "a scheduler must be a JSON object, got [\"StepLR\"]");
     assert_config(
         json_error(json!({"name": "ExponentialLR", "gamma": 0.9, "last_epoch": 4})),
         "ExponentialLR: \"last_epoch\" must be -1 (resume by restoring the optimizer's step instead), got 4",
@@ -885,11 +624,7 @@ fn json_structure_errors_name_the_key() {
         json_error(json!({"name": "CyclicLR", "base_lr": 0.1, "max_lr": 1, "scale_fn": "lambda x: 1"})),
         "CyclicLR: \"scale_fn\" is a function and cannot come from JSON (use CyclicLrConfig::scale_fn)",
     );
-    assert!(from_json(
-        &json!({"name": "CyclicLR", "base_lr": 0.1, "max_lr": 1, "scale_fn": null}),
-        0.1
-    )
-    .is_ok());
+    assert!(from_json(&json!({"name": "CyclicLR", "base_lr": 0.1, "max_lr": 1, "scale_fn": null}), 0.1).is_ok());
     assert_config(
         schedule_from_json(&json!({"name": "ReduceLROnPlateau"}), 0.1).expect_err("not pure"),
         "ReduceLROnPlateau is not a pure schedule: build it with from_json",
@@ -908,11 +643,7 @@ fn base_lr_is_checked_like_the_optimizer() {
         "lr",
         "Invalid learning rate: nan",
     );
-    assert_invalid(
-        ChainedScheduler::new(-0.5, vec![]).expect_err("negative"),
-        "lr",
-        "Invalid learning rate: -0.5",
-    );
+    assert_invalid(ChainedScheduler::new(-0.5, vec![]).expect_err("negative"), "lr", "Invalid learning rate: -0.5");
 }
 
 fn json_error_with_lr(spec: Value, lr: f64) -> Error {
@@ -969,10 +700,7 @@ fn integer_argument_checks() {
     assert_invalid(
         CosineAnnealingWarmRestarts::new(
             0.1,
-            CosineAnnealingWarmRestartsConfig {
-                t_mult: 0,
-                ..CosineAnnealingWarmRestartsConfig::new(1)
-            },
+            CosineAnnealingWarmRestartsConfig { t_mult: 0, ..CosineAnnealingWarmRestartsConfig::new(1) },
         )
         .expect_err("T_mult 0"),
         "T_mult",
@@ -1003,14 +731,7 @@ fn integer_argument_checks() {
 #[test]
 fn factor_checks() {
     assert_invalid(
-        ConstantLr::new(
-            0.1,
-            ConstantLrConfig {
-                factor: 1.5,
-                total_iters: 5,
-            },
-        )
-        .expect_err("factor"),
+        ConstantLr::new(0.1, ConstantLrConfig { factor: 1.5, total_iters: 5 }).expect_err("factor"),
         "factor",
         "Constant multiplicative factor expected to be between 0 and 1.",
     );
@@ -1025,14 +746,7 @@ fn factor_checks() {
         "Starting multiplicative factor expected to be greater than 0 and less or equal to 1.",
     );
     assert_invalid(
-        LinearLr::new(
-            0.1,
-            LinearLrConfig {
-                end_factor: 1.5,
-                ..Default::default()
-            },
-        )
-        .expect_err("end"),
+        LinearLr::new(0.1, LinearLrConfig { end_factor: 1.5, ..Default::default() }).expect_err("end"),
         "end_factor",
         "Ending multiplicative factor expected to be between 0 and 1.",
     );
@@ -1076,11 +790,7 @@ fn cyclic_lr_checks() {
         spec[key] = value;
         json_error(spec)
     };
-    assert_invalid(
-        with("mode", json!("triangle")),
-        "mode",
-        "mode is invalid and scale_fn is None",
-    );
+    assert_invalid(with("mode", json!("triangle")), "mode", "mode is invalid and scale_fn is None");
     assert_invalid(
         with("step_size_up", json!(0)),
         "step_size_up",
@@ -1167,14 +877,8 @@ fn one_cycle_lr_checks_in_pytorchs_order() {
         "pct_start * total_steps must not be 1: the warm-up would have no length (pct_start 0.1, total_steps 10)",
     );
     // A last phase of no length (pct_start 1) still gives finite numbers at step total_steps.
-    let full = OneCycleLr::new(
-        0.1,
-        OneCycleLrConfig {
-            pct_start: 1.0,
-            ..OneCycleLrConfig::new(1.0, 10)
-        },
-    )
-    .expect("valid");
+    let full =
+        OneCycleLr::new(0.1, OneCycleLrConfig { pct_start: 1.0, ..OneCycleLrConfig::new(1.0, 10) }).expect("valid");
     assert_eq!(full.lr(9), 1.0);
     assert!(full.lr(10).is_finite());
 }
@@ -1255,14 +959,7 @@ fn plateau_checks_in_pytorchs_order() {
         "Factor should be < 1.0.",
     );
     assert_invalid(
-        ReduceLrOnPlateau::new(
-            0.1,
-            ReduceLrOnPlateauConfig {
-                factor: 2.0,
-                ..Default::default()
-            },
-        )
-        .expect_err("factor"),
+        ReduceLrOnPlateau::new(0.1, ReduceLrOnPlateauConfig { factor: 2.0, ..Default::default() }).expect_err("factor"),
         "factor",
         "Factor should be < 1.0.",
     );
@@ -1281,11 +978,7 @@ fn plateau_checks_in_pytorchs_order() {
         "factor",
         "Factor should be < 1.0.",
     );
-    assert_invalid(
-        "up".parse::<PlateauMode>().expect_err("mode"),
-        "mode",
-        "mode up is unknown!",
-    );
+    assert_invalid("up".parse::<PlateauMode>().expect_err("mode"), "mode", "mode up is unknown!");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1321,11 +1014,7 @@ fn plots_png_and_svg() {
     plot_schedule(&sched, sched.name(), 60, &svg).expect("svg written");
     let text = std::fs::read_to_string(&svg).expect("svg read");
     let root = text.trim_start().trim_start_matches(|c| c != '<');
-    assert!(
-        root.starts_with("<svg"),
-        "root element: {}",
-        &root[..root.len().min(40)]
-    );
+    assert!(root.starts_with("<svg"), "root element: {}", &root[..root.len().min(40)]);
     assert!(text.trim_end().ends_with("</svg>"));
     for label in ["SequentialLR", "step", "learning rate"] {
         assert!(text.contains(label), "the SVG shows {label}");
@@ -1344,10 +1033,7 @@ fn plot_refuses_other_formats_and_no_steps() {
     let sched = warmup_cosine();
     let err = plot_schedule(&sched, "x", 60, &dir.join("lr.jpg")).expect_err("jpg");
     assert!(matches!(err, Error::Config { what: "plot", .. }), "{err:?}");
-    assert!(
-        err.to_string().ends_with("the file name must end in .png or .svg"),
-        "{err}"
-    );
+    assert!(err.to_string().ends_with("the file name must end in .png or .svg"), "{err}");
     let err = plot_schedule(&sched, "x", 0, &dir.join("lr.svg")).expect_err("0 steps");
     assert_eq!(err.to_string(), "invalid plot config: steps must be at least 1");
     let err = plot_schedule(&sched, "x", 10, &dir.join("missing/dir/lr.png")).expect_err("no such dir");

@@ -34,11 +34,8 @@ fn every_kernel_binds_what_the_host_binds_and_shares_the_uniform_layout() {
         let config = OptimizerConfig::from_json(&serde_json::json!({ "name": name })).unwrap();
         let kernel = config.algorithm().kernel();
         let (module, _) = module(kernel.name, kernel.source);
-        let mut bindings: Vec<u32> = module
-            .global_variables
-            .iter()
-            .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
-            .collect();
+        let mut bindings: Vec<u32> =
+            module.global_variables.iter().filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding)).collect();
         bindings.sort();
         let expected: Vec<u32> = (0..3 + kernel.states.len() as u32).collect();
         assert_eq!(bindings, expected, "{}: bindings", kernel.name);
@@ -50,17 +47,8 @@ fn every_kernel_binds_what_the_host_binds_and_shares_the_uniform_layout() {
             .iter()
             .find(|(_, v)| v.space == naga::AddressSpace::Uniform)
             .unwrap_or_else(|| panic!("{}: no uniform", kernel.name));
-        assert_eq!(
-            layouter[uniform.ty].size, UNIFORM_SIZE,
-            "{}: struct Step and StepUniform differ",
-            kernel.name
-        );
+        assert_eq!(layouter[uniform.ty].size, UNIFORM_SIZE, "{}: struct Step and StepUniform differ", kernel.name);
         let entry = &module.entry_points[0];
-        assert_eq!(
-            (entry.name.as_str(), entry.workgroup_size),
-            ("main", [256, 1, 1]),
-            "{}",
-            kernel.name
-        );
+        assert_eq!((entry.name.as_str(), entry.workgroup_size), ("main", [256, 1, 1]), "{}", kernel.name);
     }
 }

@@ -47,22 +47,9 @@ impl CpuOptimizer {
             .states_used()
             .iter()
             .enumerate()
-            .map(|(i, &used)| {
-                if used {
-                    vec![algorithm.initial_state(i); n]
-                } else {
-                    Vec::new()
-                }
-            })
+            .map(|(i, &used)| if used { vec![algorithm.initial_state(i); n] } else { Vec::new() })
             .collect();
-        Ok(Self {
-            lr: algorithm.lr(),
-            config,
-            momentum: None,
-            steps: 0,
-            param,
-            state,
-        })
+        Ok(Self { lr: algorithm.lr(), config, momentum: None, steps: 0, param, state })
     }
 
     /// Sets the learning rate of the next steps.
@@ -81,21 +68,11 @@ impl CpuOptimizer {
     /// [`Error::LengthMismatch`] if `grad` has another length than the parameter.
     pub fn step(&mut self, grad: &[f64]) -> Result<()> {
         if grad.len() != self.param.len() {
-            return Err(Error::LengthMismatch {
-                what: "gradient".into(),
-                expected: self.param.len(),
-                got: grad.len(),
-            });
+            return Err(Error::LengthMismatch { what: "gradient".into(), expected: self.param.len(), got: grad.len() });
         }
         self.steps += 1;
-        let input = StepInput {
-            step: self.steps,
-            lr: self.lr,
-            momentum: self.momentum,
-        };
-        self.config
-            .algorithm()
-            .cpu_step(&input, &mut self.param, grad, &mut self.state);
+        let input = StepInput { step: self.steps, lr: self.lr, momentum: self.momentum };
+        self.config.algorithm().cpu_step(&input, &mut self.param, grad, &mut self.state);
         Ok(())
     }
 

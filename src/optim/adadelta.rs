@@ -52,13 +52,7 @@ pub struct AdadeltaConfig {
 
 impl Default for AdadeltaConfig {
     fn default() -> Self {
-        Self {
-            lr: 1.0,
-            rho: 0.9,
-            eps: 1e-6,
-            weight_decay: 0.0,
-            maximize: false,
-        }
+        Self { lr: 1.0, rho: 0.9, eps: 1e-6, weight_decay: 0.0, maximize: false }
     }
 }
 
@@ -93,10 +87,7 @@ impl AdadeltaScalars {
     }
 
     fn pack(&self) -> Scalars {
-        pack(
-            [self.lr, self.rho, self.one_minus_rho, self.eps, self.weight_decay],
-            u32::from(self.maximize),
-        )
+        pack([self.lr, self.rho, self.one_minus_rho, self.eps, self.weight_decay], u32::from(self.maximize))
     }
 }
 
@@ -113,10 +104,7 @@ impl Algorithm for AdadeltaConfig {
     fn validate(&self) -> Result<()> {
         check_non_negative("lr", "Invalid learning rate", self.lr)?;
         if !(0.0..=1.0).contains(&self.rho) {
-            return Err(Error::invalid(
-                "rho",
-                format!("Invalid rho value: {}", py_float(self.rho)),
-            ));
+            return Err(Error::invalid("rho", format!("Invalid rho value: {}", py_float(self.rho))));
         }
         check_non_negative("eps", "Invalid epsilon value", self.eps)?;
         check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)
@@ -128,9 +116,7 @@ impl Algorithm for AdadeltaConfig {
         AdadeltaScalars::new(self, input).pack()
     }
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [square_avg, acc_delta] = state else {
-            unreachable!("adadelta has two state arrays")
-        };
+        let [square_avg, acc_delta] = state else { unreachable!("adadelta has two state arrays") };
         crate::cpu::adadelta::step(&AdadeltaScalars::new(self, input), param, grad, square_avg, acc_delta);
     }
 }

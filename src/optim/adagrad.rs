@@ -6,11 +6,8 @@ use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel = Kernel {
-    name: "adagrad",
-    source: include_str!("../../shaders/adagrad.wgsl"),
-    states: &["sum"],
-};
+pub(crate) static KERNEL: Kernel =
+    Kernel { name: "adagrad", source: include_str!("../../shaders/adagrad.wgsl"), states: &["sum"] };
 
 /// `torch.optim.Adagrad`: its arguments, names and defaults.
 ///
@@ -55,14 +52,7 @@ pub struct AdaGradConfig {
 
 impl Default for AdaGradConfig {
     fn default() -> Self {
-        Self {
-            lr: 1e-2,
-            lr_decay: 0.0,
-            weight_decay: 0.0,
-            initial_accumulator_value: 0.0,
-            eps: 1e-10,
-            maximize: false,
-        }
+        Self { lr: 1e-2, lr_decay: 0.0, weight_decay: 0.0, initial_accumulator_value: 0.0, eps: 1e-10, maximize: false }
     }
 }
 
@@ -126,9 +116,7 @@ impl Algorithm for AdaGradConfig {
         AdaGradScalars::new(self, input).pack()
     }
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [sum] = state else {
-            unreachable!("adagrad has one state array")
-        };
+        let [sum] = state else { unreachable!("adagrad has one state array") };
         crate::cpu::adagrad::step(&AdaGradScalars::new(self, input), param, grad, sum);
     }
 }

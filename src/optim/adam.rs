@@ -170,16 +170,7 @@ impl Algorithm for AdamConfig {
         AdamScalars::new(self, input).pack()
     }
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [exp_avg, exp_avg_sq, max_exp_avg_sq] = state else {
-            unreachable!("adam has three state arrays")
-        };
-        crate::cpu::adam::step(
-            &AdamScalars::new(self, input),
-            param,
-            grad,
-            exp_avg,
-            exp_avg_sq,
-            max_exp_avg_sq,
-        );
+        let [exp_avg, exp_avg_sq, max_exp_avg_sq] = state else { unreachable!("adam has three state arrays") };
+        crate::cpu::adam::step(&AdamScalars::new(self, input), param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq);
     }
 }

@@ -6,11 +6,8 @@ use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel = Kernel {
-    name: "adamax",
-    source: include_str!("../../shaders/adamax.wgsl"),
-    states: &["exp_avg", "exp_inf"],
-};
+pub(crate) static KERNEL: Kernel =
+    Kernel { name: "adamax", source: include_str!("../../shaders/adamax.wgsl"), states: &["exp_avg", "exp_inf"] };
 
 /// `torch.optim.Adamax`: its arguments, names and defaults.
 ///
@@ -51,13 +48,7 @@ pub struct AdamaxConfig {
 
 impl Default for AdamaxConfig {
     fn default() -> Self {
-        Self {
-            lr: 2e-3,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 0.0,
-            maximize: false,
-        }
+        Self { lr: 2e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, maximize: false }
     }
 }
 
@@ -93,10 +84,7 @@ impl AdamaxScalars {
     }
 
     fn pack(&self) -> Scalars {
-        pack(
-            [self.weight_decay, self.one_minus_beta1, self.beta2, self.eps, self.clr],
-            u32::from(self.maximize),
-        )
+        pack([self.weight_decay, self.one_minus_beta1, self.beta2, self.eps, self.clr], u32::from(self.maximize))
     }
 }
 
@@ -127,9 +115,7 @@ impl Algorithm for AdamaxConfig {
         AdamaxScalars::new(self, input).pack()
     }
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [exp_avg, exp_inf] = state else {
-            unreachable!("adamax has two state arrays")
-        };
+        let [exp_avg, exp_inf] = state else { unreachable!("adamax has two state arrays") };
         crate::cpu::adamax::step(&AdamaxScalars::new(self, input), param, grad, exp_avg, exp_inf);
     }
 }

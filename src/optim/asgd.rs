@@ -6,11 +6,8 @@ use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel = Kernel {
-    name: "asgd",
-    source: include_str!("../../shaders/asgd.wgsl"),
-    states: &["ax"],
-};
+pub(crate) static KERNEL: Kernel =
+    Kernel { name: "asgd", source: include_str!("../../shaders/asgd.wgsl"), states: &["ax"] };
 
 /// `torch.optim.ASGD`: its arguments, names and defaults.
 ///
@@ -56,14 +53,7 @@ pub struct AsgdConfig {
 
 impl Default for AsgdConfig {
     fn default() -> Self {
-        Self {
-            lr: 1e-2,
-            lambd: 1e-4,
-            alpha: 0.75,
-            t0: 1e6,
-            weight_decay: 0.0,
-            maximize: false,
-        }
+        Self { lr: 1e-2, lambd: 1e-4, alpha: 0.75, t0: 1e6, weight_decay: 0.0, maximize: false }
     }
 }
 
@@ -87,25 +77,12 @@ impl AsgdScalars {
     pub fn new(config: &AsgdConfig, input: &StepInput) -> Self {
         let done = (input.step - 1) as f64; // steps before this one
         let eta = input.lr / (1.0 + config.lambd * input.lr * done).powf(config.alpha);
-        let mu = if input.step == 1 {
-            1.0
-        } else {
-            1.0 / (done - config.t0).max(1.0)
-        };
-        Self {
-            eta,
-            decay: 1.0 - config.lambd * eta,
-            mu,
-            weight_decay: config.weight_decay,
-            maximize: config.maximize,
-        }
+        let mu = if input.step == 1 { 1.0 } else { 1.0 / (done - config.t0).max(1.0) };
+        Self { eta, decay: 1.0 - config.lambd * eta, mu, weight_decay: config.weight_decay, maximize: config.maximize }
     }
 
     fn pack(&self) -> Scalars {
-        pack(
-            [self.eta, self.decay, self.mu, self.weight_decay],
-            u32::from(self.maximize),
-        )
+        pack([self.eta, self.decay, self.mu, self.weight_decay], u32::from(self.maximize))
     }
 }
 
@@ -124,10 +101,7 @@ impl Algorithm for AsgdConfig {
         check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
         for (name, value) in [("lambd", self.lambd), ("alpha", self.alpha), ("t0", self.t0)] {
             if !value.is_finite() {
-                return Err(Error::invalid(
-                    name,
-                    format!("Invalid {name} value: {}", py_float(value)),
-                ));
+                return Err(Error::invalid(name, format!("Invalid {name} value: {}", py_float(value))));
             }
         }
         Ok(())
@@ -139,9 +113,7 @@ impl Algorithm for AsgdConfig {
         AsgdScalars::new(self, input).pack()
     }
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [ax] = state else {
-            unreachable!("asgd has one state array")
-        };
+        let [ax] = state else { unreachable!("asgd has one state array") };
         crate::cpu::asgd::step(&AsgdScalars::new(self, input), param, grad, ax);
     }
 }

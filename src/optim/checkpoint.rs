@@ -74,20 +74,11 @@ impl Optimizer {
                 config: g.config.to_json(),
                 lr: g.lr,
                 momentum: g.momentum,
-                schedule: g.schedule.as_ref().map(|s| ScheduleMeta {
-                    name: s.name().to_string(),
-                    state: s.state(),
-                }),
+                schedule: g.schedule.as_ref().map(|s| ScheduleMeta { name: s.name().to_string(), state: s.state() }),
             })
             .collect();
-        let params: Vec<ParamMeta> = self
-            .params
-            .iter()
-            .map(|p| ParamMeta {
-                group: p.group,
-                len: p.binding.len,
-            })
-            .collect();
+        let params: Vec<ParamMeta> =
+            self.params.iter().map(|p| ParamMeta { group: p.group, len: p.binding.len }).collect();
         let metadata = HashMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
             ("format_version".to_string(), CHECKPOINT_VERSION.to_string()),
@@ -101,19 +92,10 @@ impl Optimizer {
             .map(|(name, bytes, len)| Ok((name.clone(), TensorView::new(Dtype::F32, vec![*len], bytes)?)))
             .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
             .and_then(|views| safetensors::serialize(views, Some(metadata)))
-            .map_err(|e| Error::Checkpoint {
-                path: path.into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| Error::Checkpoint { path: path.into(), message: e.to_string() })?;
         let partial = partial_path(path);
-        std::fs::write(&partial, views).map_err(|source| Error::Io {
-            path: partial.clone(),
-            source,
-        })?;
-        std::fs::rename(&partial, path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })
+        std::fs::write(&partial, views).map_err(|source| Error::Io { path: partial.clone(), source })?;
+        std::fs::rename(&partial, path).map_err(|source| Error::Io { path: path.into(), source })
     }
 
     /// Restores a state written by [`Optimizer::save_state`] into this optimizer, which must have
@@ -129,36 +111,19 @@ impl Optimizer {
     /// schedule.
     pub fn load_state(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
-        let fail = |message: String| Error::Checkpoint {
-            path: path.into(),
-            message,
-        };
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let fail = |message: String| Error::Checkpoint { path: path.into(), message };
         let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a safetensors file ({e})")))?;
         let (_, header) =
             SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("not a safetensors file ({e})")))?;
-        let metadata = header
-            .metadata()
-            .as_ref()
-            .ok_or_else(|| fail("no metadata: not a wgpu-optim checkpoint".into()))?;
-        let get = |key: &str| {
-            metadata
-                .get(key)
-                .ok_or_else(|| fail(format!("metadata lacks \"{key}\"")))
-        };
+        let metadata =
+            header.metadata().as_ref().ok_or_else(|| fail("no metadata: not a wgpu-optim checkpoint".into()))?;
+        let get = |key: &str| metadata.get(key).ok_or_else(|| fail(format!("metadata lacks \"{key}\"")));
 
         if get("format")? != CHECKPOINT_FORMAT {
-            return Err(fail(format!(
-                "format is \"{}\", not \"{CHECKPOINT_FORMAT}\"",
-                get("format")?
-            )));
+            return Err(fail(format!("format is \"{}\", not \"{CHECKPOINT_FORMAT}\"", get("format")?)));
         }
-        let version: u32 = get("format_version")?
-            .parse()
-            .map_err(|_| fail("format_version is not a number".into()))?;
+        let version: u32 = get("format_version")?.parse().map_err(|_| fail("format_version is not a number".into()))?;
         if version > CHECKPOINT_VERSION {
             return Err(fail(format!(
                 "format version {version} is newer than this library's ({CHECKPOINT_VERSION}): update wgpu-optim"
@@ -166,14 +131,9 @@ impl Optimizer {
         }
         let algorithm = self.groups[0].config.name();
         if get("optimizer")? != algorithm {
-            return Err(fail(format!(
-                "checkpoint is of {}, but the optimizer is {algorithm}",
-                get("optimizer")?
-            )));
+            return Err(fail(format!("checkpoint is of {}, but the optimizer is {algorithm}", get("optimizer")?)));
         }
-        let steps: u64 = get("steps")?
-            .parse()
-            .map_err(|_| fail("steps is not a number".into()))?;
+        let steps: u64 = get("steps")?.parse().map_err(|_| fail("steps is not a number".into()))?;
         let groups: Vec<GroupMeta> =
             serde_json::from_str(get("groups")?).map_err(|e| fail(format!("groups metadata: {e}")))?;
         let params: Vec<ParamMeta> =
@@ -243,9 +203,7 @@ impl Optimizer {
             let used = self.groups[p.group].config.algorithm().states_used();
             for (k, name) in self.kernel.states.iter().enumerate().filter(|(k, _)| used[*k]) {
                 let tensor_name = tensor_name(i, name);
-                let view = file
-                    .tensor(&tensor_name)
-                    .map_err(|_| fail(format!("lacks tensor {tensor_name}")))?;
+                let view = file.tensor(&tensor_name).map_err(|_| fail(format!("lacks tensor {tensor_name}")))?;
                 if view.dtype() != Dtype::F32 || view.shape() != [p.binding.len as usize] {
                     return Err(fail(format!(
                         "tensor {tensor_name} is {:?} {:?}, expected F32 [{}]",

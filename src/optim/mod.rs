@@ -149,10 +149,7 @@ registry! {
 }
 
 fn parse_fields<T: serde::de::DeserializeOwned>(fields: serde_json::Value) -> Result<T> {
-    serde_json::from_value(fields).map_err(|e| Error::Config {
-        what: "optimizer",
-        message: e.to_string(),
-    })
+    serde_json::from_value(fields).map_err(|e| Error::Config { what: "optimizer", message: e.to_string() })
 }
 
 impl OptimizerConfig {
@@ -168,13 +165,8 @@ impl OptimizerConfig {
     /// [`Error::UnknownOptimizer`] for a name we lack, [`Error::Config`] for an unknown key or a
     /// wrong type (naming the key), [`Error::InvalidHyperparameter`] for a value out of its domain.
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        let config_error = |message: String| Error::Config {
-            what: "optimizer",
-            message,
-        };
-        let object = value
-            .as_object()
-            .ok_or_else(|| config_error(format!("expected a JSON object, got {value}")))?;
+        let config_error = |message: String| Error::Config { what: "optimizer", message };
+        let object = value.as_object().ok_or_else(|| config_error(format!("expected a JSON object, got {value}")))?;
         let name = match object.get("name") {
             Some(serde_json::Value::String(name)) => name.as_str(),
             Some(other) => return Err(config_error(format!("\"name\" must be a string, got {other}"))),
@@ -213,19 +205,13 @@ pub(crate) fn check_beta(index: usize, value: f64) -> Result<()> {
     if (0.0..1.0).contains(&value) {
         Ok(())
     } else {
-        Err(Error::invalid(
-            "betas",
-            format!("Invalid beta parameter at index {index}: {}", py_float(value)),
-        ))
+        Err(Error::invalid("betas", format!("Invalid beta parameter at index {index}: {}", py_float(value))))
     }
 }
 
 /// Packs named f64 scalars into the uniform's eight f32 slots, in order.
 pub(crate) fn pack<const N: usize>(values: [f64; N], flags: u32) -> Scalars {
-    let mut out = Scalars {
-        values: [0.0; 8],
-        flags,
-    };
+    let mut out = Scalars { values: [0.0; 8], flags };
     for (slot, v) in out.values.iter_mut().zip(values) {
         *slot = v as f32;
     }

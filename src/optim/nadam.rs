@@ -8,11 +8,8 @@ use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel = Kernel {
-    name: "nadam",
-    source: include_str!("../../shaders/nadam.wgsl"),
-    states: &["exp_avg", "exp_avg_sq"],
-};
+pub(crate) static KERNEL: Kernel =
+    Kernel { name: "nadam", source: include_str!("../../shaders/nadam.wgsl"), states: &["exp_avg", "exp_avg_sq"] };
 
 /// `torch.optim.NAdam`: its arguments, names and defaults.
 ///
@@ -136,11 +133,7 @@ impl NAdamScalars {
         let mu_product = mu_product(beta1, config.momentum_decay, t, mu);
         let decoupled = config.decoupled_weight_decay && config.weight_decay != 0.0;
         Self {
-            weight_decay: if decoupled {
-                1.0 - input.lr * config.weight_decay
-            } else {
-                config.weight_decay
-            },
+            weight_decay: if decoupled { 1.0 - input.lr * config.weight_decay } else { config.weight_decay },
             one_minus_beta1: 1.0 - beta1,
             beta2,
             one_minus_beta2: 1.0 - beta2,
@@ -198,9 +191,7 @@ impl Algorithm for NAdamConfig {
         NAdamScalars::new(self, input).pack()
     }
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [exp_avg, exp_avg_sq] = state else {
-            unreachable!("nadam has two state arrays")
-        };
+        let [exp_avg, exp_avg_sq] = state else { unreachable!("nadam has two state arrays") };
         crate::cpu::nadam::step(&NAdamScalars::new(self, input), param, grad, exp_avg, exp_avg_sq);
     }
 }

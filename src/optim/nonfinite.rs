@@ -29,11 +29,7 @@ impl NonfinitePipeline {
         let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
+            ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
             count: None,
         };
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -74,11 +70,7 @@ impl Optimizer {
         for (i, (binding, c)) in chunks.iter().enumerate() {
             let bytes = (binding.grad_offset + c.start) * 4;
             let offset = bytes / align * align;
-            let range = RangeUniform {
-                n: c.len as u32,
-                off: ((bytes - offset) / 4) as u32,
-                _pad: [0; 2],
-            };
+            let range = RangeUniform { n: c.len as u32, off: ((bytes - offset) / 4) as u32, _pad: [0; 2] };
             uniforms[i * slot as usize..][..size_of::<RangeUniform>()].copy_from_slice(bytemuck::bytes_of(&range));
             windows.push((offset, bytes - offset + c.len * 4));
         }
@@ -93,9 +85,7 @@ impl Optimizer {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         });
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("nonfinite"),
-        });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nonfinite") });
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&scan.pipeline);
@@ -120,10 +110,7 @@ impl Optimizer {
                                 size: NonZeroU64::new(*size),
                             }),
                         },
-                        wgpu::BindGroupEntry {
-                            binding: 2,
-                            resource: found.as_entire_binding(),
-                        },
+                        wgpu::BindGroupEntry { binding: 2, resource: found.as_entire_binding() },
                     ],
                 });
                 let (x, y) = workgroups(c.len, limits.max_compute_workgroups_per_dimension);

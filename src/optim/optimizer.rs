@@ -41,13 +41,7 @@ pub struct ParamBinding {
 impl ParamBinding {
     /// A tensor that fills `param` and `grad` from their first element.
     pub fn whole(param: &wgpu::Buffer, grad: &wgpu::Buffer, len: u64) -> Self {
-        Self {
-            param: param.clone(),
-            param_offset: 0,
-            grad: grad.clone(),
-            grad_offset: 0,
-            len,
-        }
+        Self { param: param.clone(), param_offset: 0, grad: grad.clone(), grad_offset: 0, len }
     }
 }
 
@@ -61,12 +55,7 @@ pub(super) struct Group {
 
 impl Group {
     fn new(config: OptimizerConfig) -> Self {
-        Self {
-            lr: config.algorithm().lr(),
-            momentum: None,
-            schedule: None,
-            config,
-        }
+        Self { lr: config.algorithm().lr(), momentum: None, schedule: None, config }
     }
 
     /// The learning rate and momentum of the step after `steps` steps: the schedule's, or the
@@ -240,11 +229,7 @@ impl Optimizer {
     /// each other or with tensors already registered).
     pub fn add_params(&mut self, group: GroupId, bindings: &[ParamBinding]) -> Result<Range<usize>> {
         let group_index = group.0;
-        let config = &self
-            .groups
-            .get(group_index)
-            .ok_or(Error::UnknownGroup(group_index))?
-            .config;
+        let config = &self.groups.get(group_index).ok_or(Error::UnknownGroup(group_index))?.config;
         let first = self.params.len();
         for (i, b) in bindings.iter().enumerate() {
             check_binding(first + i, b)?;
@@ -273,13 +258,7 @@ impl Optimizer {
                 }
                 let state = self.state.len() + sizes.len() - 1;
                 let fill = sizes.last_mut().expect("sizes is never empty");
-                chunks.push(Chunk {
-                    param: first + i,
-                    start,
-                    len,
-                    state,
-                    state_offset: *fill,
-                });
+                chunks.push(Chunk { param: first + i, start, len, state, state_offset: *fill });
                 *fill += len;
                 start += len;
             }
@@ -296,11 +275,7 @@ impl Optimizer {
         let mut chunk_index = self.chunks.len();
         for (i, b) in bindings.iter().enumerate() {
             let n = chunks.iter().filter(|c| c.param == first + i).count();
-            self.params.push(Param {
-                binding: b.clone(),
-                group: group_index,
-                chunks: chunk_index..chunk_index + n,
-            });
+            self.params.push(Param { binding: b.clone(), group: group_index, chunks: chunk_index..chunk_index + n });
             chunk_index += n;
         }
         self.chunks.extend(chunks);
@@ -368,10 +343,7 @@ impl Optimizer {
                 }],
             });
             if let Some(error) = pollster::block_on(scope.pop()) {
-                return Err(Error::ForeignBuffer {
-                    label: format!("{role} {index}"),
-                    message: error.to_string(),
-                });
+                return Err(Error::ForeignBuffer { label: format!("{role} {index}"), message: error.to_string() });
             }
         }
         Ok(())
@@ -391,11 +363,7 @@ impl Optimizer {
         for w in ranges.windows(2) {
             let ((buf_a, _, end_a, a), (buf_b, start_b, _, b)) = (w[0], w[1]);
             if buf_a == buf_b && start_b < end_a {
-                return Err(Error::Overlap {
-                    what: "param",
-                    a: a.min(b),
-                    b: a.max(b),
-                });
+                return Err(Error::Overlap { what: "param", a: a.min(b), b: a.max(b) });
             }
         }
         Ok(())
@@ -419,12 +387,7 @@ impl Optimizer {
     /// # Errors
     /// [`Error::UnknownGroup`].
     pub fn lr(&self, group: GroupId) -> Result<f64> {
-        Ok(self
-            .groups
-            .get(group.0)
-            .ok_or(Error::UnknownGroup(group.0))?
-            .hyper(self.steps)
-            .0)
+        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.hyper(self.steps).0)
     }
 
     /// The momentum (or beta1) the group's next step will use, when a schedule or
@@ -433,12 +396,7 @@ impl Optimizer {
     /// # Errors
     /// [`Error::UnknownGroup`].
     pub fn momentum(&self, group: GroupId) -> Result<Option<f64>> {
-        Ok(self
-            .groups
-            .get(group.0)
-            .ok_or(Error::UnknownGroup(group.0))?
-            .hyper(self.steps)
-            .1)
+        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.hyper(self.steps).1)
     }
 
     /// Drives a group's learning rate (and momentum or beta1, for `cycle_momentum` schedules) by a
@@ -491,12 +449,7 @@ impl Optimizer {
     /// # Errors
     /// [`Error::UnknownGroup`].
     pub fn schedule(&self, group: GroupId) -> Result<Option<&LrScheduler>> {
-        Ok(self
-            .groups
-            .get(group.0)
-            .ok_or(Error::UnknownGroup(group.0))?
-            .schedule
-            .as_ref())
+        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.schedule.as_ref())
     }
 
     /// Reports the metric after a step (the loss, say) to every group's schedule, as PyTorch's
@@ -570,6 +523,20 @@ impl Optimizer {
     /// [`Error::NoParameters`] if no tensor is registered; [`Error::InvalidHyperparameter`] if a
     /// schedule's closure gave a negative or non-finite rate. Nothing is recorded then.
     pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.record_timed(encoder, None)
+    }
+
+    /// [`Optimizer::record`], with timestamps written at the beginning and end of the step's
+    /// compute pass (the device needs `Features::TIMESTAMP_QUERY`). `bench` uses it to report GPU
+    /// time. A step with no elements to update records no pass, and so writes no timestamps.
+    ///
+    /// # Errors
+    /// As [`Optimizer::record`].
+    pub fn record_timed(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> Result<()> {
         self.ctx.check_alive()?;
         if self.params.is_empty() {
             return Err(Error::NoParameters);
@@ -589,20 +556,12 @@ impl Optimizer {
             let mut bytes = vec![0u8; size.get() as usize];
             for (slot, d) in bytes.chunks_exact_mut(plan.slot_size as usize).zip(&plan.dispatches) {
                 let s = scalars[d.group];
-                let u = StepUniform {
-                    flags: s.flags,
-                    scalars: s.values,
-                    ..d.header
-                };
+                let u = StepUniform { flags: s.flags, scalars: s.values, ..d.header };
                 slot[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
             }
-            self.belt
-                .write_buffer(encoder, uniform, 0, size)
-                .copy_from_slice(&bytes);
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(self.kernel.name),
-                timestamp_writes: None,
-            });
+            self.belt.write_buffer(encoder, uniform, 0, size).copy_from_slice(&bytes);
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.kernel.name), timestamp_writes });
             pass.set_pipeline(&self.pipeline.pipeline);
             for d in &plan.dispatches {
                 pass.set_bind_group(0, &d.bind_group, &[]);
@@ -622,9 +581,8 @@ impl Optimizer {
     pub fn step(&mut self) -> Result<()> {
         let device = self.ctx.device.clone();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("wgpu-optim step"),
-        });
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-optim step") });
         let before = self.steps;
         let recorded = self.record(&mut encoder);
         if recorded.is_ok() {
@@ -752,14 +710,8 @@ impl Optimizer {
                             size: NonZeroU64::new(size_of::<StepUniform>() as u64),
                         }),
                     },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: param,
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: grad,
-                    },
+                    wgpu::BindGroupEntry { binding: 1, resource: param },
+                    wgpu::BindGroupEntry { binding: 2, resource: grad },
                 ];
                 for (k, buffer) in self.state[r.state].0.iter().enumerate() {
                     let resource = match buffer {
@@ -770,10 +722,7 @@ impl Optimizer {
                         }
                         None => self.dummy.as_entire_binding(),
                     };
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: 3 + k as u32,
-                        resource,
-                    });
+                    entries.push(wgpu::BindGroupEntry { binding: 3 + k as u32, resource });
                 }
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(self.kernel.name),
@@ -782,45 +731,27 @@ impl Optimizer {
                 });
                 Dispatch {
                     group: r.group,
-                    header: StepUniform {
-                        n: r.n as u32,
-                        param_off,
-                        grad_off,
-                        state_off,
-                        ..Default::default()
-                    },
+                    header: StepUniform { n: r.n as u32, param_off, grad_off, state_off, ..Default::default() },
                     workgroups: workgroups(r.n, limits.max_compute_workgroups_per_dimension),
                     bind_group,
                 }
             })
             .collect();
-        Plan {
-            uniform,
-            slot_size,
-            dispatches,
-        }
+        Plan { uniform, slot_size, dispatches }
     }
 }
 
 fn check_binding(index: usize, b: &ParamBinding) -> Result<()> {
     for (role, buffer) in [("param", &b.param), ("grad", &b.grad)] {
         if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
-            return Err(Error::BufferUsage {
-                label: format!("{role} {index}"),
-                missing: "STORAGE",
-            });
+            return Err(Error::BufferUsage { label: format!("{role} {index}"), missing: "STORAGE" });
         }
     }
     for (role, buffer, offset) in [("param", &b.param, b.param_offset), ("grad", &b.grad, b.grad_offset)] {
         let buffer_len = buffer.size() / F32;
         let end = offset.saturating_add(b.len);
         if end > buffer_len {
-            return Err(Error::OutOfBounds {
-                what: format!("{role} {index}"),
-                offset,
-                end,
-                buffer_len,
-            });
+            return Err(Error::OutOfBounds { what: format!("{role} {index}"), offset, end, buffer_len });
         }
     }
     Ok(())

@@ -6,11 +6,8 @@ use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel = Kernel {
-    name: "radam",
-    source: include_str!("../../shaders/radam.wgsl"),
-    states: &["exp_avg", "exp_avg_sq"],
-};
+pub(crate) static KERNEL: Kernel =
+    Kernel { name: "radam", source: include_str!("../../shaders/radam.wgsl"), states: &["exp_avg", "exp_avg_sq"] };
 
 /// `torch.optim.RAdam`: its arguments, names and defaults.
 ///
@@ -179,9 +176,7 @@ impl Algorithm for RAdamConfig {
         RAdamScalars::new(self, input).pack()
     }
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [exp_avg, exp_avg_sq] = state else {
-            unreachable!("radam has two state arrays")
-        };
+        let [exp_avg, exp_avg_sq] = state else { unreachable!("radam has two state arrays") };
         crate::cpu::radam::step(&RAdamScalars::new(self, input), param, grad, exp_avg, exp_avg_sq);
     }
 }

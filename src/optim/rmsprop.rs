@@ -60,15 +60,7 @@ pub struct RmsPropConfig {
 
 impl Default for RmsPropConfig {
     fn default() -> Self {
-        Self {
-            lr: 1e-2,
-            alpha: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum: 0.0,
-            centered: false,
-            maximize: false,
-        }
+        Self { lr: 1e-2, alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: false, maximize: false }
     }
 }
 
@@ -113,17 +105,7 @@ impl RmsPropScalars {
 
     fn pack(&self) -> Scalars {
         let flags = u32::from(self.maximize) | u32::from(self.centered) << 1 | u32::from(self.has_momentum) << 2;
-        pack(
-            [
-                self.lr,
-                self.alpha,
-                self.one_minus_alpha,
-                self.eps,
-                self.weight_decay,
-                self.momentum,
-            ],
-            flags,
-        )
+        pack([self.lr, self.alpha, self.one_minus_alpha, self.eps, self.weight_decay, self.momentum], flags)
     }
 }
 
@@ -154,9 +136,7 @@ impl Algorithm for RmsPropConfig {
         RmsPropScalars::new(self, input).pack()
     }
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [square_avg, grad_avg, momentum_buffer] = state else {
-            unreachable!("rmsprop has three state arrays")
-        };
+        let [square_avg, grad_avg, momentum_buffer] = state else { unreachable!("rmsprop has three state arrays") };
         crate::cpu::rmsprop::step(
             &RmsPropScalars::new(self, input),
             param,

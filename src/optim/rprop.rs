@@ -6,11 +6,8 @@ use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel = Kernel {
-    name: "rprop",
-    source: include_str!("../../shaders/rprop.wgsl"),
-    states: &["prev", "step_size"],
-};
+pub(crate) static KERNEL: Kernel =
+    Kernel { name: "rprop", source: include_str!("../../shaders/rprop.wgsl"), states: &["prev", "step_size"] };
 
 /// `torch.optim.Rprop`: its arguments, names and defaults.
 ///
@@ -52,12 +49,7 @@ pub struct RpropConfig {
 
 impl Default for RpropConfig {
     fn default() -> Self {
-        Self {
-            lr: 1e-2,
-            etas: (0.5, 1.2),
-            step_sizes: (1e-6, 50.0),
-            maximize: false,
-        }
+        Self { lr: 1e-2, etas: (0.5, 1.2), step_sizes: (1e-6, 50.0), maximize: false }
     }
 }
 
@@ -89,10 +81,7 @@ impl RpropScalars {
     }
 
     fn pack(&self) -> Scalars {
-        pack(
-            [self.etaminus, self.etaplus, self.step_size_min, self.step_size_max],
-            u32::from(self.maximize),
-        )
+        pack([self.etaminus, self.etaplus, self.step_size_min, self.step_size_max], u32::from(self.maximize))
     }
 }
 
@@ -110,10 +99,7 @@ impl Algorithm for RpropConfig {
         check_non_negative("lr", "Invalid learning rate", self.lr)?;
         let (minus, plus) = self.etas;
         if !(0.0 < minus && minus < 1.0 && 1.0 < plus && plus.is_finite()) {
-            return Err(Error::invalid(
-                "etas",
-                format!("Invalid eta values: {}, {}", py_float(minus), py_float(plus)),
-            ));
+            return Err(Error::invalid("etas", format!("Invalid eta values: {}, {}", py_float(minus), py_float(plus))));
         }
         let (low, high) = self.step_sizes;
         if !(0.0 <= low && low <= high && high.is_finite()) {
@@ -139,9 +125,7 @@ impl Algorithm for RpropConfig {
         RpropScalars::new(self, input).pack()
     }
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [prev, step_size] = state else {
-            unreachable!("rprop has two state arrays")
-        };
+        let [prev, step_size] = state else { unreachable!("rprop has two state arrays") };
         crate::cpu::rprop::step(&RpropScalars::new(self, input), param, grad, prev, step_size);
     }
 }

@@ -6,11 +6,8 @@ use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel = Kernel {
-    name: "sgd",
-    source: include_str!("../../shaders/sgd.wgsl"),
-    states: &["momentum_buffer"],
-};
+pub(crate) static KERNEL: Kernel =
+    Kernel { name: "sgd", source: include_str!("../../shaders/sgd.wgsl"), states: &["momentum_buffer"] };
 
 /// `torch.optim.SGD`: its arguments, names and defaults.
 ///
@@ -57,14 +54,7 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        Self {
-            lr: 1e-3,
-            momentum: 0.0,
-            dampening: 0.0,
-            weight_decay: 0.0,
-            nesterov: false,
-            maximize: false,
-        }
+        Self { lr: 1e-3, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false, maximize: false }
     }
 }
 
@@ -111,10 +101,7 @@ impl SgdScalars {
             .iter()
             .enumerate()
             .fold(0, |acc, (bit, &on)| acc | (u32::from(on) << bit));
-        pack(
-            [self.lr, self.momentum, self.one_minus_dampening, self.weight_decay],
-            flags,
-        )
+        pack([self.lr, self.momentum, self.one_minus_dampening, self.weight_decay], flags)
     }
 }
 
@@ -136,16 +123,10 @@ impl Algorithm for SgdConfig {
         check_non_negative("momentum", "Invalid momentum value", self.momentum)?;
         check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
         if !self.dampening.is_finite() {
-            return Err(Error::invalid(
-                "dampening",
-                format!("Invalid dampening value: {}", self.dampening),
-            ));
+            return Err(Error::invalid("dampening", format!("Invalid dampening value: {}", self.dampening)));
         }
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return Err(Error::invalid(
-                "nesterov",
-                "Nesterov momentum requires a momentum and zero dampening".into(),
-            ));
+            return Err(Error::invalid("nesterov", "Nesterov momentum requires a momentum and zero dampening".into()));
         }
         Ok(())
     }
@@ -156,9 +137,7 @@ impl Algorithm for SgdConfig {
         SgdScalars::new(self, input).pack()
     }
     fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [momentum_buffer] = state else {
-            unreachable!("sgd has one state array")
-        };
+        let [momentum_buffer] = state else { unreachable!("sgd has one state array") };
         crate::cpu::sgd::step(&SgdScalars::new(self, input), param, grad, momentum_buffer);
     }
 }

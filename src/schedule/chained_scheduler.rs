@@ -70,13 +70,7 @@ impl ChainedScheduler {
         self.schedules
             .iter()
             .map(|s| {
-                s.multiplier(step).unwrap_or_else(|| {
-                    if self.base_lr == 0.0 {
-                        0.0
-                    } else {
-                        s.lr(step) / self.base_lr
-                    }
-                })
+                s.multiplier(step).unwrap_or_else(|| if self.base_lr == 0.0 { 0.0 } else { s.lr(step) / self.base_lr })
             })
             .product()
     }

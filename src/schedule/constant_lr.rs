@@ -14,10 +14,7 @@ pub struct ConstantLrConfig {
 
 impl Default for ConstantLrConfig {
     fn default() -> Self {
-        Self {
-            factor: 1.0 / 3.0,
-            total_iters: 5,
-        }
+        Self { factor: 1.0 / 3.0, total_iters: 5 }
     }
 }
 

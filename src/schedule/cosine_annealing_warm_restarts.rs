@@ -17,11 +17,7 @@ pub struct CosineAnnealingWarmRestartsConfig {
 impl CosineAnnealingWarmRestartsConfig {
     /// `T_0` with PyTorch's defaults (`T_mult` 1, `eta_min` 0.0).
     pub fn new(t_0: u64) -> Self {
-        Self {
-            t_0,
-            t_mult: 1,
-            eta_min: 0.0,
-        }
+        Self { t_0, t_mult: 1, eta_min: 0.0 }
     }
 }
 

@@ -130,11 +130,7 @@ impl CyclicLr {
         let up = config.step_size_up as f64;
         let down = config.step_size_down.map_or(up, |d| d as f64);
         let total_size = up + down;
-        Ok(Self {
-            step_ratio: up / total_size,
-            total_size,
-            config,
-        })
+        Ok(Self { step_ratio: up / total_size, total_size, config })
     }
 
     /// `(s, scale)` at `step`, in PyTorch's operation order.
@@ -142,11 +138,7 @@ impl CyclicLr {
         let t = step as f64;
         let cycle = (1.0 + t / self.total_size).floor();
         let x = 1.0 + t / self.total_size - cycle;
-        let s = if x <= self.step_ratio {
-            x / self.step_ratio
-        } else {
-            (x - 1.0) / (self.step_ratio - 1.0)
-        };
+        let s = if x <= self.step_ratio { x / self.step_ratio } else { (x - 1.0) / (self.step_ratio - 1.0) };
         let scale = match (&self.config.scale_fn, self.config.mode) {
             (Some(f), _) => match self.config.scale_mode {
                 ScaleMode::Cycle => (f.0)(cycle),
@@ -169,12 +161,7 @@ impl Schedule for CyclicLr {
     }
 
     fn momentum(&self, step: u64) -> Option<f64> {
-        let CyclicLrConfig {
-            cycle_momentum,
-            base_momentum,
-            max_momentum,
-            ..
-        } = self.config;
+        let CyclicLrConfig { cycle_momentum, base_momentum, max_momentum, .. } = self.config;
         cycle_momentum.then(|| {
             let (s, scale) = self.factors(step);
             let base_height = (max_momentum - base_momentum) * s;

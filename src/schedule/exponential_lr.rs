@@ -37,10 +37,7 @@ impl ExponentialLr {
     /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`.
     pub fn new(base_lr: f64, config: ExponentialLrConfig) -> Result<Self> {
         check_base_lr(base_lr)?;
-        Ok(Self {
-            base_lr,
-            gamma: config.gamma,
-        })
+        Ok(Self { base_lr, gamma: config.gamma })
     }
 }
 

@@ -48,21 +48,14 @@ impl InverseTimeDecay {
         if !(config.decay_rate.is_finite() && config.decay_rate >= 0.0) {
             return Err(Error::invalid(
                 "decay_rate",
-                format!(
-                    "Invalid decay_rate value: {} (must be non-negative)",
-                    py_float(config.decay_rate)
-                ),
+                format!("Invalid decay_rate value: {} (must be non-negative)", py_float(config.decay_rate)),
             ));
         }
         Ok(Self { base_lr, config })
     }
 
     fn denominator(&self, step: u64) -> f64 {
-        let InverseTimeDecayConfig {
-            decay_steps,
-            decay_rate,
-            staircase,
-        } = self.config;
+        let InverseTimeDecayConfig { decay_steps, decay_rate, staircase } = self.config;
         let mut p = step as f64 / decay_steps;
         if staircase {
             p = p.floor();

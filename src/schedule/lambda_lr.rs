@@ -38,18 +38,13 @@ impl LambdaLr {
     /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`.
     pub fn new(base_lr: f64, f: impl Fn(u64) -> f64 + Send + Sync + 'static) -> Result<Self> {
         check_base_lr(base_lr)?;
-        Ok(Self {
-            base_lr,
-            f: Arc::new(f),
-        })
+        Ok(Self { base_lr, f: Arc::new(f) })
     }
 }
 
 impl fmt::Debug for LambdaLr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LambdaLr")
-            .field("base_lr", &self.base_lr)
-            .finish_non_exhaustive()
+        f.debug_struct("LambdaLr").field("base_lr", &self.base_lr).finish_non_exhaustive()
     }
 }
 
@@ -93,11 +88,7 @@ impl MultiplicativeLr {
     /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`.
     pub fn new(base_lr: f64, f: impl Fn(u64) -> f64 + Send + Sync + 'static) -> Result<Self> {
         check_base_lr(base_lr)?;
-        Ok(Self {
-            base_lr,
-            f: Arc::new(f),
-            memo: Mutex::new((0, 1.0)),
-        })
+        Ok(Self { base_lr, f: Arc::new(f), memo: Mutex::new((0, 1.0)) })
     }
 
     fn product(&self, step: u64) -> f64 {
@@ -117,19 +108,13 @@ impl MultiplicativeLr {
 
 impl Clone for MultiplicativeLr {
     fn clone(&self) -> Self {
-        Self {
-            base_lr: self.base_lr,
-            f: Arc::clone(&self.f),
-            memo: Mutex::new((0, 1.0)),
-        }
+        Self { base_lr: self.base_lr, f: Arc::clone(&self.f), memo: Mutex::new((0, 1.0)) }
     }
 }
 
 impl fmt::Debug for MultiplicativeLr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MultiplicativeLr")
-            .field("base_lr", &self.base_lr)
-            .finish_non_exhaustive()
+        f.debug_struct("MultiplicativeLr").field("base_lr", &self.base_lr).finish_non_exhaustive()
     }
 }
 

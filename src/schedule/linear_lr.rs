@@ -16,11 +16,7 @@ pub struct LinearLrConfig {
 
 impl Default for LinearLrConfig {
     fn default() -> Self {
-        Self {
-            start_factor: 1.0 / 3.0,
-            end_factor: 1.0,
-            total_iters: 5,
-        }
+        Self { start_factor: 1.0 / 3.0, end_factor: 1.0, total_iters: 5 }
     }
 }
 
@@ -72,11 +68,7 @@ impl LinearLr {
     }
 
     fn multiplier_at(&self, step: u64) -> f64 {
-        let LinearLrConfig {
-            start_factor,
-            end_factor,
-            total_iters,
-        } = self.config;
+        let LinearLrConfig { start_factor, end_factor, total_iters } = self.config;
         if total_iters == 0 {
             return start_factor;
         }

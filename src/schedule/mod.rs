@@ -164,16 +164,12 @@ impl LrScheduler {
 
     /// Wraps a boxed pure schedule.
     pub fn from_boxed(schedule: Box<dyn Schedule>) -> Self {
-        Self {
-            kind: Kind::Pure(schedule),
-        }
+        Self { kind: Kind::Pure(schedule) }
     }
 
     /// Wraps a [`ReduceLrOnPlateau`].
     pub fn plateau(plateau: ReduceLrOnPlateau) -> Self {
-        Self {
-            kind: Kind::Plateau(plateau),
-        }
+        Self { kind: Kind::Plateau(plateau) }
     }
 
     /// The learning rate for `step`; for plateau, the current lr whatever the step.
@@ -240,13 +236,12 @@ impl LrScheduler {
         match (&mut self.kind, state) {
             (Kind::Pure(_), SchedulerState::Pure) => Ok(()),
             (Kind::Plateau(p), SchedulerState::ReduceLROnPlateau(s)) => p.restore(s),
-            (Kind::Pure(s), SchedulerState::ReduceLROnPlateau(_)) => Err(config_error(format!(
-                "cannot restore a ReduceLROnPlateau state into {}",
-                s.name()
-            ))),
-            (Kind::Plateau(_), SchedulerState::Pure) => Err(config_error(
-                "cannot restore a pure schedule's state into ReduceLROnPlateau".into(),
-            )),
+            (Kind::Pure(s), SchedulerState::ReduceLROnPlateau(_)) => {
+                Err(config_error(format!("cannot restore a ReduceLROnPlateau state into {}", s.name())))
+            }
+            (Kind::Plateau(_), SchedulerState::Pure) => {
+                Err(config_error("cannot restore a pure schedule's state into ReduceLROnPlateau".into()))
+            }
         }
     }
 }
@@ -276,10 +271,7 @@ pub enum SchedulerState {
 
 /// `Error::Config` for the scheduler.
 pub(crate) fn config_error(message: String) -> Error {
-    Error::Config {
-        what: "scheduler",
-        message,
-    }
+    Error::Config { what: "scheduler", message }
 }
 
 /// The optimizer's check on the base lr (PyTorch: `Invalid learning rate: -1`); also rejects NaN
@@ -294,18 +286,12 @@ pub(crate) fn check_base_lr(lr: f64) -> Result<()> {
 
 /// An integer argument that must be at least 1 (PyTorch would divide by it).
 pub(crate) fn positive_int(name: &str, shown: impl Display) -> Error {
-    Error::invalid(
-        name,
-        format!("Invalid {name} value: {shown} (must be a positive integer)"),
-    )
+    Error::invalid(name, format!("Invalid {name} value: {shown} (must be a positive integer)"))
 }
 
 /// An integer argument that must be at least 0.
 pub(crate) fn non_negative_int(name: &str, shown: impl Display) -> Error {
-    Error::invalid(
-        name,
-        format!("Invalid {name} value: {shown} (must be a non-negative integer)"),
-    )
+    Error::invalid(name, format!("Invalid {name} value: {shown} (must be a non-negative integer)"))
 }
 
 /// A float argument that must be finite and above 0 (PyTorch or Keras would divide by it).
@@ -313,10 +299,7 @@ pub(crate) fn check_positive(name: &str, value: f64) -> Result<()> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(Error::invalid(
-            name,
-            format!("Invalid {name} value: {} (must be positive)", py_float(value)),
-        ))
+        Err(Error::invalid(name, format!("Invalid {name} value: {} (must be positive)", py_float(value))))
     }
 }
 

@@ -50,11 +50,7 @@ impl MultiStepLr {
         check_base_lr(base_lr)?;
         let mut sorted = config.milestones;
         sorted.sort_unstable();
-        Ok(Self {
-            base_lr,
-            sorted,
-            gamma: config.gamma,
-        })
+        Ok(Self { base_lr, sorted, gamma: config.gamma })
     }
 
     fn multiplier_at(&self, step: u64) -> f64 {

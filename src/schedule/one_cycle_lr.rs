@@ -73,12 +73,7 @@ impl OneCycleLrConfig {
 
     /// `max_lr` over `epochs * steps_per_epoch` steps, with PyTorch's defaults.
     pub fn with_epochs(max_lr: f64, epochs: u64, steps_per_epoch: u64) -> Self {
-        Self {
-            total_steps: None,
-            epochs: Some(epochs),
-            steps_per_epoch: Some(steps_per_epoch),
-            ..Self::new(max_lr, 0)
-        }
+        Self { total_steps: None, epochs: Some(epochs), steps_per_epoch: Some(steps_per_epoch), ..Self::new(max_lr, 0) }
     }
 }
 
@@ -149,15 +144,9 @@ impl OneCycleLr {
                 format!("Expected float between 0 and 1 pct_start, but got {}", py_float(pct)),
             ));
         }
-        for (name, value) in [
-            ("div_factor", config.div_factor),
-            ("final_div_factor", config.final_div_factor),
-        ] {
+        for (name, value) in [("div_factor", config.div_factor), ("final_div_factor", config.final_div_factor)] {
             if value == 0.0 {
-                return Err(Error::invalid(
-                    name,
-                    format!("Invalid {name} value: 0 (must be non-zero)"),
-                ));
+                return Err(Error::invalid(name, format!("Invalid {name} value: 0 (must be non-zero)")));
             }
         }
         let total = total_steps as f64;
@@ -179,42 +168,17 @@ impl OneCycleLr {
         let last = total - 1.0;
         let phases = if config.three_phase {
             vec![
-                Phase {
-                    end_step: warmup_end,
-                    lr: (initial, max_lr),
-                    momentum: (hi_m, lo_m),
-                },
-                Phase {
-                    end_step: 2.0 * pct * total - 2.0,
-                    lr: (max_lr, initial),
-                    momentum: (lo_m, hi_m),
-                },
-                Phase {
-                    end_step: last,
-                    lr: (initial, min),
-                    momentum: (hi_m, hi_m),
-                },
+                Phase { end_step: warmup_end, lr: (initial, max_lr), momentum: (hi_m, lo_m) },
+                Phase { end_step: 2.0 * pct * total - 2.0, lr: (max_lr, initial), momentum: (lo_m, hi_m) },
+                Phase { end_step: last, lr: (initial, min), momentum: (hi_m, hi_m) },
             ]
         } else {
             vec![
-                Phase {
-                    end_step: warmup_end,
-                    lr: (initial, max_lr),
-                    momentum: (hi_m, lo_m),
-                },
-                Phase {
-                    end_step: last,
-                    lr: (max_lr, min),
-                    momentum: (lo_m, hi_m),
-                },
+                Phase { end_step: warmup_end, lr: (initial, max_lr), momentum: (hi_m, lo_m) },
+                Phase { end_step: last, lr: (max_lr, min), momentum: (lo_m, hi_m) },
             ]
         };
-        Ok(Self {
-            total_steps,
-            phases,
-            strategy: config.anneal_strategy,
-            cycle_momentum: config.cycle_momentum,
-        })
+        Ok(Self { total_steps, phases, strategy: config.anneal_strategy, cycle_momentum: config.cycle_momentum })
     }
 
     fn total_steps(config: &OneCycleLrConfig) -> Result<u64> {
@@ -224,10 +188,7 @@ impl OneCycleLr {
             (None, Some(0), Some(_)) => Err(positive_error("epochs", 0)),
             (None, Some(_), Some(0)) => Err(positive_error("steps_per_epoch", 0)),
             (None, Some(epochs), Some(per_epoch)) => epochs.checked_mul(per_epoch).ok_or_else(|| {
-                Error::invalid(
-                    "epochs",
-                    format!("epochs * steps_per_epoch overflows: {epochs} * {per_epoch}"),
-                )
+                Error::invalid("epochs", format!("epochs * steps_per_epoch overflows: {epochs} * {per_epoch}"))
             }),
             _ => Err(Error::invalid(
                 "total_steps",

@@ -57,10 +57,7 @@ pub fn plot_schedule(sched: &LrScheduler, title: &str, steps: u64, path: &Path) 
     } else {
         draw(SVGBackend::new(path, SIZE).into_drawing_area(), title, &series)
     };
-    drawn.map_err(|message| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(message),
-    })
+    drawn.map_err(|message| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(message) })
 }
 
 fn plot_error(message: String) -> Error {
@@ -97,20 +94,13 @@ impl Series {
         }
         // Non-finite values (a NaN from a user's closure) would break the axis ranges.
         let points = |f: &dyn Fn(u64) -> Option<f64>| -> Points {
-            at.iter()
-                .filter_map(|&t| f(t).filter(|v| v.is_finite()).map(|v| (t as f64, v)))
-                .collect()
+            at.iter().filter_map(|&t| f(t).filter(|v| v.is_finite()).map(|v| (t as f64, v))).collect()
         };
         let lr = points(&|t| Some(sched.lr(t)));
         let lr_range = range(&lr).ok_or_else(|| plot_error("no step has a finite learning rate".into()))?;
         let momentum = points(&|t| sched.momentum(t));
         let momentum = range(&momentum).map(|r| (momentum, r));
-        Ok(Self {
-            last_step: (steps - 1).max(1) as f64,
-            lr,
-            lr_range,
-            momentum,
-        })
+        Ok(Self { last_step: (steps - 1).max(1) as f64, lr, lr_range, momentum })
     }
 }
 
@@ -118,11 +108,7 @@ impl Series {
 fn range(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     let lo = points.iter().map(|p| p.1).reduce(f64::min)?;
     let hi = points.iter().map(|p| p.1).reduce(f64::max)?;
-    let pad = if hi > lo {
-        (hi - lo) * 0.05
-    } else {
-        hi.abs().max(1e-12) * 0.05
-    };
+    let pad = if hi > lo { (hi - lo) * 0.05 } else { hi.abs().max(1e-12) * 0.05 };
     let low = if lo >= 0.0 { (lo - pad).max(0.0) } else { lo - pad };
     Some((low, hi + pad))
 }
@@ -152,9 +138,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, s: &Serie
         .x_label_area_size(45)
         .y_label_area_size(80)
         .right_y_label_area_size(if s.momentum.is_some() { 80 } else { 0 });
-    let chart = builder
-        .build_cartesian_2d(0.0..s.last_step, s.lr_range.0..s.lr_range.1)
-        .map_err(err)?;
+    let chart = builder.build_cartesian_2d(0.0..s.last_step, s.lr_range.0..s.lr_range.1).map_err(err)?;
     let lr_ticks = ticks(s.lr_range);
     let lr_series = LineSeries::new(s.lr.iter().copied(), LR_COLOR.stroke_width(2));
     match &s.momentum {
@@ -192,10 +176,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, s: &Serie
                 .label("learning rate")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], LR_COLOR.stroke_width(2)));
             chart
-                .draw_secondary_series(LineSeries::new(
-                    momentum.iter().copied(),
-                    MOMENTUM_COLOR.stroke_width(2),
-                ))
+                .draw_secondary_series(LineSeries::new(momentum.iter().copied(), MOMENTUM_COLOR.stroke_width(2)))
                 .map_err(err)?
                 .label("momentum")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MOMENTUM_COLOR.stroke_width(2)));

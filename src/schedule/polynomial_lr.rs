@@ -14,10 +14,7 @@ pub struct PolynomialLrConfig {
 
 impl Default for PolynomialLrConfig {
     fn default() -> Self {
-        Self {
-            total_iters: 5,
-            power: 1.0,
-        }
+        Self { total_iters: 5, power: 1.0 }
     }
 }
 

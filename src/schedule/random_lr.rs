@@ -60,10 +60,7 @@ impl RandomLr {
         if !(min_lr.is_finite() && min_lr >= 0.0) {
             return Err(Error::invalid(
                 "min_lr",
-                format!(
-                    "Invalid min_lr value: {} (must be finite and non-negative)",
-                    py_float(min_lr)
-                ),
+                format!("Invalid min_lr value: {} (must be finite and non-negative)", py_float(min_lr)),
             ));
         }
         if !(max_lr.is_finite() && max_lr >= min_lr) {
@@ -81,10 +78,7 @@ impl RandomLr {
 
     /// The uniform draw in `[0, 1)` for `step`.
     pub fn uniform(&self, step: u64) -> f64 {
-        let state = self
-            .config
-            .seed
-            .wrapping_add(step.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA));
+        let state = self.config.seed.wrapping_add(step.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA));
         (mix(state) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }

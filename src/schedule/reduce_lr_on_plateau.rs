@@ -46,10 +46,7 @@ impl FromStr for ThresholdMode {
         match s {
             "rel" => Ok(Self::Rel),
             "abs" => Ok(Self::Abs),
-            _ => Err(Error::invalid(
-                "threshold_mode",
-                format!("threshold mode {s} is unknown!"),
-            )),
+            _ => Err(Error::invalid("threshold_mode", format!("threshold mode {s} is unknown!"))),
         }
     }
 }
@@ -151,13 +148,7 @@ impl ReduceLrOnPlateau {
         }
         check_base_lr(base_lr)?;
         let best = worst(config.mode);
-        let state = PlateauState {
-            lr: base_lr,
-            best,
-            num_bad_epochs: 0,
-            cooldown_counter: 0,
-            last_epoch: 0,
-        };
+        let state = PlateauState { lr: base_lr, best, num_bad_epochs: 0, cooldown_counter: 0, last_epoch: 0 };
         Ok(Self { config, state })
     }
 
@@ -206,10 +197,7 @@ impl ReduceLrOnPlateau {
     /// [`crate::Error::Config`] if the state's lr is negative or not finite.
     pub fn restore(&mut self, state: &PlateauState) -> Result<()> {
         if !(state.lr.is_finite() && state.lr >= 0.0) {
-            return Err(config_error(format!(
-                "ReduceLROnPlateau state: invalid lr {}",
-                py_float(state.lr)
-            )));
+            return Err(config_error(format!("ReduceLROnPlateau state: invalid lr {}", py_float(state.lr))));
         }
         self.state = *state;
         Ok(())
@@ -261,9 +249,7 @@ mod float_or_name {
                 "inf" => Ok(f64::INFINITY),
                 "-inf" => Ok(f64::NEG_INFINITY),
                 "nan" => Ok(f64::NAN),
-                _ => Err(de::Error::custom(format!(
-                    "expected a number, \"inf\", \"-inf\" or \"nan\", got \"{name}\""
-                ))),
+                _ => Err(de::Error::custom(format!("expected a number, \"inf\", \"-inf\" or \"nan\", got \"{name}\""))),
             },
         }
     }

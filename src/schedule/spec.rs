@@ -49,9 +49,9 @@ pub fn from_json(value: &Value, base_lr: f64) -> Result<LrScheduler> {
 pub fn schedule_from_json(value: &Value, base_lr: f64) -> Result<Box<dyn Schedule>> {
     match build(value, base_lr)? {
         Built::Pure(s) => Ok(s),
-        Built::Plateau(_) => Err(config_error(
-            "ReduceLROnPlateau is not a pure schedule: build it with from_json".into(),
-        )),
+        Built::Plateau(_) => {
+            Err(config_error("ReduceLROnPlateau is not a pure schedule: build it with from_json".into()))
+        }
     }
 }
 
@@ -65,9 +65,8 @@ fn pure(schedule: impl Schedule + 'static) -> Result<Built> {
 }
 
 fn build(value: &Value, base_lr: f64) -> Result<Built> {
-    let map = value
-        .as_object()
-        .ok_or_else(|| config_error(format!("a scheduler must be a JSON object, got {value}")))?;
+    let map =
+        value.as_object().ok_or_else(|| config_error(format!("a scheduler must be a JSON object, got {value}")))?;
     let name = match map.get("name") {
         Some(Value::String(name)) => name.as_str(),
         Some(other) => return Err(config_error(format!("\"name\" must be a string, got {other}"))),
@@ -77,24 +76,12 @@ fn build(value: &Value, base_lr: f64) -> Result<Built> {
         "StepLR" => {
             let a = Args::new(name, map, &["step_size", "gamma"])?;
             let step_size = a.uint_req("step_size", &|v| positive_int("step_size", v))?;
-            pure(StepLr::new(
-                base_lr,
-                StepLrConfig {
-                    step_size,
-                    gamma: a.f64_or("gamma", 0.1)?,
-                },
-            )?)
+            pure(StepLr::new(base_lr, StepLrConfig { step_size, gamma: a.f64_or("gamma", 0.1)? })?)
         }
         "MultiStepLR" => {
             let a = Args::new(name, map, &["milestones", "gamma"])?;
             let milestones = a.uint_list("milestones", &|v| non_negative_int("milestones", v))?;
-            pure(MultiStepLr::new(
-                base_lr,
-                MultiStepLrConfig {
-                    milestones,
-                    gamma: a.f64_or("gamma", 0.1)?,
-                },
-            )?)
+            pure(MultiStepLr::new(base_lr, MultiStepLrConfig { milestones, gamma: a.f64_or("gamma", 0.1)? })?)
         }
         "ConstantLR" => {
             let a = Args::new(name, map, &["factor", "total_iters"])?;
@@ -117,12 +104,7 @@ fn build(value: &Value, base_lr: f64) -> Result<Built> {
         }
         "ExponentialLR" => {
             let a = Args::new(name, map, &["gamma"])?;
-            pure(ExponentialLr::new(
-                base_lr,
-                ExponentialLrConfig {
-                    gamma: a.f64_req("gamma")?,
-                },
-            )?)
+            pure(ExponentialLr::new(base_lr, ExponentialLrConfig { gamma: a.f64_req("gamma")? })?)
         }
         "PolynomialLR" => {
             let a = Args::new(name, map, &["total_iters", "power"])?;
@@ -138,10 +120,7 @@ fn build(value: &Value, base_lr: f64) -> Result<Built> {
             let t_max = a.uint_req("T_max", &|v| positive_int("T_max", v))?;
             pure(CosineAnnealingLr::new(
                 base_lr,
-                CosineAnnealingLrConfig {
-                    t_max,
-                    eta_min: a.f64_or("eta_min", 0.0)?,
-                },
+                CosineAnnealingLrConfig { t_max, eta_min: a.f64_or("eta_min", 0.0)? },
             )?)
         }
         "CosineAnnealingWarmRestarts" => {
@@ -163,41 +142,22 @@ fn build(value: &Value, base_lr: f64) -> Result<Built> {
         }
         "ChainedScheduler" => {
             let a = Args::new(name, map, &["schedulers"])?;
-            pure(ChainedScheduler::new(
-                base_lr,
-                children(name, a.list_req("schedulers")?, base_lr)?,
-            )?)
+            pure(ChainedScheduler::new(base_lr, children(name, a.list_req("schedulers")?, base_lr)?)?)
         }
         "ReduceLROnPlateau" => Ok(Built::Plateau(plateau(map, base_lr)?)),
         "InverseTimeDecay" | "ExponentialDecay" => {
             let a = Args::new(name, map, &["decay_steps", "decay_rate", "staircase", "source"])?;
             if let Some(source) = a.get("source") {
                 if source.as_str() != Some("keras-formula") {
-                    return Err(config_error(format!(
-                        "{name}: \"source\" must be \"keras-formula\", got {source}"
-                    )));
+                    return Err(config_error(format!("{name}: \"source\" must be \"keras-formula\", got {source}")));
                 }
             }
             let (decay_steps, decay_rate) = (a.f64_req("decay_steps")?, a.f64_req("decay_rate")?);
             let staircase = a.bool_or("staircase", false)?;
             if name == "InverseTimeDecay" {
-                pure(InverseTimeDecay::new(
-                    base_lr,
-                    InverseTimeDecayConfig {
-                        decay_steps,
-                        decay_rate,
-                        staircase,
-                    },
-                )?)
+                pure(InverseTimeDecay::new(base_lr, InverseTimeDecayConfig { decay_steps, decay_rate, staircase })?)
             } else {
-                pure(ExponentialDecay::new(
-                    base_lr,
-                    ExponentialDecayConfig {
-                        decay_steps,
-                        decay_rate,
-                        staircase,
-                    },
-                )?)
+                pure(ExponentialDecay::new(base_lr, ExponentialDecayConfig { decay_steps, decay_rate, staircase })?)
             }
         }
         "RandomLR" => {
@@ -334,29 +294,14 @@ fn one_cycle(map: &Map<String, Value>, base_lr: f64) -> Result<OneCycleLr> {
     };
     // PyTorch checks total_steps and pct_start before anneal_strategy.
     OneCycleLr::new(base_lr, config)?;
-    OneCycleLr::new(
-        base_lr,
-        OneCycleLrConfig {
-            anneal_strategy: strategy?,
-            ..config
-        },
-    )
+    OneCycleLr::new(base_lr, OneCycleLrConfig { anneal_strategy: strategy?, ..config })
 }
 
 fn plateau(map: &Map<String, Value>, base_lr: f64) -> Result<ReduceLrOnPlateau> {
     let a = Args::new(
         "ReduceLROnPlateau",
         map,
-        &[
-            "mode",
-            "factor",
-            "patience",
-            "threshold",
-            "threshold_mode",
-            "cooldown",
-            "min_lr",
-            "eps",
-        ],
+        &["mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"],
     )?;
     let d = ReduceLrOnPlateauConfig::default();
     let config = ReduceLrOnPlateauConfig {
@@ -372,11 +317,7 @@ fn plateau(map: &Map<String, Value>, base_lr: f64) -> Result<ReduceLrOnPlateau> 
     let threshold_mode = a.str_or("threshold_mode", "rel")?;
     // PyTorch checks factor before the modes.
     ReduceLrOnPlateau::new(base_lr, config)?;
-    let config = ReduceLrOnPlateauConfig {
-        mode: mode.parse()?,
-        threshold_mode: threshold_mode.parse()?,
-        ..config
-    };
+    let config = ReduceLrOnPlateauConfig { mode: mode.parse()?, threshold_mode: threshold_mode.parse()?, ..config };
     ReduceLrOnPlateau::new(base_lr, config)
 }
 
@@ -402,10 +343,7 @@ impl<'a> Args<'a> {
                     "{class}: \"last_epoch\" must be -1 (resume by restoring the optimizer's step instead), got {value}"
                 )));
             }
-            return Err(config_error(format!(
-                "{class}: unknown key \"{key}\" (expected: {})",
-                allowed.join(", ")
-            )));
+            return Err(config_error(format!("{class}: unknown key \"{key}\" (expected: {})", allowed.join(", "))));
         }
         Ok(Self { class, map })
     }
@@ -415,8 +353,7 @@ impl<'a> Args<'a> {
     }
 
     fn required(&self, key: &str) -> Result<&'a Value> {
-        self.get(key)
-            .ok_or_else(|| config_error(format!("{}: missing required key \"{key}\"", self.class)))
+        self.get(key).ok_or_else(|| config_error(format!("{}: missing required key \"{key}\"", self.class)))
     }
 
     fn wrong_type(&self, key: &str, expected: &str, got: &Value) -> Error {
@@ -459,22 +396,16 @@ impl<'a> Args<'a> {
     }
 
     fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
-        self.get(key).map_or(Ok(default), |v| {
-            v.as_bool().ok_or_else(|| self.wrong_type(key, "true or false", v))
-        })
+        self.get(key).map_or(Ok(default), |v| v.as_bool().ok_or_else(|| self.wrong_type(key, "true or false", v)))
     }
 
     fn str_or(&self, key: &str, default: &'a str) -> Result<&'a str> {
-        self.get(key).map_or(Ok(default), |v| {
-            v.as_str().ok_or_else(|| self.wrong_type(key, "a string", v))
-        })
+        self.get(key).map_or(Ok(default), |v| v.as_str().ok_or_else(|| self.wrong_type(key, "a string", v)))
     }
 
     fn list_req(&self, key: &str) -> Result<&'a [Value]> {
         let v = self.required(key)?;
-        v.as_array()
-            .map(Vec::as_slice)
-            .ok_or_else(|| self.wrong_type(key, "a list", v))
+        v.as_array().map(Vec::as_slice).ok_or_else(|| self.wrong_type(key, "a list", v))
     }
 
     fn uint_list(&self, key: &str, bad: BadInt) -> Result<Vec<u64>> {

@@ -107,7 +107,5 @@ pub fn track_scale(scale: &mut Vec<f64>, values: &[f64]) {
 
 /// A bundled golden case's path.
 pub fn data(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }

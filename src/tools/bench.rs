@@ -1,0 +1,463 @@
+//! `wgpu-optim bench`: ms/step and GB/s of the fused kernels, against what the same adapter does in
+//! the same run with the same bytes: the ceiling kernel (reads and writes the same arrays, no
+//! arithmetic), `copy_buffer_to_buffer`, and the unfused baseline (one dispatch per elementwise
+//! operation).
+//!
+//! Each figure is the median of `reps` steps after `warmup` steps, each step submitted and waited
+//! for on its own; the four workloads take turns step by step, so that the machine's drift hits
+//! them alike. Time is GPU time from timestamp queries where the adapter has `TIMESTAMP_QUERY`,
+//! wall time from submit to the end of the wait otherwise.
+//!
+//! GB/s counts the bytes the update must move: 4 B per element for each array read and each array
+//! written (the gradient is read, the parameter and each state array read and written), so
+//! `12 + 8 * states`: plain SGD 12, SGD with momentum 20, AdaGrad 20, RMSProp 20 (+8 centered, +8
+//! momentum), Adam 28, AMSGrad 36.
+
+use serde::Serialize;
+
+use super::program::Program;
+use super::{backend_name, ceiling, progress, unfused, Rng};
+use crate::error::{Error, Result};
+use crate::optim::{AdaGradConfig, AdamConfig, AdamWConfig, Optimizer, OptimizerConfig, RmsPropConfig, SgdConfig};
+use crate::{GpuContext, ParamArena};
+
+pub use super::ceiling::source as ceiling_source;
+pub use super::unfused::SOURCE as UNFUSED_SOURCE;
+
+/// An optimizer configuration `bench` measures.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    /// Its name in `--optimizer` and in the records (`Adam`, `Adam-amsgrad`, ...).
+    pub name: &'static str,
+    /// The configuration.
+    pub config: OptimizerConfig,
+}
+
+impl Variant {
+    /// State arrays the update reads and writes.
+    pub fn states(&self) -> usize {
+        self.config.algorithm().states_used().iter().filter(|&&used| used).count()
+    }
+
+    /// Bytes per element the update must move: `12 + 8 * states`.
+    pub fn bytes_per_element(&self) -> u64 {
+        12 + 8 * self.states() as u64
+    }
+}
+
+/// Every configuration `bench` knows, with PyTorch's defaults except where the name says.
+pub fn variants() -> Vec<Variant> {
+    let v = |name, config: OptimizerConfig| Variant { name, config };
+    vec![
+        v("SGD", SgdConfig::default().into()),
+        v("SGD-momentum", SgdConfig { momentum: 0.9, ..Default::default() }.into()),
+        v("Adagrad", AdaGradConfig::default().into()),
+        v("RMSprop", RmsPropConfig::default().into()),
+        v("RMSprop-centered-momentum", RmsPropConfig { centered: true, momentum: 0.9, ..Default::default() }.into()),
+        v("Adam", AdamConfig::default().into()),
+        v("Adam-amsgrad", AdamConfig { amsgrad: true, ..Default::default() }.into()),
+        v("AdamW", AdamWConfig::default().into()),
+    ]
+}
+
+/// The variants named in a comma-separated list (case-insensitive).
+///
+/// # Errors
+/// [`Error::UnknownOptimizer`] naming the first unknown name and listing the known ones.
+pub fn find(names: &str) -> Result<Vec<Variant>> {
+    let all = variants();
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            all.iter().find(|v| v.name.eq_ignore_ascii_case(name)).cloned().ok_or_else(|| Error::UnknownOptimizer {
+                name: name.to_string(),
+                known: all.iter().map(|v| v.name).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// `n` elements cut into `tensors` tensors shaped like a small transformer's parameter list: the
+/// 148 tensors of GPT-2 small (token and position embeddings; per layer two LayerNorms, the
+/// attention's qkv and projection, the MLP's two matrices, each with its bias; a final LayerNorm),
+/// their sizes scaled to add up to `n`. Fewer tensors take the first ones of the list, more
+/// add layers. Small tensors get at least one element while `n` is well above `tensors`.
+pub fn transformer_shapes(n: u64, tensors: usize) -> Vec<u64> {
+    if tensors <= 1 {
+        return vec![n];
+    }
+    let (d, vocab, positions) = (768u64, 50_257u64, 1_024u64);
+    let layer = [d, d, 3 * d * d, 3 * d, d * d, d, d, d, 4 * d * d, 4 * d, 4 * d * d, d];
+    let mut lens = vec![vocab * d, positions * d];
+    while lens.len() + 2 < tensors {
+        lens.extend(layer);
+    }
+    lens.truncate(tensors.saturating_sub(2));
+    lens.extend([d, d]);
+    lens.truncate(tensors);
+    let total: u64 = lens.iter().sum();
+    let floor = u64::from(n >= tensors as u64);
+    let mut scaled: Vec<u64> =
+        lens.iter().map(|&len| ((len as f64 * n as f64 / total as f64) as u64).max(floor)).collect();
+    // The embedding takes up the rounding, so that the total is exactly n.
+    let rest: u64 = scaled[1..].iter().sum();
+    scaled[0] = n.saturating_sub(rest);
+    scaled
+}
+
+/// One of the four workloads of a measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The fused optimizer kernel, through [`Optimizer::record_timed`].
+    Fused,
+    /// The ceiling kernel: the same arrays moved with no arithmetic.
+    Ceiling,
+    /// `copy_buffer_to_buffer` of the same number of bytes (half read, half written).
+    Copy,
+    /// One dispatch per elementwise operation, with temporaries.
+    Unfused,
+}
+
+impl Kind {
+    /// The four, in the order a measurement takes turns.
+    pub const ALL: [Kind; 4] = [Kind::Fused, Kind::Ceiling, Kind::Copy, Kind::Unfused];
+}
+
+/// Everything one measurement runs, built once: the optimizer over `tensors` tensors in a
+/// [`ParamArena`], the ceiling kernel, the copy buffers and the unfused program, each on buffers of
+/// its own with the same random parameters and gradients.
+pub struct Setup {
+    /// The configuration.
+    pub variant: Variant,
+    /// Elements in all.
+    pub n: u64,
+    /// Tensors the elements are cut into (see [`transformer_shapes`]).
+    pub tensors: usize,
+    optimizer: Optimizer,
+    _arena: ParamArena,
+    ceiling: Program,
+    copy: (wgpu::Buffer, wgpu::Buffer),
+    unfused: Program,
+}
+
+impl Setup {
+    /// Builds the four workloads for `variant` over `n` elements in `tensors` tensors.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] past the adapter's `max_buffer_size`, [`Error::Wgpu`] if wgpu
+    /// refuses a buffer or a pipeline (out of memory, say).
+    pub fn new(ctx: &GpuContext, variant: &Variant, n: u64, tensors: usize) -> Result<Self> {
+        let device = &ctx.device;
+        let copy_bytes = (n * variant.bytes_per_element() / 2).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        if n == 0 || copy_bytes > device.limits().max_buffer_size {
+            return Err(Error::OutOfBounds {
+                what: format!("bench of {} elements", n),
+                offset: 0,
+                end: copy_bytes / 4,
+                buffer_len: device.limits().max_buffer_size / 4,
+            });
+        }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut rng = Rng(0xbe4c_0000 ^ n);
+        let (param, grad) = (rng.vector(n as usize), rng.vector(n as usize));
+        let arena = ParamArena::new(ctx, &transformer_shapes(n, tensors))?;
+        ctx.queue.write_buffer(arena.params(), 0, bytemuck::cast_slice(&param));
+        ctx.queue.write_buffer(arena.grads(), 0, bytemuck::cast_slice(&grad));
+        let mut optimizer = Optimizer::new(ctx, variant.config.clone())?;
+        optimizer.add_params(optimizer.default_group(), &arena.bindings())?;
+        let ceiling = ceiling::program(device, n, variant.states(), &param, &grad);
+        let unfused = unfused::program(device, &variant.config, n, &param, &grad);
+        let copy_buffer = |usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("bench copy"),
+                size: copy_bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let copy = (copy_buffer(wgpu::BufferUsages::COPY_SRC), copy_buffer(wgpu::BufferUsages::COPY_DST));
+        for scope in [validation, scope] {
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(Error::Wgpu(e.to_string()));
+            }
+        }
+        Ok(Self { variant: variant.clone(), n, tensors, optimizer, _arena: arena, ceiling, copy, unfused })
+    }
+
+    /// Dispatches one step of `kind` records (the copy: none).
+    pub fn dispatches(&mut self, kind: Kind) -> usize {
+        match kind {
+            Kind::Fused => self.optimizer.dispatch_count(),
+            Kind::Ceiling => self.ceiling.len(),
+            Kind::Copy => 0,
+            Kind::Unfused => self.unfused.len(),
+        }
+    }
+
+    /// Records one step of `kind`. With a query set, writes timestamps at its indices 0 (start)
+    /// and 1 (end); the copy is bracketed by two empty timed passes.
+    ///
+    /// # Errors
+    /// As [`Optimizer::record`].
+    pub fn record(
+        &mut self,
+        kind: Kind,
+        encoder: &mut wgpu::CommandEncoder,
+        timestamps: Option<&wgpu::QuerySet>,
+    ) -> Result<()> {
+        let writes = |begin, end| {
+            timestamps.map(|query_set| wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: begin,
+                end_of_pass_write_index: end,
+            })
+        };
+        match kind {
+            Kind::Fused => self.optimizer.record_timed(encoder, writes(Some(0), Some(1)))?,
+            Kind::Ceiling => self.ceiling.record(encoder, writes(Some(0), Some(1))),
+            Kind::Unfused => self.unfused.record(encoder, writes(Some(0), Some(1))),
+            Kind::Copy => {
+                let mark = |encoder: &mut wgpu::CommandEncoder, begin, end| {
+                    drop(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("bench copy timestamp"),
+                        timestamp_writes: writes(begin, end),
+                    }));
+                };
+                mark(encoder, None, Some(0));
+                let (src, dst) = &self.copy;
+                encoder.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
+                mark(encoder, Some(1), None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes one step of `kind` moves: the update's bytes (the copy moves the same, half read and
+    /// half written).
+    pub fn bytes(&self) -> u64 {
+        self.n * self.variant.bytes_per_element()
+    }
+}
+
+/// Times steps: GPU time from a query set where the device has `TIMESTAMP_QUERY`, else wall time.
+pub struct Timer {
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+    period_ns: f64,
+}
+
+impl Timer {
+    /// A timer for `ctx`'s device.
+    pub fn new(ctx: &GpuContext) -> Self {
+        let device = &ctx.device;
+        let queries = device.features().contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
+            let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("bench timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let buffer = |usage| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("bench timestamps"),
+                    size: 16,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+            let read = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+            (set, resolve, read)
+        });
+        Self { queries, period_ns: ctx.queue.get_timestamp_period() as f64 }
+    }
+
+    /// `"gpu"` (timestamp queries) or `"wall"`.
+    pub fn source(&self) -> &'static str {
+        if self.queries.is_some() {
+            "gpu"
+        } else {
+            "wall"
+        }
+    }
+
+    /// Seconds one step of `kind` takes: recorded, submitted and waited for.
+    ///
+    /// # Errors
+    /// As [`Setup::record`]; [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
+    pub fn time(&self, ctx: &GpuContext, setup: &mut Setup, kind: Kind) -> Result<f64> {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        setup.record(kind, &mut encoder, self.queries.as_ref().map(|q| &q.0))?;
+        if let Some((set, resolve, read)) = &self.queries {
+            encoder.resolve_query_set(set, 0..2, resolve, 0);
+            encoder.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
+        }
+        let start = std::time::Instant::now();
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait()?;
+        let wall = start.elapsed().as_secs_f64();
+        let Some((_, _, read)) = &self.queries else {
+            return Ok(wall);
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        ctx.wait()?;
+        rx.recv()
+            .map_err(|_| Error::DeviceLost("the timestamp readback was never answered".into()))?
+            .map_err(|e| Error::Wgpu(e.to_string()))?;
+        let ticks: [u64; 2] = {
+            let view = read.slice(..).get_mapped_range().map_err(|e| Error::Wgpu(e.to_string()))?;
+            let values: &[u64] = bytemuck::cast_slice(&view);
+            [values[0], values[1]]
+        };
+        read.unmap();
+        Ok(ticks[1].saturating_sub(ticks[0]) as f64 * self.period_ns * 1e-9)
+    }
+}
+
+/// What `bench` runs.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Configurations.
+    pub variants: Vec<Variant>,
+    /// Total elements.
+    pub sizes: Vec<u64>,
+    /// Tensor counts the total is cut into.
+    pub tensors: Vec<usize>,
+    /// Steps run before measuring.
+    pub warmup: usize,
+    /// Steps measured; the median is reported.
+    pub reps: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self { variants: variants(), sizes: vec![1 << 20, 1 << 22], tensors: vec![1, 148], warmup: 3, reps: 10 }
+    }
+}
+
+/// One line of the bench: a configuration at a size and tensor count.
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    /// The adapter's name.
+    pub adapter: String,
+    /// Its backend.
+    pub backend: String,
+    /// The configuration's name (see [`variants`]).
+    pub optimizer: String,
+    /// Elements in all.
+    pub n: u64,
+    /// Tensors.
+    pub tensors: usize,
+    /// Dispatches of one fused step.
+    pub dispatches: usize,
+    /// Bytes per element the update moves.
+    pub bytes_per_element: u64,
+    /// `gpu` (timestamp queries) or `wall`.
+    pub timer: String,
+    /// Median milliseconds per fused step.
+    pub ms_per_step: f64,
+    /// GB/s of the fused step, by `bytes_per_element`.
+    pub gbps: f64,
+    /// GB/s of the ceiling kernel on the same arrays.
+    pub ceiling_gbps: f64,
+    /// `gbps / ceiling_gbps`.
+    pub ratio: f64,
+    /// GB/s of `copy_buffer_to_buffer` moving the same bytes.
+    pub copy_gbps: f64,
+    /// Median milliseconds per unfused step.
+    pub unfused_ms_per_step: f64,
+    /// Dispatches of one unfused step.
+    pub unfused_dispatches: usize,
+    /// Steps measured.
+    pub reps: usize,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        len if len % 2 == 1 => xs[len / 2],
+        len => (xs[len / 2 - 1] + xs[len / 2]) / 2.0,
+    }
+}
+
+/// Measures every variant at every size and tensor count on one device.
+///
+/// # Errors
+/// As [`Setup::new`] and [`Timer::time`].
+pub fn run(ctx: &GpuContext, options: &BenchOptions) -> Result<Vec<Record>> {
+    let info = ctx.adapter_info();
+    let timer = Timer::new(ctx);
+    let runs = options.variants.len() * options.sizes.len() * options.tensors.len();
+    let bar = progress::bar((runs * (options.warmup + options.reps)) as u64, "bench");
+    let mut records = Vec::new();
+    for variant in &options.variants {
+        for &n in &options.sizes {
+            for &tensors in &options.tensors {
+                bar.set_message(format!("{} n={n} x{tensors}", variant.name));
+                let mut setup = Setup::new(ctx, variant, n, tensors)?;
+                let mut times: [Vec<f64>; 4] = Default::default();
+                for rep in 0..options.warmup + options.reps {
+                    for (k, kind) in Kind::ALL.into_iter().enumerate() {
+                        let t = timer.time(ctx, &mut setup, kind)?;
+                        if rep >= options.warmup {
+                            times[k].push(t);
+                        }
+                    }
+                    bar.inc(1);
+                }
+                let [fused, ceiling, copy, unfused] = times.map(median);
+                let gb = setup.bytes() as f64 / 1e9;
+                records.push(Record {
+                    adapter: info.name.clone(),
+                    backend: backend_name(info.backend),
+                    optimizer: variant.name.to_string(),
+                    n,
+                    tensors,
+                    dispatches: setup.dispatches(Kind::Fused),
+                    bytes_per_element: variant.bytes_per_element(),
+                    timer: timer.source().to_string(),
+                    ms_per_step: fused * 1e3,
+                    gbps: gb / fused,
+                    ceiling_gbps: gb / ceiling,
+                    ratio: ceiling / fused,
+                    copy_gbps: gb / copy,
+                    unfused_ms_per_step: unfused * 1e3,
+                    unfused_dispatches: setup.dispatches(Kind::Unfused),
+                    reps: options.reps,
+                });
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(records)
+}
+
+/// The records as a text table.
+pub fn table(records: &[Record]) -> String {
+    let mut out = format!(
+        "{:<26} {:>10} {:>7} {:>5} {:>10} {:>8} {:>9} {:>6} {:>8} {:>11} {:>6}\n",
+        "optimizer", "n", "tensors", "disp", "ms/step", "GB/s", "ceiling", "ratio", "copy", "unfused ms", "x"
+    );
+    for r in records {
+        out += &format!(
+            "{:<26} {:>10} {:>7} {:>5} {:>10.3} {:>8.2} {:>9.2} {:>6.2} {:>8.2} {:>11.3} {:>6.2}\n",
+            r.optimizer,
+            r.n,
+            r.tensors,
+            r.dispatches,
+            r.ms_per_step,
+            r.gbps,
+            r.ceiling_gbps,
+            r.ratio,
+            r.copy_gbps,
+            r.unfused_ms_per_step,
+            r.unfused_ms_per_step / r.ms_per_step
+        );
+    }
+    out
+}

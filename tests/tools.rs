@@ -1,0 +1,228 @@
+//! The tools as a user meets them: `validate` passes and lists every case, `bench --json` writes
+//! records with the documented keys, `adapters` lists what wgpu sees, bad flags are exit 2 with a
+//! message. Nothing here times anything: the figures are for `bench`, not for tests.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::gpu;
+use wgpu_optim::tools::bench::{self, transformer_shapes};
+use wgpu_optim::tools::validate::{self, ValidateOptions, Verdict};
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-optim")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("panicked"), "the tool panicked on {args:?}:\n{text}");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgpu-optim-tools-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn validate_passes_every_case_at_small_sizes() {
+    let ctx = gpu();
+    let options = ValidateOptions { sizes: Some(vec![1, 257]), ..Default::default() };
+    let rows = validate::run(&ctx, &options);
+    assert_eq!(rows.len(), validate::cases().len() * 2);
+    for (name, _) in validate::cases() {
+        for n in [1, 257] {
+            let row = rows.iter().find(|r| r.case == name && r.n == n).unwrap();
+            assert_eq!(row.verdict, Verdict::Pass, "{row:?}");
+        }
+    }
+    let table = validate::table(&rows);
+    assert!(
+        table.ends_with(&format!(
+            "{} passed, 0 failed, 0 skipped (worst: fraction of the tolerance 1e-5 x scale)\n",
+            rows.len()
+        )),
+        "{table}"
+    );
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn validate_command_lists_every_case() {
+    let (code, text) = run(&["validate", "--sizes", "1,257", "--steps", "2", "--seed", "7"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("seed 7"), "{text}");
+    for (name, _) in validate::cases() {
+        let rows = text
+            .lines()
+            // Columns are two spaces apart; case names have single spaces.
+            .filter(|l| l.starts_with("PASS") && l[6..].split("  ").next() == Some(name))
+            .count();
+        assert_eq!(rows, 2, "{name} at two sizes:\n{text}");
+    }
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn a_large_size_runs_one_case_per_kernel_unless_full() {
+    let ctx = gpu();
+    let options = ValidateOptions { sizes: Some(vec![validate::LARGE + 1]), ..Default::default() };
+    let rows = validate::run(&ctx, &options);
+    let names: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "sgd nesterov weight_decay maximize",
+            "adagrad all",
+            "rmsprop centered momentum",
+            "adamw amsgrad",
+            "adamax maximize",
+            "nadam decoupled maximize",
+            "radam decoupled maximize",
+            "adadelta weight_decay maximize",
+            "asgd weight_decay maximize",
+            "rprop maximize"
+        ]
+    );
+    assert!(rows.iter().all(|r| r.verdict == Verdict::Pass), "{rows:?}");
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn bench_json_has_the_documented_keys() {
+    let path = scratch("bench.json");
+    let path_text = path.display().to_string();
+    let (code, text) = run(&[
+        "bench",
+        "--optimizer",
+        "sgd,Adam-amsgrad",
+        "--sizes",
+        "1000",
+        "--tensors",
+        "1,148",
+        "--warmup",
+        "0",
+        "--reps",
+        "1",
+        "--json",
+        &path_text,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Adam-amsgrad"), "{text}");
+    let records: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 4);
+    for r in records {
+        for key in [
+            "adapter",
+            "backend",
+            "optimizer",
+            "n",
+            "tensors",
+            "ms_per_step",
+            "gbps",
+            "ceiling_gbps",
+            "copy_gbps",
+            "unfused_ms_per_step",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing in {r}");
+        }
+        assert_eq!(r["n"], 1000);
+    }
+    assert_eq!(records[0]["optimizer"], "SGD");
+    assert_eq!(records[0]["bytes_per_element"], 12);
+    assert_eq!(records[2]["bytes_per_element"], 36);
+    assert_eq!(records[3]["tensors"], 148);
+    assert_eq!(records[3]["unfused_dispatches"], 8);
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn every_bench_workload_runs_on_the_device() {
+    let ctx = gpu();
+    let timer = bench::Timer::new(&ctx);
+    for variant in bench::variants() {
+        // Past one binding on a capped device would need 40M elements; the chunking is exercised
+        // by the optimizer's tests. Here: an awkward size, several tensors.
+        let mut setup = bench::Setup::new(&ctx, &variant, 4099, 7).unwrap();
+        for kind in bench::Kind::ALL {
+            let t = timer.time(&ctx, &mut setup, kind).unwrap();
+            assert!(t.is_finite() && t >= 0.0, "{} {kind:?}: {t}", variant.name);
+        }
+        assert_eq!(setup.dispatches(bench::Kind::Fused), 1, "an arena is one dispatch");
+    }
+}
+
+#[test]
+fn bytes_per_element_are_the_documented_ones() {
+    let bytes: Vec<(&str, u64)> = bench::variants().iter().map(|v| (v.name, v.bytes_per_element())).collect();
+    assert_eq!(
+        bytes,
+        [
+            ("SGD", 12),
+            ("SGD-momentum", 20),
+            ("Adagrad", 20),
+            ("RMSprop", 20),
+            ("RMSprop-centered-momentum", 36),
+            ("Adam", 28),
+            ("Adam-amsgrad", 36),
+            ("AdamW", 28)
+        ]
+    );
+}
+
+#[test]
+fn transformer_shapes_add_up() {
+    for (n, tensors) in [(4_194_304u64, 148usize), (1000, 148), (1000, 7), (12_345, 1), (10_000_000, 300)] {
+        let lens = transformer_shapes(n, tensors);
+        assert_eq!(lens.len(), tensors, "n = {n}");
+        assert_eq!(lens.iter().sum::<u64>(), n, "n = {n}, tensors = {tensors}");
+    }
+    let lens = transformer_shapes(4_194_304, 148);
+    assert!(lens.iter().all(|&l| l > 0));
+    // GPT-2 small: the embedding is the largest tensor, a LayerNorm among the smallest.
+    assert_eq!(lens.iter().max(), Some(&lens[0]));
+    assert!(lens[2] < 1000);
+}
+
+#[test]
+fn tool_kernels_are_valid_wgsl() {
+    let mut sources: Vec<String> = (0..=3).map(bench::ceiling_source).collect();
+    sources.push(bench::UNFUSED_SOURCE.to_string());
+    for source in sources {
+        let module =
+            naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{}\n{source}", e.emit_to_string(&source)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{e:?}\n{source}"));
+    }
+}
+
+#[test]
+fn bad_flags_are_exit_2_with_a_message() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["bench", "--optimizer", "Adamax"], "unknown optimizer \"Adamax\" (known: SGD, SGD-momentum"),
+        (&["bench", "--sizes", "4M"], "invalid value '4M' for '--sizes"),
+        (&["bench", "--tensors", "0"], "invalid value '0' for '--tensors"),
+        (&["validate", "--backend", "glide"], "unknown backend \"glide\" (known: vulkan, gl, metal, dx12, all)"),
+        (&["validate", "--case", "lamb"], "no case matches \"lamb\" (cases: sgd, sgd momentum"),
+    ];
+    for (args, message) in cases {
+        let (code, text) = run(args);
+        assert_eq!(code, 2, "{args:?}:\n{text}");
+        assert!(text.contains(message), "{args:?}: expected {message:?} in\n{text}");
+    }
+}
+
+#[test]
+fn adapters_lists_what_wgpu_sees() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-optim")).args(["adapters", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in reports.as_array().unwrap() {
+        for key in ["name", "backend", "device_type", "driver", "max_storage_buffer_binding_size", "timestamp_query"] {
+            assert!(r.get(key).is_some(), "{key} missing in {r}");
+        }
+    }
+}
