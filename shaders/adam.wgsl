@@ -1,17 +1,21 @@
 // Adam and AdamW: torch.optim.Adam / AdamW, single-tensor path, one element per invocation.
 // Mirrored line by line by src/cpu/adam.rs. The per-step scalars come from `AdamScalars` in
-// src/optim/adam.rs; the layout is `StepUniform` in src/optim/kernel.rs: keep the three in sync.
+// src/optim/adam.rs; the layout is `StepUniform` in src/kernel.rs: keep the three in sync.
 
 const WG: u32 = 256u;
-const MAXIMIZE: u32 = 1u;
-const AMSGRAD: u32 = 2u;
+// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses,
+// so the flags cost no branch. OFFSETS is false when every binding starts at its slice.
+override MAXIMIZE: bool = false;
+override AMSGRAD: bool = false;
+override WEIGHT_DECAY: bool = false;
+override OFFSETS: bool = true;
 
 struct Step {
     n: u32,
     param_off: u32,
     grad_off: u32,
     state_off: u32,
-    flags: u32,
+    flags: u32, // unused: the flags are specialization constants
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -39,24 +43,25 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= u.n) {
         return;
     }
-    let ip = u.param_off + i;
-    let is = u.state_off + i;
+    let ip = select(i, u.param_off + i, OFFSETS);
+    let is = select(i, u.state_off + i, OFFSETS);
 
-    var g = grad[u.grad_off + i];
-    if ((u.flags & MAXIMIZE) != 0u) {
+    var g = grad[select(i, u.grad_off + i, OFFSETS)];
+    if (MAXIMIZE) {
         g = -g;
     }
     let p = param[ip] * u.decay;
     // PyTorch skips the term when weight_decay is 0, which matters for non-finite parameters.
-    if (u.weight_decay != 0.0) {
+    if (WEIGHT_DECAY) {
         g = g + u.weight_decay * p;
     }
-    let m = exp_avg[is] + u.one_minus_beta1 * (g - exp_avg[is]);
+    let m0 = exp_avg[is];
+    let m = m0 + u.one_minus_beta1 * (g - m0);
     let v = u.beta2 * exp_avg_sq[is] + u.one_minus_beta2 * g * g;
     exp_avg[is] = m;
     exp_avg_sq[is] = v;
     var v_hat = v;
-    if ((u.flags & AMSGRAD) != 0u) {
+    if (AMSGRAD) {
         // The running max is of the raw second moment; bias correction comes after (PyTorch).
         v_hat = max(max_exp_avg_sq[is], v);
         max_exp_avg_sq[is] = v_hat;

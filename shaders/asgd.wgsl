@@ -3,14 +3,18 @@
 // src/optim/asgd.rs; the layout is `StepUniform` in src/kernel.rs: keep the three in sync.
 
 const WG: u32 = 256u;
-const MAXIMIZE: u32 = 1u;
+// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses,
+// so the flags cost no branch. OFFSETS is false when every binding starts at its slice.
+override MAXIMIZE: bool = false;
+override WEIGHT_DECAY: bool = false;
+override OFFSETS: bool = true;
 
 struct Step {
     n: u32,
     param_off: u32,
     grad_off: u32,
     state_off: u32,
-    flags: u32,
+    flags: u32, // unused: the flags are specialization constants
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -35,15 +39,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= u.n) {
         return;
     }
-    let ip = u.param_off + i;
-    let is = u.state_off + i;
+    let ip = select(i, u.param_off + i, OFFSETS);
+    let is = select(i, u.state_off + i, OFFSETS);
 
-    var g = grad[u.grad_off + i];
-    if ((u.flags & MAXIMIZE) != 0u) {
+    var g = grad[select(i, u.grad_off + i, OFFSETS)];
+    if (MAXIMIZE) {
         g = -g;
     }
     var p = param[ip];
-    if (u.weight_decay != 0.0) {
+    if (WEIGHT_DECAY) {
         g = g + u.weight_decay * p;
     }
     p = p * u.decay;

@@ -1,18 +1,22 @@
 // RMSProp, plain, centered and with momentum: torch.optim.RMSprop, single-tensor path.
 // Mirrored line by line by src/cpu/rmsprop.rs. The per-step scalars come from `RmsPropScalars` in
-// src/optim/rmsprop.rs; the layout is `StepUniform` in src/optim/kernel.rs: keep the three in sync.
+// src/optim/rmsprop.rs; the layout is `StepUniform` in src/kernel.rs: keep the three in sync.
 
 const WG: u32 = 256u;
-const MAXIMIZE: u32 = 1u;
-const CENTERED: u32 = 2u;
-const MOMENTUM: u32 = 4u;
+// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses,
+// so the flags cost no branch. OFFSETS is false when every binding starts at its slice.
+override MAXIMIZE: bool = false;
+override CENTERED: bool = false;
+override MOMENTUM: bool = false;
+override WEIGHT_DECAY: bool = false;
+override OFFSETS: bool = true;
 
 struct Step {
     n: u32,
     param_off: u32,
     grad_off: u32,
     state_off: u32,
-    flags: u32,
+    flags: u32, // unused: the flags are specialization constants
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -39,21 +43,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= u.n) {
         return;
     }
-    let ip = u.param_off + i;
-    let is = u.state_off + i;
+    let ip = select(i, u.param_off + i, OFFSETS);
+    let is = select(i, u.state_off + i, OFFSETS);
 
-    var g = grad[u.grad_off + i];
-    if ((u.flags & MAXIMIZE) != 0u) {
+    var g = grad[select(i, u.grad_off + i, OFFSETS)];
+    if (MAXIMIZE) {
         g = -g;
     }
     let p = param[ip];
-    if (u.weight_decay != 0.0) {
+    if (WEIGHT_DECAY) {
         g = g + u.weight_decay * p;
     }
     let sq = u.alpha * square_avg[is] + u.one_minus_alpha * g * g;
     square_avg[is] = sq;
     var avg: f32;
-    if ((u.flags & CENTERED) != 0u) {
+    if (CENTERED) {
         let ga = grad_avg[is] + u.one_minus_alpha * (g - grad_avg[is]);
         grad_avg[is] = ga;
         avg = sqrt(sq - ga * ga);
@@ -61,7 +65,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         avg = sqrt(sq);
     }
     avg = avg + u.eps;
-    if ((u.flags & MOMENTUM) != 0u) {
+    if (MOMENTUM) {
         let buf = u.momentum * momentum_buffer[is] + g / avg;
         momentum_buffer[is] = buf;
         param[ip] = p - u.lr * buf;

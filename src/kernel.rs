@@ -3,7 +3,9 @@
 //! Each optimizer family names its [`Kernel`] in its own file (`src/optim/<name>.rs`); the list of
 //! families is [`crate::optim::OptimizerConfig`], the crate's one registry.
 
+use std::collections::HashMap;
 use std::num::NonZeroU64;
+use std::sync::Mutex;
 
 /// Invocations per workgroup in every kernel (`@workgroup_size(256)`).
 pub const WORKGROUP_SIZE: u32 = 256;
@@ -17,6 +19,9 @@ pub struct Kernel {
     pub source: &'static str,
     /// State arrays, bound at 3, 4, ... in this order. Their names are PyTorch's state keys.
     pub states: &'static [&'static str],
+    /// The shader's boolean `override` constants, in the order of the bits of [`Scalars::flags`]
+    /// (`OFFSETS` is the host's own and not listed).
+    pub flags: &'static [&'static str],
 }
 
 /// The uniform of one dispatch: where its slice lies in the bound buffers, and the kernel's
@@ -42,19 +47,24 @@ pub const UNIFORM_SIZE: u32 = size_of::<StepUniform>() as u32;
 pub struct Scalars {
     /// The values, in the order of the kernel's `struct Step` after `_pad2`.
     pub values: [f32; 8],
-    /// The kernel's flag bits (`MAXIMIZE`, `AMSGRAD`, ...).
+    /// The kernel's flags (`MAXIMIZE`, `AMSGRAD`, ...): bit `k` is the override constant
+    /// `Kernel::flags[k]`.
     pub flags: u32,
 }
 
-/// A compiled kernel: its bind-group layout and pipeline.
+/// A kernel's bind-group layout and its pipelines, one per combination of specialization
+/// constants a step has used, compiled on first use.
 #[derive(Debug)]
 pub(crate) struct KernelPipeline {
     pub layout: wgpu::BindGroupLayout,
-    pub pipeline: wgpu::ComputePipeline,
+    kernel: &'static Kernel,
+    pipeline_layout: wgpu::PipelineLayout,
+    module: wgpu::ShaderModule,
+    variants: Mutex<HashMap<(u32, bool), wgpu::ComputePipeline>>,
 }
 
 impl KernelPipeline {
-    pub fn new(device: &wgpu::Device, kernel: &Kernel) -> Self {
+    pub fn new(device: &wgpu::Device, kernel: &'static Kernel) -> Self {
         let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -82,8 +92,48 @@ impl KernelPipeline {
         entries.extend((0..kernel.states.len() as u32).map(|i| storage(3 + i, false)));
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
-        let pipeline = compute_pipeline(device, kernel.name, kernel.source, &layout);
-        Self { layout, pipeline }
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name),
+            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+        });
+        let pipeline = Self { layout, kernel, pipeline_layout, module, variants: Mutex::default() };
+        // The most common variant, compiled now so that shader errors surface at construction.
+        pipeline.variant(device, 0, true);
+        pipeline
+    }
+
+    /// The pipeline with these flags, and with or without offsets into its bindings.
+    pub fn variant(&self, device: &wgpu::Device, flags: u32, offsets: bool) -> wgpu::ComputePipeline {
+        let mut variants = self.variants.lock().unwrap_or_else(|e| e.into_inner());
+        variants
+            .entry((flags, offsets))
+            .or_insert_with(|| {
+                let mut constants: Vec<(&str, f64)> = self
+                    .kernel
+                    .flags
+                    .iter()
+                    .enumerate()
+                    .map(|(bit, name)| (*name, f64::from((flags >> bit) & 1)))
+                    .collect();
+                constants.push(("OFFSETS", f64::from(u8::from(offsets))));
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(self.kernel.name),
+                    layout: Some(&self.pipeline_layout),
+                    module: &self.module,
+                    entry_point: Some("main"),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        ..Default::default()
+                    },
+                    cache: None,
+                })
+            })
+            .clone()
     }
 }
 

@@ -48,6 +48,12 @@ fn every_kernel_binds_what_the_host_binds_and_shares_the_uniform_layout() {
             .find(|(_, v)| v.space == naga::AddressSpace::Uniform)
             .unwrap_or_else(|| panic!("{}: no uniform", kernel.name));
         assert_eq!(layouter[uniform.ty].size, UNIFORM_SIZE, "{}: struct Step and StepUniform differ", kernel.name);
+        // Every flag the host sets is a boolean override the shader declares, and no other.
+        let mut overrides: Vec<&str> = module.overrides.iter().filter_map(|(_, o)| o.name.as_deref()).collect();
+        overrides.sort();
+        let mut expected: Vec<&str> = kernel.flags.iter().copied().chain(["OFFSETS"]).collect();
+        expected.sort();
+        assert_eq!(overrides, expected, "{}: override constants", kernel.name);
         let entry = &module.entry_points[0];
         assert_eq!((entry.name.as_str(), entry.workgroup_size), ("main", [256, 1, 1]), "{}", kernel.name);
     }

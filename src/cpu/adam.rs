@@ -20,7 +20,8 @@ pub fn step(
         if u.weight_decay != 0.0 {
             g += u.weight_decay * p;
         }
-        let m = exp_avg[i] + u.one_minus_beta1 * (g - exp_avg[i]);
+        let m0 = exp_avg[i];
+        let m = m0 + u.one_minus_beta1 * (g - m0);
         let v = u.beta2 * exp_avg_sq[i] + u.one_minus_beta2 * g * g;
         exp_avg[i] = m;
         exp_avg_sq[i] = v;

@@ -10,6 +10,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "adadelta",
     source: include_str!("../../shaders/adadelta.wgsl"),
     states: &["square_avg", "acc_delta"],
+    flags: &["MAXIMIZE", "WEIGHT_DECAY"],
 };
 
 /// `torch.optim.Adadelta`: its arguments, names and defaults.
@@ -87,7 +88,10 @@ impl AdadeltaScalars {
     }
 
     fn pack(&self) -> Scalars {
-        pack([self.lr, self.rho, self.one_minus_rho, self.eps, self.weight_decay], u32::from(self.maximize))
+        pack(
+            [self.lr, self.rho, self.one_minus_rho, self.eps, self.weight_decay],
+            &[self.maximize, self.weight_decay != 0.0],
+        )
     }
 }
 

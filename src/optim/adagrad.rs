@@ -6,8 +6,12 @@ use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel =
-    Kernel { name: "adagrad", source: include_str!("../../shaders/adagrad.wgsl"), states: &["sum"] };
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "adagrad",
+    source: include_str!("../../shaders/adagrad.wgsl"),
+    states: &["sum"],
+    flags: &["MAXIMIZE", "WEIGHT_DECAY"],
+};
 
 /// `torch.optim.Adagrad`: its arguments, names and defaults.
 ///
@@ -81,7 +85,7 @@ impl AdaGradScalars {
     }
 
     fn pack(&self) -> Scalars {
-        pack([self.clr, self.weight_decay, self.eps], u32::from(self.maximize))
+        pack([self.clr, self.weight_decay, self.eps], &[self.maximize, self.weight_decay != 0.0])
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "adam",
     source: include_str!("../../shaders/adam.wgsl"),
     states: &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+    flags: &["MAXIMIZE", "AMSGRAD", "WEIGHT_DECAY"],
 };
 
 /// `torch.optim.Adam`: its arguments, names and defaults.
@@ -98,9 +99,6 @@ pub struct AdamScalars {
 }
 
 impl AdamScalars {
-    const MAXIMIZE: u32 = 1;
-    const AMSGRAD: u32 = 2;
-
     /// The scalars of step `input.step` for `config`. A cycled momentum replaces `betas[0]`, in the
     /// moment update and in the bias correction alike, as PyTorch does.
     pub fn new(config: &AdamConfig, input: &StepInput) -> Self {
@@ -126,7 +124,6 @@ impl AdamScalars {
     }
 
     fn pack(&self) -> Scalars {
-        let flags = if self.maximize { Self::MAXIMIZE } else { 0 } | if self.amsgrad { Self::AMSGRAD } else { 0 };
         pack(
             [
                 self.decay,
@@ -138,7 +135,7 @@ impl AdamScalars {
                 self.bias_correction2_sqrt,
                 self.eps,
             ],
-            flags,
+            &[self.maximize, self.amsgrad, self.weight_decay != 0.0],
         )
     }
 }

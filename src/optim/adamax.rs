@@ -6,8 +6,12 @@ use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel =
-    Kernel { name: "adamax", source: include_str!("../../shaders/adamax.wgsl"), states: &["exp_avg", "exp_inf"] };
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "adamax",
+    source: include_str!("../../shaders/adamax.wgsl"),
+    states: &["exp_avg", "exp_inf"],
+    flags: &["MAXIMIZE", "WEIGHT_DECAY"],
+};
 
 /// `torch.optim.Adamax`: its arguments, names and defaults.
 ///
@@ -84,7 +88,10 @@ impl AdamaxScalars {
     }
 
     fn pack(&self) -> Scalars {
-        pack([self.weight_decay, self.one_minus_beta1, self.beta2, self.eps, self.clr], u32::from(self.maximize))
+        pack(
+            [self.weight_decay, self.one_minus_beta1, self.beta2, self.eps, self.clr],
+            &[self.maximize, self.weight_decay != 0.0],
+        )
     }
 }
 

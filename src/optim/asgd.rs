@@ -6,8 +6,12 @@ use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel =
-    Kernel { name: "asgd", source: include_str!("../../shaders/asgd.wgsl"), states: &["ax"] };
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "asgd",
+    source: include_str!("../../shaders/asgd.wgsl"),
+    states: &["ax"],
+    flags: &["MAXIMIZE", "WEIGHT_DECAY"],
+};
 
 /// `torch.optim.ASGD`: its arguments, names and defaults.
 ///
@@ -82,7 +86,7 @@ impl AsgdScalars {
     }
 
     fn pack(&self) -> Scalars {
-        pack([self.eta, self.decay, self.mu, self.weight_decay], u32::from(self.maximize))
+        pack([self.eta, self.decay, self.mu, self.weight_decay], &[self.maximize, self.weight_decay != 0.0])
     }
 }
 

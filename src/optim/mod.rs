@@ -209,11 +209,13 @@ pub(crate) fn check_beta(index: usize, value: f64) -> Result<()> {
     }
 }
 
-/// Packs named f64 scalars into the uniform's eight f32 slots, in order.
-pub(crate) fn pack<const N: usize>(values: [f64; N], flags: u32) -> Scalars {
-    let mut out = Scalars { values: [0.0; 8], flags };
+/// Packs named f64 scalars into the uniform's eight f32 slots, in order, and the flags in the
+/// order of the kernel's `flags` (bit `k` is `flags[k]`).
+pub(crate) fn pack<const N: usize>(values: [f64; N], flags: &[bool]) -> Scalars {
+    let mut out = Scalars { values: [0.0; 8], flags: 0 };
     for (slot, v) in out.values.iter_mut().zip(values) {
         *slot = v as f32;
     }
+    out.flags = flags.iter().enumerate().fold(0, |acc, (bit, &on)| acc | (u32::from(on) << bit));
     out
 }

@@ -8,8 +8,12 @@ use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel =
-    Kernel { name: "nadam", source: include_str!("../../shaders/nadam.wgsl"), states: &["exp_avg", "exp_avg_sq"] };
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "nadam",
+    source: include_str!("../../shaders/nadam.wgsl"),
+    states: &["exp_avg", "exp_avg_sq"],
+    flags: &["MAXIMIZE", "DECOUPLED", "WEIGHT_DECAY"],
+};
 
 /// `torch.optim.NAdam`: its arguments, names and defaults.
 ///
@@ -122,9 +126,6 @@ pub struct NAdamScalars {
 }
 
 impl NAdamScalars {
-    const MAXIMIZE: u32 = 1;
-    const DECOUPLED: u32 = 2;
-
     /// The scalars of step `input.step` for `config`.
     pub fn new(config: &NAdamConfig, input: &StepInput) -> Self {
         let (beta1, beta2) = config.betas;
@@ -147,7 +148,6 @@ impl NAdamScalars {
     }
 
     fn pack(&self) -> Scalars {
-        let flags = if self.maximize { Self::MAXIMIZE } else { 0 } | if self.decoupled { Self::DECOUPLED } else { 0 };
         pack(
             [
                 self.weight_decay,
@@ -159,7 +159,7 @@ impl NAdamScalars {
                 self.avg_coef,
                 self.eps,
             ],
-            flags,
+            &[self.maximize, self.decoupled, !self.decoupled && self.weight_decay != 0.0],
         )
     }
 }

@@ -560,10 +560,25 @@ impl Optimizer {
                 slot[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
             }
             self.belt.write_buffer(encoder, uniform, 0, size).copy_from_slice(&bytes);
+            // Each group's flags, and whether a dispatch's slices start inside their bindings,
+            // pick a pipeline specialized for them (compiled the first time it is needed).
+            let pipelines: Vec<_> = plan
+                .dispatches
+                .iter()
+                .map(|d| {
+                    let h = &d.header;
+                    let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
+                    self.pipeline.variant(&self.ctx.device, scalars[d.group].flags, offsets)
+                })
+                .collect();
             let mut pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.kernel.name), timestamp_writes });
-            pass.set_pipeline(&self.pipeline.pipeline);
-            for d in &plan.dispatches {
+            let mut current: Option<&wgpu::ComputePipeline> = None;
+            for (d, pipeline) in plan.dispatches.iter().zip(&pipelines) {
+                if current != Some(pipeline) {
+                    pass.set_pipeline(pipeline);
+                    current = Some(pipeline);
+                }
                 pass.set_bind_group(0, &d.bind_group, &[]);
                 pass.dispatch_workgroups(d.workgroups.0, d.workgroups.1, 1);
             }

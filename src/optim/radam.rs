@@ -6,8 +6,12 @@ use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel =
-    Kernel { name: "radam", source: include_str!("../../shaders/radam.wgsl"), states: &["exp_avg", "exp_avg_sq"] };
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "radam",
+    source: include_str!("../../shaders/radam.wgsl"),
+    states: &["exp_avg", "exp_avg_sq"],
+    flags: &["MAXIMIZE", "RECTIFIED", "WEIGHT_DECAY"],
+};
 
 /// `torch.optim.RAdam`: its arguments, names and defaults.
 ///
@@ -95,9 +99,6 @@ pub struct RAdamScalars {
 }
 
 impl RAdamScalars {
-    const MAXIMIZE: u32 = 1;
-    const RECTIFIED: u32 = 2;
-
     /// The scalars of step `input.step` for `config`; a cycled momentum replaces `betas[0]`.
     pub fn new(config: &RAdamConfig, input: &StepInput) -> Self {
         let (beta1, beta2) = (input.momentum.unwrap_or(config.betas.0), config.betas.1);
@@ -132,7 +133,6 @@ impl RAdamScalars {
     }
 
     fn pack(&self) -> Scalars {
-        let flags = if self.maximize { Self::MAXIMIZE } else { 0 } | if self.rectified { Self::RECTIFIED } else { 0 };
         pack(
             [
                 self.decay,
@@ -144,7 +144,7 @@ impl RAdamScalars {
                 self.bias_correction2_sqrt,
                 self.eps,
             ],
-            flags,
+            &[self.maximize, self.rectified, self.weight_decay != 0.0],
         )
     }
 }

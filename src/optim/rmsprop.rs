@@ -10,6 +10,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "rmsprop",
     source: include_str!("../../shaders/rmsprop.wgsl"),
     states: &["square_avg", "grad_avg", "momentum_buffer"],
+    flags: &["MAXIMIZE", "CENTERED", "MOMENTUM", "WEIGHT_DECAY"],
 };
 
 /// `torch.optim.RMSprop`: its arguments, names and defaults.
@@ -104,8 +105,10 @@ impl RmsPropScalars {
     }
 
     fn pack(&self) -> Scalars {
-        let flags = u32::from(self.maximize) | u32::from(self.centered) << 1 | u32::from(self.has_momentum) << 2;
-        pack([self.lr, self.alpha, self.one_minus_alpha, self.eps, self.weight_decay, self.momentum], flags)
+        pack(
+            [self.lr, self.alpha, self.one_minus_alpha, self.eps, self.weight_decay, self.momentum],
+            &[self.maximize, self.centered, self.has_momentum, self.weight_decay != 0.0],
+        )
     }
 }
 

@@ -6,8 +6,12 @@ use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel =
-    Kernel { name: "rprop", source: include_str!("../../shaders/rprop.wgsl"), states: &["prev", "step_size"] };
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "rprop",
+    source: include_str!("../../shaders/rprop.wgsl"),
+    states: &["prev", "step_size"],
+    flags: &["MAXIMIZE"],
+};
 
 /// `torch.optim.Rprop`: its arguments, names and defaults.
 ///
@@ -81,7 +85,7 @@ impl RpropScalars {
     }
 
     fn pack(&self) -> Scalars {
-        pack([self.etaminus, self.etaplus, self.step_size_min, self.step_size_max], u32::from(self.maximize))
+        pack([self.etaminus, self.etaplus, self.step_size_min, self.step_size_max], &[self.maximize])
     }
 }
 

@@ -6,8 +6,12 @@ use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Scalars};
 
-pub(crate) static KERNEL: Kernel =
-    Kernel { name: "sgd", source: include_str!("../../shaders/sgd.wgsl"), states: &["momentum_buffer"] };
+pub(crate) static KERNEL: Kernel = Kernel {
+    name: "sgd",
+    source: include_str!("../../shaders/sgd.wgsl"),
+    states: &["momentum_buffer"],
+    flags: &["MAXIMIZE", "MOMENTUM", "NESTEROV", "FIRST_STEP", "WEIGHT_DECAY"],
+};
 
 /// `torch.optim.SGD`: its arguments, names and defaults.
 ///
@@ -97,11 +101,10 @@ impl SgdScalars {
     }
 
     fn pack(&self) -> Scalars {
-        let flags = [self.maximize, self.has_momentum, self.nesterov, self.first_step]
-            .iter()
-            .enumerate()
-            .fold(0, |acc, (bit, &on)| acc | (u32::from(on) << bit));
-        pack([self.lr, self.momentum, self.one_minus_dampening, self.weight_decay], flags)
+        pack(
+            [self.lr, self.momentum, self.one_minus_dampening, self.weight_decay],
+            &[self.maximize, self.has_momentum, self.nesterov, self.first_step, self.weight_decay != 0.0],
+        )
     }
 }
 
