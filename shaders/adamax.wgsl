@@ -1,10 +1,14 @@
 // Adamax (Adam with the infinity norm): torch.optim.Adamax, single-tensor path.
-// Mirrored line by line by src/cpu/adamax.rs. The per-step scalars come from `AdamaxScalars` in
-// src/optim/adamax.rs; the layout is `StepUniform` in src/kernel.rs: keep the three in sync.
+//
+// `update` is the step on four elements at once. `main` runs it on one element per invocation, at
+// any offset; `main4` on four, where every slice starts at a multiple of four elements (the host
+// gives the remainder to `main`). Mirrored line by line by src/cpu/adamax.rs. The per-step scalars
+// come from `AdamaxScalars` in src/optim/adamax.rs; the layout is `StepUniform` in src/kernel.rs: keep
+// the three in sync.
 
 const WG: u32 = 256u;
-// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses,
-// so the flags cost no branch. OFFSETS is false when every binding starts at its slice.
+// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses, so
+// the flags cost no branch. OFFSETS is false when every binding starts at its slice.
 override MAXIMIZE: bool = false;
 override WEIGHT_DECAY: bool = false;
 override OFFSETS: bool = true;
@@ -33,28 +37,64 @@ struct Step {
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> exp_inf: array<f32>;
+// The same bindings, four elements at a time, for `main4`.
+@group(0) @binding(1) var<storage, read_write> param4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> exp_avg4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> exp_inf4: array<vec4<f32>>;
+
+// A parameter and its state, four elements of each.
+struct Values {
+    param: vec4<f32>,
+    exp_avg: vec4<f32>,
+    exp_inf: vec4<f32>,
+}
+
+fn update(grad: vec4<f32>, x: Values) -> Values {
+    var g = grad;
+    if (MAXIMIZE) {
+        g = -g;
+    }
+    let p = x.param;
+    if (WEIGHT_DECAY) {
+        g = g + u.weight_decay * p;
+    }
+    let m = x.exp_avg + u.one_minus_beta1 * (g - x.exp_avg);
+    // eps goes inside the max, as PyTorch's `amax(cat([beta2 * u, |g| + eps]))`.
+    let norm = max(u.beta2 * x.exp_inf, abs(g) + u.eps);
+    return Values(p - u.clr * (m / norm), m, norm);
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // A 2-D grid reaches past 65,535 workgroups in one dimension.
     let i = gid.x + gid.y * nwg.x * WG;
     if (i >= u.n) {
         return;
     }
     let ip = select(i, u.param_off + i, OFFSETS);
+    let ig = select(i, u.grad_off + i, OFFSETS);
     let is = select(i, u.state_off + i, OFFSETS);
+    let x = Values(vec4(param[ip]), vec4(exp_avg[is]), vec4(exp_inf[is]));
+    let y = update(vec4(grad[ig]), x);
+    param[ip] = y.param.x;
+    exp_avg[is] = y.exp_avg.x;
+    exp_inf[is] = y.exp_inf.x;
+}
 
-    var g = grad[select(i, u.grad_off + i, OFFSETS)];
-    if (MAXIMIZE) {
-        g = -g;
+@compute @workgroup_size(256)
+fn main4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // A 2-D grid reaches past 65,535 workgroups in one dimension.
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= u.n / 4u) {
+        return;
     }
-    let p = param[ip];
-    if (WEIGHT_DECAY) {
-        g = g + u.weight_decay * p;
-    }
-    let m = exp_avg[is] + u.one_minus_beta1 * (g - exp_avg[is]);
-    exp_avg[is] = m;
-    // eps goes inside the max, as PyTorch's `amax(cat([beta2 * u, |g| + eps]))`.
-    let norm = max(u.beta2 * exp_inf[is], abs(g) + u.eps);
-    exp_inf[is] = norm;
-    param[ip] = p - u.clr * (m / norm);
+    let ip = select(i, u.param_off / 4u + i, OFFSETS);
+    let ig = select(i, u.grad_off / 4u + i, OFFSETS);
+    let is = select(i, u.state_off / 4u + i, OFFSETS);
+    let x = Values(param4[ip], exp_avg4[is], exp_inf4[is]);
+    let y = update(grad4[ig], x);
+    param4[ip] = y.param;
+    exp_avg4[is] = y.exp_avg;
+    exp_inf4[is] = y.exp_inf;
 }

@@ -1,10 +1,14 @@
 // ASGD (averaged SGD, Polyak and Juditsky 1992): torch.optim.ASGD, single-tensor path.
-// Mirrored line by line by src/cpu/asgd.rs. The per-step scalars come from `AsgdScalars` in
-// src/optim/asgd.rs; the layout is `StepUniform` in src/kernel.rs: keep the three in sync.
+//
+// `update` is the step on four elements at once. `main` runs it on one element per invocation, at
+// any offset; `main4` on four, where every slice starts at a multiple of four elements (the host
+// gives the remainder to `main`). Mirrored line by line by src/cpu/asgd.rs. The per-step scalars
+// come from `AsgdScalars` in src/optim/asgd.rs; the layout is `StepUniform` in src/kernel.rs: keep
+// the three in sync.
 
 const WG: u32 = 256u;
-// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses,
-// so the flags cost no branch. OFFSETS is false when every binding starts at its slice.
+// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses, so
+// the flags cost no branch. OFFSETS is false when every binding starts at its slice.
 override MAXIMIZE: bool = false;
 override WEIGHT_DECAY: bool = false;
 override OFFSETS: bool = true;
@@ -32,30 +36,63 @@ struct Step {
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ax: array<f32>;
+// The same bindings, four elements at a time, for `main4`.
+@group(0) @binding(1) var<storage, read_write> param4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> ax4: array<vec4<f32>>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= u.n) {
-        return;
-    }
-    let ip = select(i, u.param_off + i, OFFSETS);
-    let is = select(i, u.state_off + i, OFFSETS);
+// A parameter and its state, four elements of each.
+struct Values {
+    param: vec4<f32>,
+    ax: vec4<f32>,
+}
 
-    var g = grad[select(i, u.grad_off + i, OFFSETS)];
+fn update(grad: vec4<f32>, x: Values) -> Values {
+    var g = grad;
     if (MAXIMIZE) {
         g = -g;
     }
-    var p = param[ip];
+    var p = x.param;
     if (WEIGHT_DECAY) {
         g = g + u.weight_decay * p;
     }
     p = p * u.decay;
     p = p - u.eta * g;
-    param[ip] = p;
+    var ax = p;
     if (u.mu != 1.0) {
-        ax[is] = ax[is] + (p - ax[is]) * u.mu;
-    } else {
-        ax[is] = p;
+        ax = x.ax + (p - x.ax) * u.mu;
     }
+    return Values(p, ax);
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // A 2-D grid reaches past 65,535 workgroups in one dimension.
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= u.n) {
+        return;
+    }
+    let ip = select(i, u.param_off + i, OFFSETS);
+    let ig = select(i, u.grad_off + i, OFFSETS);
+    let is = select(i, u.state_off + i, OFFSETS);
+    let x = Values(vec4(param[ip]), vec4(ax[is]));
+    let y = update(vec4(grad[ig]), x);
+    param[ip] = y.param.x;
+    ax[is] = y.ax.x;
+}
+
+@compute @workgroup_size(256)
+fn main4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // A 2-D grid reaches past 65,535 workgroups in one dimension.
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= u.n / 4u) {
+        return;
+    }
+    let ip = select(i, u.param_off / 4u + i, OFFSETS);
+    let ig = select(i, u.grad_off / 4u + i, OFFSETS);
+    let is = select(i, u.state_off / 4u + i, OFFSETS);
+    let x = Values(param4[ip], ax4[is]);
+    let y = update(grad4[ig], x);
+    param4[ip] = y.param;
+    ax4[is] = y.ax;
 }

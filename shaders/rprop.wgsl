@@ -1,10 +1,14 @@
 // Rprop (resilient backpropagation, Riedmiller and Braun 1993): torch.optim.Rprop, single-tensor path.
-// Mirrored line by line by src/cpu/rprop.rs. The per-step scalars come from `RpropScalars` in
-// src/optim/rprop.rs; the layout is `StepUniform` in src/kernel.rs: keep the three in sync.
+//
+// `update` is the step on four elements at once. `main` runs it on one element per invocation, at
+// any offset; `main4` on four, where every slice starts at a multiple of four elements (the host
+// gives the remainder to `main`). Mirrored line by line by src/cpu/rprop.rs. The per-step scalars
+// come from `RpropScalars` in src/optim/rprop.rs; the layout is `StepUniform` in src/kernel.rs: keep
+// the three in sync.
 
 const WG: u32 = 256u;
-// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses,
-// so the flags cost no branch. OFFSETS is false when every binding starts at its slice.
+// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses, so
+// the flags cost no branch. OFFSETS is false when every binding starts at its slice.
 override MAXIMIZE: bool = false;
 override OFFSETS: bool = true;
 
@@ -32,33 +36,63 @@ struct Step {
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> prev: array<f32>;
 @group(0) @binding(4) var<storage, read_write> step_size: array<f32>;
+// The same bindings, four elements at a time, for `main4`.
+@group(0) @binding(1) var<storage, read_write> param4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> prev4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> step_size4: array<vec4<f32>>;
+
+// A parameter and its state, four elements of each.
+struct Values {
+    param: vec4<f32>,
+    prev: vec4<f32>,
+    step_size: vec4<f32>,
+}
+
+fn update(grad: vec4<f32>, x: Values) -> Values {
+    var g = grad;
+    if (MAXIMIZE) {
+        g = -g;
+    }
+    let product = g * x.prev;
+    // etaplus where the sign held, etaminus where it flipped, 1 where either is zero.
+    let factor = select(select(vec4(1.0), vec4(u.etaminus), product < vec4(0.0)), vec4(u.etaplus), product > vec4(0.0));
+    let size = clamp(x.step_size * factor, vec4(u.step_size_min), vec4(u.step_size_max));
+    // Where the sign flipped, the element rests this step and forgets its gradient.
+    g = select(g, vec4(0.0), factor == vec4(u.etaminus));
+    return Values(x.param - sign(g) * size, g, size);
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // A 2-D grid reaches past 65,535 workgroups in one dimension.
     let i = gid.x + gid.y * nwg.x * WG;
     if (i >= u.n) {
         return;
     }
     let ip = select(i, u.param_off + i, OFFSETS);
+    let ig = select(i, u.grad_off + i, OFFSETS);
     let is = select(i, u.state_off + i, OFFSETS);
+    let x = Values(vec4(param[ip]), vec4(prev[is]), vec4(step_size[is]));
+    let y = update(vec4(grad[ig]), x);
+    param[ip] = y.param.x;
+    prev[is] = y.prev.x;
+    step_size[is] = y.step_size.x;
+}
 
-    var g = grad[select(i, u.grad_off + i, OFFSETS)];
-    if (MAXIMIZE) {
-        g = -g;
+@compute @workgroup_size(256)
+fn main4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // A 2-D grid reaches past 65,535 workgroups in one dimension.
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= u.n / 4u) {
+        return;
     }
-    let product = g * prev[is];
-    var factor = 1.0;
-    if (product > 0.0) {
-        factor = u.etaplus;
-    } else if (product < 0.0) {
-        factor = u.etaminus;
-    }
-    let size = clamp(step_size[is] * factor, u.step_size_min, u.step_size_max);
-    step_size[is] = size;
-    // Where the sign flipped, the element rests this step and forgets its gradient.
-    if (factor == u.etaminus) {
-        g = 0.0;
-    }
-    param[ip] = param[ip] - sign(g) * size;
-    prev[is] = g;
+    let ip = select(i, u.param_off / 4u + i, OFFSETS);
+    let ig = select(i, u.grad_off / 4u + i, OFFSETS);
+    let is = select(i, u.state_off / 4u + i, OFFSETS);
+    let x = Values(param4[ip], prev4[is], step_size4[is]);
+    let y = update(grad4[ig], x);
+    param4[ip] = y.param;
+    prev4[is] = y.prev;
+    step_size4[is] = y.step_size;
 }

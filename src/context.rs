@@ -17,6 +17,9 @@ pub struct ContextOptions {
     /// Ask for a smaller `max_storage_buffer_binding_size` than the adapter offers. Tests use it to
     /// exercise the splitting of large tensors on small data; engines never need it.
     pub max_storage_buffer_binding_size: Option<u64>,
+    /// Ask for a smaller `max_compute_workgroups_per_dimension`: tests use it to reach the 2-D
+    /// grid on small data.
+    pub max_compute_workgroups_per_dimension: Option<u32>,
 }
 
 /// A device and queue, with what the optimizer needs to know about them.
@@ -67,6 +70,9 @@ impl GpuContext {
         let mut limits = adapter.limits();
         if let Some(cap) = options.max_storage_buffer_binding_size {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
+        if let Some(cap) = options.max_compute_workgroups_per_dimension {
+            limits.max_compute_workgroups_per_dimension = limits.max_compute_workgroups_per_dimension.min(cap);
         }
         // Timestamps make `bench` report GPU time; everything else works without them.
         let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;

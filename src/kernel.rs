@@ -60,7 +60,7 @@ pub(crate) struct KernelPipeline {
     kernel: &'static Kernel,
     pipeline_layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
-    variants: Mutex<HashMap<(u32, bool), wgpu::ComputePipeline>>,
+    variants: Mutex<HashMap<(u32, bool, bool), wgpu::ComputePipeline>>,
 }
 
 impl KernelPipeline {
@@ -71,7 +71,9 @@ impl KernelPipeline {
             ty: wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Storage { read_only },
                 has_dynamic_offset: false,
-                min_binding_size: NonZeroU64::new(4),
+                // `main` needs 4 bytes, `main4` 16: wgpu checks each dispatch's bindings against
+                // the entry point it runs.
+                min_binding_size: None,
             },
             count: None,
         };
@@ -103,15 +105,17 @@ impl KernelPipeline {
         });
         let pipeline = Self { layout, kernel, pipeline_layout, module, variants: Mutex::default() };
         // The most common variant, compiled now so that shader errors surface at construction.
-        pipeline.variant(device, 0, true);
+        pipeline.variant(device, 0, true, false);
+        pipeline.variant(device, 0, false, true);
         pipeline
     }
 
-    /// The pipeline with these flags, and with or without offsets into its bindings.
-    pub fn variant(&self, device: &wgpu::Device, flags: u32, offsets: bool) -> wgpu::ComputePipeline {
+    /// The pipeline with these flags, with or without offsets into its bindings, running `main4`
+    /// (four elements per invocation) or `main`.
+    pub fn variant(&self, device: &wgpu::Device, flags: u32, offsets: bool, wide: bool) -> wgpu::ComputePipeline {
         let mut variants = self.variants.lock().unwrap_or_else(|e| e.into_inner());
         variants
-            .entry((flags, offsets))
+            .entry((flags, offsets, wide))
             .or_insert_with(|| {
                 let mut constants: Vec<(&str, f64)> = self
                     .kernel
@@ -125,7 +129,7 @@ impl KernelPipeline {
                     label: Some(self.kernel.name),
                     layout: Some(&self.pipeline_layout),
                     module: &self.module,
-                    entry_point: Some("main"),
+                    entry_point: Some(if wide { "main4" } else { "main" }),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants: &constants,
                         ..Default::default()

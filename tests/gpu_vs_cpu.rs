@@ -25,7 +25,8 @@ fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
     let mut opt = Optimizer::new(ctx, config.clone()).unwrap();
     let group = opt.default_group();
     opt.add_params(group, &arena.bindings()).unwrap();
-    assert_eq!(opt.dispatch_count(), 1, "{name}: an arena of one group is one dispatch");
+    // One run: four elements per invocation, and one more dispatch for the remainder.
+    assert_eq!(opt.dispatch_count(), 2, "{name}: an arena of one group is one run");
 
     // The same tensors at odd offsets in engine buffers.
     let mut engine = Vec::new();
@@ -110,22 +111,38 @@ fn every_optimizer_and_flag_matches_the_cpu_reference() {
 
 /// Runs `config` on one tensor of `n` elements for `steps` steps (constant random gradient per step)
 /// on the GPU and the CPU, and compares the final parameters. Returns the optimizer for more checks.
-fn one_tensor(ctx: &GpuContext, config: OptimizerConfig, n: usize, steps: usize, seed: u64) -> Optimizer {
+/// The tensor starts at element `offset` of both buffers: 0 runs four elements per invocation
+/// (with the remainder one per invocation), an odd offset one element per invocation throughout.
+fn one_tensor(
+    ctx: &GpuContext,
+    config: OptimizerConfig,
+    n: usize,
+    offset: usize,
+    steps: usize,
+    seed: u64,
+) -> Optimizer {
     let mut rng = Rng::new(seed);
     let init = rng.vector(n);
-    let (param, grad) = (buffer(ctx, &init), buffer(ctx, &vec![0.0; n]));
+    let mut padded = vec![0.0; offset];
+    padded.extend(&init);
+    let (param, grad) = (buffer(ctx, &padded), buffer(ctx, &vec![0.0; offset + n]));
     let mut opt = Optimizer::new(ctx, config.clone()).unwrap();
-    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, n as u64)]).unwrap();
+    let binding = ParamBinding {
+        param_offset: offset as u64,
+        grad_offset: offset as u64,
+        ..ParamBinding::whole(&param, &grad, n as u64)
+    };
+    opt.add_params(opt.default_group(), &[binding]).unwrap();
     let mut cpu = CpuOptimizer::new(config, init.iter().map(|&x| x as f64).collect()).unwrap();
     let mut scale = cpu.param().iter().map(|x| x.abs()).collect();
     for _ in 0..steps {
         let g = rng.vector(n);
-        ctx.queue.write_buffer(&grad, 0, bytemuck::cast_slice(&g));
+        ctx.queue.write_buffer(&grad, offset as u64 * 4, bytemuck::cast_slice(&g));
         opt.step().unwrap();
         cpu.step(&g.iter().map(|&x| x as f64).collect::<Vec<_>>()).unwrap();
         track_scale(&mut scale, cpu.param());
     }
-    let ours = read_f32(ctx, &param, 0, n as u64).unwrap();
+    let ours = read_f32(ctx, &param, offset as u64, n as u64).unwrap();
     assert_close(&format!("n = {n}"), &ours, cpu.param(), &scale);
     opt
 }
@@ -135,7 +152,9 @@ fn one_tensor(ctx: &GpuContext, config: OptimizerConfig, n: usize, steps: usize,
 fn more_than_65535_workgroups_in_one_dimension() {
     let ctx = gpu();
     let n = 65_535 * 256 + 1;
-    let mut opt = one_tensor(&ctx, AdamConfig::default().into(), n, 2, 1);
+    // At an odd offset, one element per invocation: 65,536 workgroups, past the limit of one
+    // dimension. (Four-wide, this would take 256M elements; see the next test for that path.)
+    let mut opt = one_tensor(&ctx, AdamConfig::default().into(), n, 1, 2, 1);
     assert_eq!(opt.dispatch_count(), 1, "16.7M elements fit one binding on this adapter");
 }
 
@@ -149,7 +168,7 @@ fn a_tensor_larger_than_the_binding_limit() {
     if n * 4 * 4 > ctx.limits().max_buffer_size.min(8 << 30) {
         panic!("this adapter's binding limit ({limit} bytes) is too large to exceed in a test");
     }
-    let mut opt = one_tensor(&ctx, AdamConfig { amsgrad: true, ..Default::default() }.into(), n as usize, 2, 2);
+    let mut opt = one_tensor(&ctx, AdamConfig { amsgrad: true, ..Default::default() }.into(), n as usize, 0, 2, 2);
     assert!(opt.dispatch_count() >= 2, "a tensor past the binding limit must be split");
 }
 
@@ -160,8 +179,23 @@ fn every_optimizer_splits_tensors_at_a_small_binding_limit() {
     // several times, at offsets that are no multiple of anything.
     let ctx = gpu_with(&ContextOptions { max_storage_buffer_binding_size: Some(16 << 10), ..Default::default() });
     for (seed, (name, config)) in cases().iter().enumerate() {
-        let mut opt = one_tensor(&ctx, config.clone(), 10_007, 3, 100 + seed as u64);
+        let mut opt = one_tensor(&ctx, config.clone(), 10_007, 0, 3, 100 + seed as u64);
         assert!(opt.dispatch_count() >= 3, "{name}: 40 KB over a 16 KiB binding limit");
+    }
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn both_paths_reach_a_two_dimensional_grid() {
+    // Five workgroups per dimension at most: 6,003 elements need a 2-D grid four-wide (1,500
+    // invocations, 6 workgroups) and one-wide (24 workgroups), so every kernel's index arithmetic
+    // is exercised in 2-D on both paths.
+    let ctx = gpu_with(&ContextOptions { max_compute_workgroups_per_dimension: Some(5), ..Default::default() });
+    for (seed, (name, config)) in cases().iter().enumerate() {
+        for offset in [0, 1] {
+            let mut opt = one_tensor(&ctx, config.clone(), 6_003, offset, 3, 200 + seed as u64);
+            assert_eq!(opt.dispatch_count(), 2 - offset, "{name}, offset {offset}");
+        }
     }
 }
 

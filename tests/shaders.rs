@@ -37,7 +37,9 @@ fn every_kernel_binds_what_the_host_binds_and_shares_the_uniform_layout() {
         let mut bindings: Vec<u32> =
             module.global_variables.iter().filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding)).collect();
         bindings.sort();
-        let expected: Vec<u32> = (0..3 + kernel.states.len() as u32).collect();
+        // Every storage binding twice: as `array<f32>` for `main`, as `array<vec4<f32>>` for `main4`.
+        let expected: Vec<u32> =
+            [0].into_iter().chain((1..3 + kernel.states.len() as u32).flat_map(|b| [b, b])).collect();
         assert_eq!(bindings, expected, "{}: bindings", kernel.name);
 
         let mut layouter = naga::proc::Layouter::default();
@@ -54,7 +56,7 @@ fn every_kernel_binds_what_the_host_binds_and_shares_the_uniform_layout() {
         let mut expected: Vec<&str> = kernel.flags.iter().copied().chain(["OFFSETS"]).collect();
         expected.sort();
         assert_eq!(overrides, expected, "{}: override constants", kernel.name);
-        let entry = &module.entry_points[0];
-        assert_eq!((entry.name.as_str(), entry.workgroup_size), ("main", [256, 1, 1]), "{}", kernel.name);
+        let entries: Vec<_> = module.entry_points.iter().map(|e| (e.name.as_str(), e.workgroup_size)).collect();
+        assert_eq!(entries, [("main", [256, 1, 1]), ("main4", [256, 1, 1])], "{}", kernel.name);
     }
 }

@@ -188,7 +188,8 @@ fn transformer_shapes_add_up() {
 
 #[test]
 fn tool_kernels_are_valid_wgsl() {
-    let mut sources: Vec<String> = (0..=3).map(bench::ceiling_source).collect();
+    let mut sources: Vec<String> =
+        (0..=3).flat_map(|k| [bench::ceiling_source(k), bench::ceiling_source_wide(k)]).collect();
     sources.push(bench::UNFUSED_SOURCE.to_string());
     for source in sources {
         let module =

@@ -95,6 +95,8 @@ pub(super) struct StateBuffers(pub(super) Vec<Option<wgpu::Buffer>>);
 struct Dispatch {
     group: usize,
     header: StepUniform,
+    /// Four elements per invocation (`main4`), or one (`main`).
+    wide: bool,
     workgroups: (u32, u32),
     bind_group: wgpu::BindGroup,
 }
@@ -169,7 +171,9 @@ impl Optimizer {
             .min(u32::MAX as u64)
             / WORKGROUP_SIZE as u64
             * WORKGROUP_SIZE as u64;
-        let max_chunk = max_chunk.max(WORKGROUP_SIZE as u64);
+        // A 2-D grid holds at most max^2 workgroups.
+        let grid = (limits.max_compute_workgroups_per_dimension as u64).pow(2) * WORKGROUP_SIZE as u64;
+        let max_chunk = max_chunk.min(grid).max(WORKGROUP_SIZE as u64);
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-optim unused state"),
             size: 16,
@@ -568,7 +572,7 @@ impl Optimizer {
                 .map(|d| {
                     let h = &d.header;
                     let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
-                    self.pipeline.variant(&self.ctx.device, scalars[d.group].flags, offsets)
+                    self.pipeline.variant(&self.ctx.device, scalars[d.group].flags, offsets, d.wide)
                 })
                 .collect();
             let mut pass = encoder
@@ -689,14 +693,6 @@ impl Optimizer {
         let limits = device.limits();
         let slot_size =
             (size_of::<StepUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
-        let uniform = (!runs.is_empty()).then(|| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wgpu-optim step scalars"),
-                size: slot_size * runs.len() as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        });
         let align = limits.min_storage_buffer_offset_alignment as u64;
         // Binds `n` elements from `start`, beginning at the aligned byte offset at or before it.
         fn window(buffer: &wgpu::Buffer, start: u64, n: u64, align: u64) -> (wgpu::BindingResource<'_>, u32) {
@@ -709,18 +705,43 @@ impl Optimizer {
             });
             (resource, ((bytes - offset) / F32) as u32)
         }
-        let dispatches = runs
+        // Each run binds its slices once; it is dispatched four elements per invocation where every
+        // slice starts at a multiple of four within its binding, with any remainder (and every
+        // other run) one element per invocation. A piece is one dispatch: (run, wide, first, n).
+        let mut pieces = Vec::new();
+        for (r, run) in runs.iter().enumerate() {
+            // Where each slice starts within its binding, in elements.
+            let within = |start: u64| start * F32 % align / F32;
+            let aligned = [run.param_start, run.grad_start, run.state_start].into_iter().all(|s| within(s) % 4 == 0);
+            let wide = if aligned { run.n / 4 * 4 } else { 0 };
+            if wide > 0 {
+                pieces.push((r, true, 0, wide));
+            }
+            if run.n > wide {
+                pieces.push((r, false, wide, run.n - wide));
+            }
+        }
+        let uniform = (!pieces.is_empty()).then(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim step scalars"),
+                size: slot_size * pieces.len() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        let dispatches = pieces
             .iter()
             .enumerate()
-            .map(|(i, r)| {
-                let (param, param_off) = window(&r.param, r.param_start, r.n, align);
-                let (grad, grad_off) = window(&r.grad, r.grad_start, r.n, align);
+            .map(|(i, &(r, wide, first, n))| {
+                let run = &runs[r];
+                let (param, param_off) = window(&run.param, run.param_start, run.n, align);
+                let (grad, grad_off) = window(&run.grad, run.grad_start, run.n, align);
                 let mut state_off = 0;
                 let mut entries = vec![
                     wgpu::BindGroupEntry {
                         binding: 0,
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: uniform.as_ref().expect("runs exist"),
+                            buffer: uniform.as_ref().expect("pieces exist"),
                             offset: i as u64 * slot_size,
                             size: NonZeroU64::new(size_of::<StepUniform>() as u64),
                         }),
@@ -728,10 +749,10 @@ impl Optimizer {
                     wgpu::BindGroupEntry { binding: 1, resource: param },
                     wgpu::BindGroupEntry { binding: 2, resource: grad },
                 ];
-                for (k, buffer) in self.state[r.state].0.iter().enumerate() {
+                for (k, buffer) in self.state[run.state].0.iter().enumerate() {
                     let resource = match buffer {
                         Some(buffer) => {
-                            let (resource, off) = window(buffer, r.state_start, r.n, align);
+                            let (resource, off) = window(buffer, run.state_start, run.n, align);
                             state_off = off;
                             resource
                         }
@@ -744,10 +765,19 @@ impl Optimizer {
                     layout: &self.pipeline.layout,
                     entries: &entries,
                 });
+                let first = first as u32;
+                let invocations = if wide { n / 4 } else { n };
                 Dispatch {
-                    group: r.group,
-                    header: StepUniform { n: r.n as u32, param_off, grad_off, state_off, ..Default::default() },
-                    workgroups: workgroups(r.n, limits.max_compute_workgroups_per_dimension),
+                    group: run.group,
+                    header: StepUniform {
+                        n: n as u32,
+                        param_off: param_off + first,
+                        grad_off: grad_off + first,
+                        state_off: state_off + first,
+                        ..Default::default()
+                    },
+                    wide,
+                    workgroups: workgroups(invocations, limits.max_compute_workgroups_per_dimension),
                     bind_group,
                 }
             })

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::optim::{AdaGradConfig, AdamConfig, AdamWConfig, Optimizer, OptimizerConfig, RmsPropConfig, SgdConfig};
 use crate::{GpuContext, ParamArena};
 
-pub use super::ceiling::source as ceiling_source;
+pub use super::ceiling::{source as ceiling_source, source_wide as ceiling_source_wide};
 pub use super::unfused::SOURCE as UNFUSED_SOURCE;
 
 /// An optimizer configuration `bench` measures.

@@ -44,7 +44,7 @@ pub(crate) fn layout(device: &wgpu::Device, storage: &[Access]) -> wgpu::BindGro
             ty: wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
                 has_dynamic_offset: false,
-                min_binding_size: NonZeroU64::new(4),
+                min_binding_size: None,
             },
             count: None,
         });
@@ -135,6 +135,22 @@ impl Program {
         n: u64,
         c: [f32; 4],
     ) {
+        self.dispatch_wide(device, pipeline, layout, buffers, n, c, 1);
+    }
+
+    /// [`Program::dispatch`] for a kernel that handles `width` elements per invocation (and is
+    /// told the element count, `n`, as usual).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_wide(
+        &mut self,
+        device: &wgpu::Device,
+        pipeline: usize,
+        layout: &wgpu::BindGroupLayout,
+        buffers: &[&wgpu::Buffer],
+        n: u64,
+        c: [f32; 4],
+        width: u64,
+    ) {
         for (start, len) in chunks(device, n) {
             let args = Args { n: len as u32, c, ..Default::default() };
             let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -163,7 +179,7 @@ impl Program {
             self.dispatches.push(Dispatch {
                 pipeline,
                 bind_group,
-                workgroups: workgroups(len, device.limits().max_compute_workgroups_per_dimension),
+                workgroups: workgroups(len.div_ceil(width), device.limits().max_compute_workgroups_per_dimension),
             });
         }
     }
