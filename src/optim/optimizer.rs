@@ -615,11 +615,12 @@ impl Optimizer {
     }
 
     /// Reads one tensor's state array back to the host (for checkpoints and tests; a step never
-    /// reads anything back). `None` if the tensor's group does not keep that array.
+    /// reads anything back). `None` if the tensor's group does not keep that array, or if the
+    /// kernel has no array of that name.
     ///
     /// # Errors
-    /// [`Error::OutOfBounds`] for a parameter index never registered, [`Error::Config`]-free:
-    /// an unknown name is `Ok(None)`; [`Error::DeviceLost`] if the device fails.
+    /// [`Error::OutOfBounds`] for a parameter index never registered; [`Error::DeviceLost`] if the
+    /// device fails.
     pub fn read_state(&self, param: usize, name: &str) -> Result<Option<Vec<f32>>> {
         let p = self.params.get(param).ok_or_else(|| Error::OutOfBounds {
             what: "parameter index".into(),
