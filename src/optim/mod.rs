@@ -200,6 +200,16 @@ pub(crate) fn check_non_negative(name: &str, what: &str, value: f64) -> Result<(
     }
 }
 
+/// The checks every Adam-like constructor of PyTorch makes, in its order: `lr`, `eps`, `betas`,
+/// `weight_decay`.
+pub(crate) fn check_adam_like(lr: f64, eps: f64, betas: (f64, f64), weight_decay: f64) -> Result<()> {
+    check_non_negative("lr", "Invalid learning rate", lr)?;
+    check_non_negative("eps", "Invalid epsilon value", eps)?;
+    check_beta(0, betas.0)?;
+    check_beta(1, betas.1)?;
+    check_non_negative("weight_decay", "Invalid weight_decay value", weight_decay)
+}
+
 /// Adam's `0 <= beta < 1` check, with PyTorch's message.
 pub(crate) fn check_beta(index: usize, value: f64) -> Result<()> {
     if (0.0..1.0).contains(&value) {

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
+use super::{check_adam_like, check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars};
 
@@ -177,11 +177,7 @@ impl Algorithm for NAdamConfig {
     // No `cycle_momentum`: PyTorch's running product of mu follows each step's beta1, which a pure
     // function of the step cannot; refusing beats a silently different product.
     fn validate(&self) -> Result<()> {
-        check_non_negative("lr", "Invalid learning rate", self.lr)?;
-        check_non_negative("eps", "Invalid epsilon value", self.eps)?;
-        check_beta(0, self.betas.0)?;
-        check_beta(1, self.betas.1)?;
-        check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
+        check_adam_like(self.lr, self.eps, self.betas, self.weight_decay)?;
         check_non_negative("momentum_decay", "Invalid momentum_decay value", self.momentum_decay)
     }
     fn states_used(&self) -> Vec<bool> {

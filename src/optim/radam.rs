@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_beta, check_non_negative, pack, Algorithm, StepInput};
+use super::{check_adam_like, pack, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars};
 
@@ -163,11 +163,7 @@ impl Algorithm for RAdamConfig {
         Some(self.betas.0)
     }
     fn validate(&self) -> Result<()> {
-        check_non_negative("lr", "Invalid learning rate", self.lr)?;
-        check_non_negative("eps", "Invalid epsilon value", self.eps)?;
-        check_beta(0, self.betas.0)?;
-        check_beta(1, self.betas.1)?;
-        check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)
+        check_adam_like(self.lr, self.eps, self.betas, self.weight_decay)
     }
     fn states_used(&self) -> Vec<bool> {
         vec![true, true]
