@@ -1,4 +1,4 @@
-//! The CPU reference: each file mirrors `shaders/<name>.wgsl` line by line, in f64, with the same
+//! The CPU reference: each file mirrors `update` in `shaders/<name>.wgsl` line by line, in f64, with the same
 //! per-step scalars. It is the oracle for tests, `replay --cpu` and `validate`, not a fallback.
 
 pub mod adadelta;

@@ -1,4 +1,4 @@
-//! f64 mirror of `shaders/radam.wgsl`, line by line.
+//! f64 mirror of `update` in `shaders/radam.wgsl`, line by line (one element where the shader has four).
 
 use crate::optim::RAdamScalars;
 
