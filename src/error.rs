@@ -29,6 +29,10 @@ pub enum Error {
         message: String,
     },
 
+    /// A device whose limits the optimizer cannot work within.
+    #[error("unsupported device: {0}")]
+    UnsupportedDevice(String),
+
     /// A hyperparameter out of its domain. The message is PyTorch's.
     #[error("{message}")]
     InvalidHyperparameter {

@@ -217,6 +217,21 @@ fn refused_checkpoints_are_named_and_change_nothing() {
     refuse(&mut target, &with_metadata("format", "other"), "format is \"other\"");
     refuse(&mut target, &with_metadata("steps", "many"), "steps is not a number");
     refuse(&mut target, &with_metadata("groups", "[{"), "groups metadata");
+    refuse(&mut target, &with_metadata("steps", "18446744073709551615"), "past 2^53");
+    let groups = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let mut groups: serde_json::Value =
+            serde_json::from_str(&header.metadata().as_ref().unwrap()["groups"]).unwrap();
+        edit(&mut groups);
+        groups.to_string()
+    };
+    let adamw = groups(&|g| {
+        g[0]["config"]["name"] = "AdamW".into();
+        g[0]["config"].as_object_mut().unwrap().remove("decoupled_weight_decay");
+    });
+    refuse(&mut target, &with_metadata("groups", &adamw), "group 0 is of AdamW, but the optimizer is Adam");
+    let momentum = groups(&|g| g[1]["momentum"] = 1.0.into());
+    refuse(&mut target, &with_metadata("groups", &momentum), "group 1: Invalid momentum value: 1");
     assert!(target.snapshot() == before, "a refused checkpoint changed the optimizer");
 
     // Another algorithm, other shapes, another layout, other state arrays, no schedule.
@@ -317,4 +332,89 @@ fn a_buffer_of_another_device_is_refused_by_name() {
     let error = opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 4)]).unwrap_err();
     assert!(error.to_string().starts_with("buffer \"grad 0\" cannot be used on the optimizer's device"), "{error}");
     assert_eq!(opt.param_count(), 0);
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn a_tensor_added_late_keeps_its_own_step_count_across_a_resume() {
+    let config: OptimizerConfig = AdamConfig { lr: 0.01, ..Default::default() }.into();
+    let lens = [300u64, 77];
+    let mut rng = Rng::new(5);
+    let inits: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vector(n as usize)).collect();
+    let grad = |t: u64, i: usize| Rng::new(100 * t + i as u64).vector(lens[i] as usize);
+    struct Engine {
+        ctx: GpuContext,
+        buffers: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+        opt: Optimizer,
+    }
+    let engine = |params: &[Vec<f32>]| {
+        let ctx = gpu();
+        let buffers: Vec<_> = params.iter().map(|p| (buffer(&ctx, p), buffer(&ctx, &vec![0.0; p.len()]))).collect();
+        let opt = Optimizer::new(&ctx, config.clone()).unwrap();
+        Engine { ctx, buffers, opt }
+    };
+    let add = |e: &mut Engine, i: usize| {
+        let g = e.opt.default_group();
+        e.opt.add_params(g, &[ParamBinding::whole(&e.buffers[i].0, &e.buffers[i].1, lens[i])]).unwrap();
+    };
+    let step = |e: &mut Engine, t: u64| {
+        for (i, (_, g)) in e.buffers.iter().enumerate() {
+            e.ctx.queue.write_buffer(g, 0, bytemuck::cast_slice(&grad(t, i)));
+        }
+        e.opt.step().unwrap();
+    };
+    let snapshot = |e: &Engine| {
+        let mut bits: Vec<u32> = Vec::new();
+        for (i, (p, _)) in e.buffers.iter().enumerate() {
+            bits.extend(read_f32(&e.ctx, p, 0, lens[i]).unwrap().iter().map(|x| x.to_bits()));
+            bits.extend(e.opt.read_state(i, "exp_avg_sq").unwrap().unwrap().iter().map(|x| x.to_bits()));
+        }
+        bits
+    };
+
+    // Uninterrupted: the second tensor joins after two steps; six steps in all. Saved after four.
+    let ckpt = scratch("late.safetensors");
+    let mut straight = engine(&inits);
+    add(&mut straight, 0);
+    step(&mut straight, 0);
+    step(&mut straight, 1);
+    add(&mut straight, 1);
+    step(&mut straight, 2);
+    step(&mut straight, 3);
+    straight.opt.save_state(&ckpt).unwrap();
+    let saved: Vec<Vec<f32>> =
+        straight.buffers.iter().zip(lens).map(|((p, _), n)| read_f32(&straight.ctx, p, 0, n).unwrap()).collect();
+    step(&mut straight, 4);
+    step(&mut straight, 5);
+
+    // Resumed on a fresh device: the same tensors, registered in the same calls, then the state.
+    let mut resumed = engine(&saved);
+    add(&mut resumed, 0);
+    add(&mut resumed, 1);
+    resumed.opt.load_state(&ckpt).unwrap();
+    step(&mut resumed, 4);
+    step(&mut resumed, 5);
+    assert!(snapshot(&straight) == snapshot(&resumed), "resumed with a late tensor differs");
+
+    // The late tensor took four steps of its own, as a fresh Adam would from its start.
+    let mut cpu =
+        wgpu_optim::cpu::CpuOptimizer::new(config.clone(), inits[1].iter().map(|&x| x as f64).collect()).unwrap();
+    let mut scale: Vec<f64> = cpu.param().iter().map(|x| x.abs()).collect();
+    for t in 2..6 {
+        cpu.step(&grad(t, 1).iter().map(|&x| x as f64).collect::<Vec<_>>()).unwrap();
+        common::track_scale(&mut scale, cpu.param());
+    }
+    let late = read_f32(&straight.ctx, &straight.buffers[1].0, 0, lens[1]).unwrap();
+    common::assert_close("late tensor", &late, cpu.param(), &scale);
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn rprop_starts_its_step_size_at_the_groups_current_rate() {
+    let ctx = gpu();
+    let (p, g) = (buffer(&ctx, &[1.0; 8]), buffer(&ctx, &[1.0; 8]));
+    let mut opt = Optimizer::new(&ctx, RpropConfig::default()).unwrap();
+    opt.set_lr(opt.default_group(), 0.05).unwrap();
+    opt.add_params(opt.default_group(), &[ParamBinding::whole(&p, &g, 8)]).unwrap();
+    assert_eq!(opt.read_state(0, "step_size").unwrap().unwrap(), vec![0.05f32; 8]);
 }

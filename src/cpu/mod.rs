@@ -47,7 +47,7 @@ impl CpuOptimizer {
             .states_used()
             .iter()
             .enumerate()
-            .map(|(i, &used)| if used { vec![algorithm.initial_state(i); n] } else { Vec::new() })
+            .map(|(i, &used)| if used { vec![algorithm.initial_state(i, algorithm.lr()); n] } else { Vec::new() })
             .collect();
         Ok(Self { lr: algorithm.lr(), config, momentum: None, steps: 0, param, state })
     }

@@ -113,7 +113,7 @@ impl Algorithm for AdaGradConfig {
     fn states_used(&self) -> Vec<bool> {
         vec![true]
     }
-    fn initial_state(&self, _state: usize) -> f64 {
+    fn initial_state(&self, _state: usize, _lr: f64) -> f64 {
         self.initial_accumulator_value
     }
     fn scalars(&self, input: &StepInput) -> Scalars {

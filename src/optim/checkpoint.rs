@@ -39,6 +39,9 @@ struct ScheduleMeta {
 struct ParamMeta {
     group: usize,
     len: u64,
+    /// The optimizer's step count when the tensor was registered (its own count is the rest).
+    #[serde(default)]
+    added_at: u64,
 }
 
 fn tensor_name(param: usize, state: &str) -> String {
@@ -77,8 +80,11 @@ impl Optimizer {
                 schedule: g.schedule.as_ref().map(|s| ScheduleMeta { name: s.name().to_string(), state: s.state() }),
             })
             .collect();
-        let params: Vec<ParamMeta> =
-            self.params.iter().map(|p| ParamMeta { group: p.group, len: p.binding.len }).collect();
+        let params: Vec<ParamMeta> = self
+            .params
+            .iter()
+            .map(|p| ParamMeta { group: p.group, len: p.binding.len, added_at: p.added_at })
+            .collect();
         let metadata = HashMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
             ("format_version".to_string(), CHECKPOINT_VERSION.to_string()),
@@ -93,9 +99,7 @@ impl Optimizer {
             .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
             .and_then(|views| safetensors::serialize(views, Some(metadata)))
             .map_err(|e| Error::Checkpoint { path: path.into(), message: e.to_string() })?;
-        let partial = partial_path(path);
-        std::fs::write(&partial, views).map_err(|source| Error::Io { path: partial.clone(), source })?;
-        std::fs::rename(&partial, path).map_err(|source| Error::Io { path: path.into(), source })
+        write_durably(path, &views)
     }
 
     /// Restores a state written by [`Optimizer::save_state`] into this optimizer, which must have
@@ -111,6 +115,7 @@ impl Optimizer {
     /// schedule.
     pub fn load_state(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
+        self.ctx.check_alive()?;
         let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
         let fail = |message: String| Error::Checkpoint { path: path.into(), message };
         let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a safetensors file ({e})")))?;
@@ -134,6 +139,10 @@ impl Optimizer {
             return Err(fail(format!("checkpoint is of {}, but the optimizer is {algorithm}", get("optimizer")?)));
         }
         let steps: u64 = get("steps")?.parse().map_err(|_| fail("steps is not a number".into()))?;
+        // Far beyond any training run; what matters is that counting on from it cannot overflow.
+        if steps > 1 << 53 {
+            return Err(fail(format!("steps is {steps}, past 2^53")));
+        }
         let groups: Vec<GroupMeta> =
             serde_json::from_str(get("groups")?).map_err(|e| fail(format!("groups metadata: {e}")))?;
         let params: Vec<ParamMeta> =
@@ -149,6 +158,9 @@ impl Optimizer {
         let mut configs = Vec::with_capacity(groups.len());
         for (g, (saved, ours)) in groups.iter().zip(&self.groups).enumerate() {
             let config = OptimizerConfig::from_json(&saved.config).map_err(|e| fail(format!("group {g}: {e}")))?;
+            if config.name() != algorithm {
+                return Err(fail(format!("group {g} is of {}, but the optimizer is {algorithm}", config.name())));
+            }
             let (saved_states, our_states) = (config.algorithm().states_used(), ours.config.algorithm().states_used());
             if saved_states != our_states {
                 return Err(fail(format!(
@@ -159,6 +171,9 @@ impl Optimizer {
             }
             super::check_non_negative("lr", "Invalid learning rate", saved.lr)
                 .map_err(|e| fail(format!("group {g}: {e}")))?;
+            if let Some(m) = saved.momentum {
+                super::optimizer::check_momentum(m).map_err(|e| fail(format!("group {g}: {e}")))?;
+            }
             match (&saved.schedule, &ours.schedule) {
                 (Some(s), Some(o)) if s.name != o.name() => {
                     return Err(fail(format!("group {g}: checkpoint schedule is {}, the optimizer's {}", s.name, o.name())))
@@ -195,6 +210,26 @@ impl Optimizer {
                     "parameter {i}: {} elements in the checkpoint, {} here",
                     saved.len, ours.binding.len
                 )));
+            }
+            if saved.added_at > steps {
+                return Err(fail(format!("parameter {i}: added at step {}, after step {steps}", saved.added_at)));
+            }
+        }
+        // Tensors registered together share state buffers and one step count: they must have been
+        // registered together (or at the same step) when saved too.
+        let mut batch_added_at: Vec<Option<u64>> = vec![None; self.state.len()];
+        for (i, (saved, ours)) in params.iter().zip(&self.params).enumerate() {
+            for c in &self.chunks[ours.chunks.clone()] {
+                match batch_added_at[c.state] {
+                    Some(at) if at != saved.added_at => {
+                        return Err(fail(format!(
+                            "parameter {i} was added at step {} but shares its add_params call with one added at \
+                             step {at}: register tensors in the same calls as when saved",
+                            saved.added_at
+                        )))
+                    }
+                    _ => batch_added_at[c.state] = Some(saved.added_at),
+                }
             }
         }
         // Every tensor present, of the right type and shape, before anything is written.
@@ -237,7 +272,7 @@ impl Optimizer {
         // Nothing below can fail.
         for (i, k, data) in uploads {
             for c in &self.chunks[self.params[i].chunks.clone()] {
-                let buffer = self.state[c.state].0[k].as_ref().expect("used state is allocated");
+                let buffer = self.state[c.state].buffers[k].as_ref().expect("used state is allocated");
                 let bytes = &data[(c.start * 4) as usize..((c.start + c.len) * 4) as usize];
                 self.ctx.queue.write_buffer(buffer, c.state_offset * 4, bytes);
             }
@@ -247,6 +282,13 @@ impl Optimizer {
             group.lr = saved.lr;
             group.momentum = saved.momentum;
         }
+        for (param, saved) in self.params.iter_mut().zip(&params) {
+            param.added_at = saved.added_at;
+        }
+        for (batch, at) in self.state.iter_mut().zip(batch_added_at) {
+            batch.added_at = at.unwrap_or(batch.added_at.min(steps));
+        }
+        self.plan = None;
         self.steps = steps;
         Ok(())
     }
@@ -256,10 +298,33 @@ fn used_names(states: &[&'static str], used: &[bool]) -> Vec<&'static str> {
     states.iter().zip(used).filter(|(_, &u)| u).map(|(s, _)| *s).collect()
 }
 
-fn partial_path(path: &Path) -> PathBuf {
+/// Writes `bytes` beside `path` under a name of this process's own, flushes them to the disk, and
+/// renames the file into place (then flushes the directory), so that `path` holds either the old
+/// checkpoint or the whole new one, whatever happens in between.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".partial");
-    path.with_file_name(name)
+    name.push(format!(".{}.partial", std::process::id()));
+    let partial: PathBuf = path.with_file_name(name);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let written = std::fs::File::create(&partial)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .map_err(io(&partial))
+        .and_then(|()| std::fs::rename(&partial, path).map_err(io(path)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written?;
+    // The rename itself is durable once the directory is; not every platform can open one.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 /// Metadata values are JSON. Every float in them is finite (checked on the way in), so

@@ -67,8 +67,9 @@ pub trait Algorithm: std::fmt::Debug {
     fn validate(&self) -> Result<()>;
     /// Which of the kernel's state arrays this config uses (the others are not allocated).
     fn states_used(&self) -> Vec<bool>;
-    /// The value a state array starts at (AdaGrad's `initial_accumulator_value`; otherwise 0).
-    fn initial_state(&self, _state: usize) -> f64 {
+    /// The value a state array starts at (AdaGrad's `initial_accumulator_value`, Rprop's step size
+    /// `lr`: the group's rate when the tensor is registered; otherwise 0).
+    fn initial_state(&self, _state: usize, _lr: f64) -> f64 {
         0.0
     }
     /// The per-step scalars as uploaded to the kernel (computed in f64, rounded once to f32).

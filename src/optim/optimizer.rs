@@ -6,7 +6,7 @@ use std::ops::Range;
 use super::{check_non_negative, OptimizerConfig, StepInput};
 use crate::context::GpuContext;
 use crate::error::{Error, Result};
-use crate::kernel::{workgroups, Kernel, KernelPipeline, StepUniform, WORKGROUP_SIZE};
+use crate::kernel::{workgroups, Kernel, KernelPipeline, Scalars, StepUniform, WORKGROUP_SIZE};
 use crate::schedule::LrScheduler;
 
 const F32: u64 = 4;
@@ -73,6 +73,8 @@ pub(super) struct Param {
     pub(super) binding: ParamBinding,
     pub(super) group: usize,
     pub(super) chunks: Range<usize>,
+    /// See [`StateBuffers::added_at`] (kept here too for tensors without elements, hence state).
+    pub(super) added_at: u64,
 }
 
 /// A piece of a parameter small enough for one binding, and where its state lives.
@@ -89,11 +91,18 @@ pub(super) struct Chunk {
 
 /// One buffer per kernel state array (`None` where the group does not use that array).
 #[derive(Debug)]
-pub(super) struct StateBuffers(pub(super) Vec<Option<wgpu::Buffer>>);
+pub(super) struct StateBuffers {
+    pub(super) buffers: Vec<Option<wgpu::Buffer>>,
+    /// The optimizer's step count when these tensors were registered: their own step count is
+    /// the optimizer's less this, as PyTorch keeps `state["step"]` per tensor.
+    pub(super) added_at: u64,
+}
 
 #[derive(Debug)]
 struct Dispatch {
     group: usize,
+    /// The step count at which its tensors were registered.
+    added_at: u64,
     header: StepUniform,
     /// Four elements per invocation (`main4`), or one (`main`).
     wide: bool,
@@ -102,7 +111,7 @@ struct Dispatch {
 }
 
 #[derive(Debug)]
-struct Plan {
+pub(super) struct Plan {
     uniform: Option<wgpu::Buffer>,
     slot_size: u64,
     dispatches: Vec<Dispatch>,
@@ -142,9 +151,9 @@ pub struct Optimizer {
     pub(super) params: Vec<Param>,
     pub(super) chunks: Vec<Chunk>,
     pub(super) state: Vec<StateBuffers>,
-    /// Bound where a group leaves a state array unused.
-    dummy: wgpu::Buffer,
-    plan: Option<Plan>,
+    /// Bound where a group leaves a state array unused (16 bytes, one per state slot).
+    dummies: Vec<wgpu::Buffer>,
+    pub(super) plan: Option<Plan>,
     belt: wgpu::util::StagingBelt,
     pub(super) steps: u64,
     max_chunk: u64,
@@ -166,20 +175,32 @@ impl Optimizer {
         let limits = device.limits();
         let align = limits.min_storage_buffer_offset_alignment as u64;
         // A binding may start up to `align` bytes before its first element.
-        let max_chunk = (limits.max_storage_buffer_binding_size.saturating_sub(align) / F32)
-            .min(limits.max_buffer_size / F32)
-            .min(u32::MAX as u64)
-            / WORKGROUP_SIZE as u64
+        let binding = limits.max_storage_buffer_binding_size.saturating_sub(align) / F32;
+        if binding < WORKGROUP_SIZE as u64 {
+            return Err(Error::UnsupportedDevice(format!(
+                "max_storage_buffer_binding_size is {} bytes; the optimizer needs at least {}",
+                limits.max_storage_buffer_binding_size,
+                align + WORKGROUP_SIZE as u64 * F32
+            )));
+        }
+        // A 2-D grid holds at most max^2 workgroups (saturating: some drivers report u32::MAX),
+        // and the kernels' u32 element index must not wrap: 2^31 elements keeps both safe.
+        let grid = (limits.max_compute_workgroups_per_dimension as u64)
+            .saturating_pow(2)
+            .saturating_mul(WORKGROUP_SIZE as u64);
+        let max_chunk = binding.min(limits.max_buffer_size / F32).min(grid).min(1 << 31) / WORKGROUP_SIZE as u64
             * WORKGROUP_SIZE as u64;
-        // A 2-D grid holds at most max^2 workgroups.
-        let grid = (limits.max_compute_workgroups_per_dimension as u64).pow(2) * WORKGROUP_SIZE as u64;
-        let max_chunk = max_chunk.min(grid).max(WORKGROUP_SIZE as u64);
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgpu-optim unused state"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        // One per state slot: WebGPU forbids one writable buffer at two bindings of a dispatch.
+        let dummies = (0..kernel.states.len())
+            .map(|_| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim unused state"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = KernelPipeline::new(device, kernel);
         if let Some(error) = pollster::block_on(scope.pop()) {
@@ -193,7 +214,7 @@ impl Optimizer {
             params: Vec::new(),
             chunks: Vec::new(),
             state: Vec::new(),
-            dummy,
+            dummies,
             plan: None,
             belt: wgpu::util::StagingBelt::new(device.clone(), 4096),
             steps: 0,
@@ -225,12 +246,14 @@ impl Optimizer {
 
     /// Registers tensors in `group` and allocates their state on the device (zeros, or the
     /// algorithm's initial value). Returns their parameter indices. Tensors may be added between
-    /// steps; they start with fresh state, as in PyTorch.
+    /// steps; they start with fresh state and a step count of their own, as in PyTorch (Adam's
+    /// bias correction of a tensor added at step 1000 starts from its own first step).
     ///
     /// # Errors
     /// Checked before anything changes: [`Error::UnknownGroup`], [`Error::BufferUsage`] (no
     /// `STORAGE` usage), [`Error::ParamIsGrad`], [`Error::OutOfBounds`] and [`Error::Overlap`] (with
-    /// each other or with tensors already registered).
+    /// each other or with tensors already registered); [`Error::Wgpu`] if the device cannot
+    /// allocate the state, in which case nothing is registered either.
     pub fn add_params(&mut self, group: GroupId, bindings: &[ParamBinding]) -> Result<Range<usize>> {
         let group_index = group.0;
         let config = &self.groups.get(group_index).ok_or(Error::UnknownGroup(group_index))?.config;
@@ -247,7 +270,8 @@ impl Optimizer {
 
         let algorithm = config.algorithm();
         let used = algorithm.states_used();
-        let initial: Vec<f64> = (0..used.len()).map(|k| algorithm.initial_state(k)).collect();
+        let lr = self.groups[group_index].hyper(self.steps).0;
+        let initial: Vec<f64> = (0..used.len()).map(|k| algorithm.initial_state(k, lr)).collect();
         let max_buffer = self.ctx.device.limits().max_buffer_size / F32;
         // Lay out the batch's state back to back, so that adjacent tensors can share a dispatch,
         // starting a new set of buffers only where one would exceed the device's limit.
@@ -267,19 +291,36 @@ impl Optimizer {
                 start += len;
             }
         }
-        for &size in &sizes {
-            self.state.push(StateBuffers(
-                used.iter()
+        // Allocate everything before registering anything: a device out of memory refuses here.
+        let device = self.ctx.device.clone();
+        let out_of_memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let allocated: Result<Vec<StateBuffers>> = sizes
+            .iter()
+            .map(|&size| {
+                let buffers = used
+                    .iter()
                     .zip(&initial)
                     .enumerate()
-                    .map(|(k, (&used, &init))| used.then(|| self.state_buffer(k, size, init as f32)))
-                    .collect(),
-            ));
+                    .map(|(k, (&used, &init))| used.then(|| self.state_buffer(k, size, init as f32)).transpose())
+                    .collect::<Result<_>>()?;
+                Ok(StateBuffers { buffers, added_at: self.steps })
+            })
+            .collect();
+        let scopes = [pollster::block_on(invalid.pop()), pollster::block_on(out_of_memory.pop())];
+        if let Some(error) = scopes.into_iter().flatten().next() {
+            return Err(Error::Wgpu(format!("allocating optimizer state: {error}")));
         }
+        self.state.extend(allocated?);
         let mut chunk_index = self.chunks.len();
         for (i, b) in bindings.iter().enumerate() {
             let n = chunks.iter().filter(|c| c.param == first + i).count();
-            self.params.push(Param { binding: b.clone(), group: group_index, chunks: chunk_index..chunk_index + n });
+            self.params.push(Param {
+                binding: b.clone(),
+                group: group_index,
+                chunks: chunk_index..chunk_index + n,
+                added_at: self.steps,
+            });
             chunk_index += n;
         }
         self.chunks.extend(chunks);
@@ -287,7 +328,7 @@ impl Optimizer {
         Ok(first..self.params.len())
     }
 
-    fn state_buffer(&self, k: usize, elements: u64, init: f32) -> wgpu::Buffer {
+    fn state_buffer(&self, k: usize, elements: u64, init: f32) -> Result<wgpu::Buffer> {
         let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(self.kernel.states[k]),
             // wgpu rejects empty bindings; a lone zero-length tensor still gets a buffer.
@@ -299,7 +340,10 @@ impl Optimizer {
             // wgpu zero-fills new buffers; any other start value is written while mapped.
             // Mapped memory may be write-combined: write it in blocks, never read it.
             let block: Vec<u8> = bytemuck::cast_slice(&[init; 16384]).to_vec();
-            let mut view = buffer.slice(..).get_mapped_range_mut().expect("mapped at creation");
+            let mut view = buffer
+                .slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| Error::Wgpu(format!("allocating optimizer state: {e}")))?;
             let mut start = 0;
             while start < view.len() {
                 let end = (start + block.len()).min(view.len());
@@ -309,7 +353,7 @@ impl Optimizer {
             drop(view);
             buffer.unmap();
         }
-        buffer
+        Ok(buffer)
     }
 
     /// Binds the tensor's buffers once, inside an error scope: a buffer of another device (or one
@@ -424,25 +468,7 @@ impl Optimizer {
     pub fn set_schedule(&mut self, group: GroupId, schedule: LrScheduler) -> Result<()> {
         let g = self.group_mut(group)?;
         if schedule.momentum(0).is_some() {
-            match g.config.algorithm().momentum() {
-                None => {
-                    return Err(Error::invalid(
-                        "cycle_momentum",
-                        "optimizer must support momentum or beta1 with `cycle_momentum` option enabled".into(),
-                    ))
-                }
-                Some(0.0) => {
-                    return Err(Error::invalid(
-                        "cycle_momentum",
-                        format!(
-                            "{} must be configured with momentum > 0 for `cycle_momentum`: its momentum buffer \
-                             is allocated only then",
-                            g.config.name()
-                        ),
-                    ))
-                }
-                Some(_) => {}
-            }
+            check_cyclable(&g.config)?;
         }
         g.schedule = Some(schedule);
         Ok(())
@@ -472,15 +498,12 @@ impl Optimizer {
     /// # Errors
     /// [`Error::UnknownGroup`], or [`Error::InvalidHyperparameter`] for a value outside `[0, 1)`.
     pub fn set_momentum(&mut self, group: GroupId, momentum: Option<f64>) -> Result<()> {
+        let g = self.group_mut(group)?;
         if let Some(m) = momentum {
-            if !(0.0..1.0).contains(&m) {
-                return Err(Error::invalid(
-                    "momentum",
-                    format!("Invalid momentum value: {}", crate::error::py_float(m)),
-                ));
-            }
+            check_momentum(m)?;
+            check_cyclable(&g.config)?;
         }
-        self.group_mut(group)?.momentum = momentum;
+        g.momentum = momentum;
         Ok(())
     }
 
@@ -546,20 +569,33 @@ impl Optimizer {
             return Err(Error::NoParameters);
         }
         let step = self.steps + 1;
-        let mut scalars = Vec::with_capacity(self.groups.len());
+        let mut hyper = Vec::with_capacity(self.groups.len());
         for g in &self.groups {
             let (lr, momentum) = g.hyper(self.steps);
             // A schedule is checked at construction, but a closure (LambdaLR) can return anything.
             check_non_negative("lr", "Invalid learning rate", lr)?;
-            scalars.push(g.config.algorithm().scalars(&StepInput { step, lr, momentum }));
+            hyper.push((lr, momentum));
         }
         self.plan();
         let plan = self.plan.as_ref().expect("built above");
+        // The scalars of each (group, step count) in the plan: tensors added after the first step
+        // count their own steps.
+        let mut scalars: Vec<((usize, u64), Scalars)> = Vec::new();
+        for d in &plan.dispatches {
+            if !scalars.iter().any(|(key, _)| *key == (d.group, d.added_at)) {
+                let (lr, momentum) = hyper[d.group];
+                let input = StepInput { step: step - d.added_at, lr, momentum };
+                scalars.push(((d.group, d.added_at), self.groups[d.group].config.algorithm().scalars(&input)));
+            }
+        }
+        let scalars_of = |d: &Dispatch| {
+            scalars.iter().find(|(key, _)| *key == (d.group, d.added_at)).map(|(_, s)| *s).unwrap_or_default()
+        };
         if let Some(uniform) = &plan.uniform {
             let size = NonZeroU64::new(uniform.size()).expect("a uniform buffer is never empty");
             let mut bytes = vec![0u8; size.get() as usize];
             for (slot, d) in bytes.chunks_exact_mut(plan.slot_size as usize).zip(&plan.dispatches) {
-                let s = scalars[d.group];
+                let s = scalars_of(d);
                 let u = StepUniform { flags: s.flags, scalars: s.values, ..d.header };
                 slot[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
             }
@@ -572,7 +608,7 @@ impl Optimizer {
                 .map(|d| {
                     let h = &d.header;
                     let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
-                    self.pipeline.variant(&self.ctx.device, scalars[d.group].flags, offsets, d.wide)
+                    self.pipeline.variant(&self.ctx.device, scalars_of(d).flags, offsets, d.wide)
                 })
                 .collect();
             let mut pass = encoder
@@ -636,7 +672,7 @@ impl Optimizer {
         }
         let mut out = Vec::with_capacity(p.binding.len as usize);
         for c in &self.chunks[p.chunks.clone()] {
-            let buffer = self.state[c.state].0[k].as_ref().expect("used state is allocated");
+            let buffer = self.state[c.state].buffers[k].as_ref().expect("used state is allocated");
             out.extend(crate::readback::read_f32(&self.ctx, buffer, c.state_offset, c.len)?);
         }
         Ok(Some(out))
@@ -713,7 +749,10 @@ impl Optimizer {
         for (r, run) in runs.iter().enumerate() {
             // Where each slice starts within its binding, in elements.
             let within = |start: u64| start * F32 % align / F32;
-            let aligned = [run.param_start, run.grad_start, run.state_start].into_iter().all(|s| within(s) % 4 == 0);
+            let has_state = self.state[run.state].buffers.iter().any(Option::is_some);
+            let aligned = within(run.param_start) % 4 == 0
+                && within(run.grad_start) % 4 == 0
+                && (!has_state || within(run.state_start) % 4 == 0);
             let wide = if aligned { run.n / 4 * 4 } else { 0 };
             if wide > 0 {
                 pieces.push((r, true, 0, wide));
@@ -750,14 +789,14 @@ impl Optimizer {
                     wgpu::BindGroupEntry { binding: 1, resource: param },
                     wgpu::BindGroupEntry { binding: 2, resource: grad },
                 ];
-                for (k, buffer) in self.state[run.state].0.iter().enumerate() {
+                for (k, buffer) in self.state[run.state].buffers.iter().enumerate() {
                     let resource = match buffer {
                         Some(buffer) => {
                             let (resource, off) = window(buffer, run.state_start, run.n, align);
                             state_off = off;
                             resource
                         }
-                        None => self.dummy.as_entire_binding(),
+                        None => self.dummies[k].as_entire_binding(),
                     };
                     entries.push(wgpu::BindGroupEntry { binding: 3 + k as u32, resource });
                 }
@@ -770,6 +809,7 @@ impl Optimizer {
                 let invocations = if wide { n / 4 } else { n };
                 Dispatch {
                     group: run.group,
+                    added_at: self.state[run.state].added_at,
                     header: StepUniform {
                         n: n as u32,
                         param_off: param_off + first,
@@ -784,6 +824,34 @@ impl Optimizer {
             })
             .collect();
         Plan { uniform, slot_size, dispatches }
+    }
+}
+
+/// A momentum (or beta1) replacement must be in `[0, 1)`.
+pub(super) fn check_momentum(m: f64) -> Result<()> {
+    if (0.0..1.0).contains(&m) {
+        Ok(())
+    } else {
+        Err(Error::invalid("momentum", format!("Invalid momentum value: {}", crate::error::py_float(m))))
+    }
+}
+
+/// Whether a group's momentum (or beta1) can be replaced step by step, as `cycle_momentum` does.
+fn check_cyclable(config: &OptimizerConfig) -> Result<()> {
+    match config.algorithm().momentum() {
+        None => Err(Error::invalid(
+            "cycle_momentum",
+            "optimizer must support momentum or beta1 with `cycle_momentum` option enabled".into(),
+        )),
+        Some(0.0) => Err(Error::invalid(
+            "cycle_momentum",
+            format!(
+                "{} must be configured with momentum > 0 for `cycle_momentum`: its momentum buffer is allocated \
+                 only then",
+                config.name()
+            ),
+        )),
+        Some(_) => Ok(()),
     }
 }
 

@@ -117,10 +117,10 @@ impl Algorithm for RpropConfig {
     fn states_used(&self) -> Vec<bool> {
         vec![true, true]
     }
-    fn initial_state(&self, state: usize) -> f64 {
-        // `prev` starts at 0, `step_size` at lr.
+    fn initial_state(&self, state: usize, lr: f64) -> f64 {
+        // `prev` starts at 0, `step_size` at the group's lr.
         if state == 1 {
-            self.lr
+            lr
         } else {
             0.0
         }
