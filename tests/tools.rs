@@ -168,7 +168,10 @@ fn bytes_per_element_are_the_documented_ones() {
             ("RMSprop-centered-momentum", 36),
             ("Adam", 28),
             ("Adam-amsgrad", 36),
-            ("AdamW", 28)
+            ("AdamW", 28),
+            ("Adamax", 28),
+            ("NAdam", 28),
+            ("RAdam", 28)
         ]
     );
 }
@@ -204,7 +207,7 @@ fn tool_kernels_are_valid_wgsl() {
 #[test]
 fn bad_flags_are_exit_2_with_a_message() {
     let cases: [(&[&str], &str); 5] = [
-        (&["bench", "--optimizer", "Adamax"], "unknown optimizer \"Adamax\" (known: SGD, SGD-momentum"),
+        (&["bench", "--optimizer", "Rprop"], "unknown optimizer \"Rprop\" (known: SGD, SGD-momentum"),
         (&["bench", "--sizes", "4M"], "invalid value '4M' for '--sizes"),
         (&["bench", "--tensors", "0"], "invalid value '0' for '--tensors"),
         (&["validate", "--backend", "glide"], "unknown backend \"glide\" (known: vulkan, gl, metal, dx12, all)"),

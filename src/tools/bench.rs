@@ -18,7 +18,10 @@ use serde::Serialize;
 use super::program::Program;
 use super::{backend_name, ceiling, progress, unfused, Rng};
 use crate::error::{Error, Result};
-use crate::optim::{AdaGradConfig, AdamConfig, AdamWConfig, Optimizer, OptimizerConfig, RmsPropConfig, SgdConfig};
+use crate::optim::{
+    AdaGradConfig, AdamConfig, AdamWConfig, AdamaxConfig, NAdamConfig, Optimizer, OptimizerConfig, RAdamConfig,
+    RmsPropConfig, SgdConfig,
+};
 use crate::{GpuContext, ParamArena};
 
 pub use super::ceiling::{source as ceiling_source, source_wide as ceiling_source_wide};
@@ -57,6 +60,9 @@ pub fn variants() -> Vec<Variant> {
         v("Adam", AdamConfig::default().into()),
         v("Adam-amsgrad", AdamConfig { amsgrad: true, ..Default::default() }.into()),
         v("AdamW", AdamWConfig::default().into()),
+        v("Adamax", AdamaxConfig::default().into()),
+        v("NAdam", NAdamConfig::default().into()),
+        v("RAdam", RAdamConfig::default().into()),
     ]
 }
 

@@ -70,13 +70,46 @@ fn ops(config: &OptimizerConfig) -> Vec<Op> {
         }
         OptimizerConfig::Adam(c) => adam(c),
         OptimizerConfig::AdamW(c) => adam(&c.as_adam()),
-        // Not among bench's variants, so no baseline is written for them (yet).
-        OptimizerConfig::Adamax(_)
-        | OptimizerConfig::NAdam(_)
-        | OptimizerConfig::RAdam(_)
-        | OptimizerConfig::Adadelta(_)
-        | OptimizerConfig::Asgd(_)
-        | OptimizerConfig::Rprop(_) => Vec::new(),
+        OptimizerConfig::Adamax(c) => {
+            let clr = c.lr / (1.0 - c.betas.0.powi(10));
+            vec![
+                Op("lerp", S(0), Some(G), None, 1.0 - c.betas.0),
+                Op("mul", S(1), None, None, c.betas.1),
+                Op("abs_of", T(0), Some(G), None, 0.0),
+                Op("add_scalar", T(0), None, None, c.eps),
+                Op("maximum", S(1), Some(T(0)), None, 0.0),
+                Op("addcdiv", P, Some(S(0)), Some(S(1)), -clr),
+            ]
+        }
+        OptimizerConfig::NAdam(c) => {
+            // The coefficients of step 10: any step moves the same bytes.
+            let s = crate::optim::NAdamScalars::new(c, &crate::optim::StepInput { step: 10, lr: c.lr, momentum: None });
+            vec![
+                Op("lerp", S(0), Some(G), None, 1.0 - c.betas.0),
+                Op("mul", S(1), None, None, c.betas.1),
+                Op("addcmul", S(1), Some(G), Some(G), 1.0 - c.betas.1),
+                Op("div_of", T(0), Some(S(1)), None, s.bias_correction2),
+                Op("sqrt_", T(0), None, None, 0.0),
+                Op("add_scalar", T(0), None, None, c.eps),
+                Op("addcdiv", P, Some(G), Some(T(0)), -s.grad_coef),
+                Op("addcdiv", P, Some(S(0)), Some(T(0)), -s.avg_coef),
+            ]
+        }
+        OptimizerConfig::RAdam(c) => {
+            // Step 10, past the rectification threshold: the adaptive branch, as most steps take.
+            let s = crate::optim::RAdamScalars::new(c, &crate::optim::StepInput { step: 10, lr: c.lr, momentum: None });
+            vec![
+                Op("lerp", S(0), Some(G), None, 1.0 - c.betas.0),
+                Op("mul", S(1), None, None, c.betas.1),
+                Op("addcmul", S(1), Some(G), Some(G), 1.0 - c.betas.1),
+                Op("sqrt_of", T(0), Some(S(1)), None, 0.0),
+                Op("add_scalar", T(0), None, None, c.eps),
+                Op("addcdiv", P, Some(S(0)), Some(T(0)), -s.step_size * s.bias_correction2_sqrt),
+            ]
+        }
+        // Not among bench's variants: their baselines need operations (sign, comparisons, a
+        // square root of a sum) that the unfused shader does not have yet.
+        OptimizerConfig::Adadelta(_) | OptimizerConfig::Asgd(_) | OptimizerConfig::Rprop(_) => Vec::new(),
     }
 }
 

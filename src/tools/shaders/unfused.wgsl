@@ -119,3 +119,12 @@ fn sqrt_(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
         out[i] = sqrt(out[i]);
     }
 }
+
+// out = a.abs() (a new tensor)
+@compute @workgroup_size(256)
+fn abs_of(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i < u.n) {
+        out[i] = abs(a[i]);
+    }
+}
