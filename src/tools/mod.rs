@@ -1,5 +1,5 @@
 //! The tools behind the `wgpu-optim` command line: [`adapters`] (what wgpu sees), [`validate`]
-//! (every kernel and flag combination against the CPU reference) and [`bench`] (ms/step and GB/s
+//! (every kernel and flag combination against the CPU reference) and [`bench`](mod@bench) (ms/step and GB/s
 //! against the adapter's own ceiling).
 //!
 //! They are library code so that tests and criterion benches call the same functions as the
