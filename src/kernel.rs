@@ -58,7 +58,6 @@ pub struct Scalars {
 pub(crate) struct KernelPipeline {
     pub layout: wgpu::BindGroupLayout,
     kernel: &'static Kernel,
-    pipeline_layout: wgpu::PipelineLayout,
     module: wgpu::ShaderModule,
     variants: Mutex<HashMap<(u32, bool, bool), wgpu::ComputePipeline>>,
 }
@@ -94,16 +93,11 @@ impl KernelPipeline {
         entries.extend((0..kernel.states.len() as u32).map(|i| storage(3 + i, false)));
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(kernel.name),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name),
             source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
         });
-        let pipeline = Self { layout, kernel, pipeline_layout, module, variants: Mutex::default() };
+        let pipeline = Self { layout, kernel, module, variants: Mutex::default() };
         // The most common variant, compiled now so that shader errors surface at construction.
         pipeline.variant(device, 0, true, false);
         pipeline.variant(device, 0, false, true);
@@ -125,44 +119,33 @@ impl KernelPipeline {
                     .map(|(bit, name)| (*name, f64::from((flags >> bit) & 1)))
                     .collect();
                 constants.push(("OFFSETS", f64::from(u8::from(offsets))));
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(self.kernel.name),
-                    layout: Some(&self.pipeline_layout),
-                    module: &self.module,
-                    entry_point: Some(if wide { "main4" } else { "main" }),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &constants,
-                        ..Default::default()
-                    },
-                    cache: None,
-                })
+                let entry = if wide { "main4" } else { "main" };
+                compute_pipeline(device, &self.layout, &self.module, entry, &constants)
             })
             .clone()
     }
 }
 
-/// A compute pipeline of `source`'s `main` over one bind group of `layout`.
+/// A compute pipeline of `module`'s `entry` over one bind group of `layout`, with these values for
+/// the shader's `override` constants. Every pipeline of the crate and its tools is made here.
 pub(crate) fn compute_pipeline(
     device: &wgpu::Device,
-    label: &str,
-    source: &'static str,
     layout: &wgpu::BindGroupLayout,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+    constants: &[(&str, f64)],
 ) -> wgpu::ComputePipeline {
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    });
     let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-        label: Some(label),
+        label: Some(entry),
         bind_group_layouts: &[Some(layout)],
         immediate_size: 0,
     });
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(label),
+        label: Some(entry),
         layout: Some(&pipeline_layout),
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: Default::default(),
+        module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
         cache: None,
     })
 }

@@ -4,6 +4,7 @@ use std::num::NonZeroU64;
 
 use wgpu::util::DeviceExt;
 
+use super::optimizer::window;
 use super::Optimizer;
 use crate::error::{Error, Result};
 use crate::kernel::{compute_pipeline, workgroups};
@@ -40,8 +41,11 @@ impl NonfinitePipeline {
                 entry(2, wgpu::BufferBindingType::Storage { read_only: false }),
             ],
         });
-        let source = include_str!("../../shaders/nonfinite.wgsl");
-        let pipeline = compute_pipeline(device, "nonfinite", source, &layout);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("nonfinite"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/nonfinite.wgsl").into()),
+        });
+        let pipeline = compute_pipeline(device, &layout, &module, "main", &[]);
         Self { layout, pipeline }
     }
 }
@@ -64,15 +68,20 @@ impl Optimizer {
         let align = limits.min_storage_buffer_offset_alignment as u64;
         let slot =
             (size_of::<RangeUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
-        let chunks: Vec<_> = self.chunks.iter().map(|c| (&self.params[c.param].binding, c)).collect();
-        let mut uniforms = vec![0u8; (slot as usize) * chunks.len().max(1)];
-        let mut windows = Vec::with_capacity(chunks.len());
-        for (i, (binding, c)) in chunks.iter().enumerate() {
-            let bytes = (binding.grad_offset + c.start) * 4;
-            let offset = bytes / align * align;
-            let range = RangeUniform { n: c.len as u32, off: ((bytes - offset) / 4) as u32, _pad: [0; 2] };
+        // Each chunk's gradient slice, bound as the optimizer binds it.
+        let windows: Vec<_> = self
+            .chunks
+            .iter()
+            .map(|c| {
+                let binding = &self.params[c.param].binding;
+                let (resource, off) = window(&binding.grad, binding.grad_offset + c.start, c.len, align);
+                (resource, off, c.len)
+            })
+            .collect();
+        let mut uniforms = vec![0u8; (slot as usize) * windows.len().max(1)];
+        for (i, &(_, off, len)) in windows.iter().enumerate() {
+            let range = RangeUniform { n: len as u32, off, _pad: [0; 2] };
             uniforms[i * slot as usize..][..size_of::<RangeUniform>()].copy_from_slice(bytemuck::bytes_of(&range));
-            windows.push((offset, bytes - offset + c.len * 4));
         }
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("nonfinite ranges"),
@@ -89,7 +98,7 @@ impl Optimizer {
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&scan.pipeline);
-            for (i, ((binding, c), (offset, size))) in chunks.iter().zip(&windows).enumerate() {
+            for (i, (resource, _, len)) in windows.iter().enumerate() {
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("nonfinite"),
                     layout: &scan.layout,
@@ -102,18 +111,11 @@ impl Optimizer {
                                 size: NonZeroU64::new(size_of::<RangeUniform>() as u64),
                             }),
                         },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &binding.grad,
-                                offset: *offset,
-                                size: NonZeroU64::new(*size),
-                            }),
-                        },
+                        wgpu::BindGroupEntry { binding: 1, resource: resource.clone() },
                         wgpu::BindGroupEntry { binding: 2, resource: found.as_entire_binding() },
                     ],
                 });
-                let (x, y) = workgroups(c.len, limits.max_compute_workgroups_per_dimension);
+                let (x, y) = workgroups(*len, limits.max_compute_workgroups_per_dimension);
                 pass.set_bind_group(0, &bind_group, &[]);
                 pass.dispatch_workgroups(x, y, 1);
             }

@@ -731,17 +731,6 @@ impl Optimizer {
         let slot_size =
             (size_of::<StepUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
         let align = limits.min_storage_buffer_offset_alignment as u64;
-        // Binds `n` elements from `start`, beginning at the aligned byte offset at or before it.
-        fn window(buffer: &wgpu::Buffer, start: u64, n: u64, align: u64) -> (wgpu::BindingResource<'_>, u32) {
-            let bytes = start * F32;
-            let offset = bytes / align * align;
-            let resource = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer,
-                offset,
-                size: NonZeroU64::new(bytes - offset + n * F32),
-            });
-            (resource, ((bytes - offset) / F32) as u32)
-        }
         // Each run binds its slices once; it is dispatched four elements per invocation where every
         // slice starts at a multiple of four within its binding, with any remainder (and every
         // other run) one element per invocation. A piece is one dispatch: (run, wide, first, n).
@@ -853,6 +842,19 @@ fn check_cyclable(config: &OptimizerConfig) -> Result<()> {
         )),
         Some(_) => Ok(()),
     }
+}
+
+/// Binds `n` f32 elements from element `start`, beginning at the `align`ed byte offset at or
+/// before it; returns the binding and the slice's first element within it.
+pub(super) fn window(buffer: &wgpu::Buffer, start: u64, n: u64, align: u64) -> (wgpu::BindingResource<'_>, u32) {
+    let bytes = start * F32;
+    let offset = bytes / align * align;
+    let resource = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset,
+        size: NonZeroU64::new(bytes - offset + n * F32),
+    });
+    (resource, ((bytes - offset) / F32) as u32)
 }
 
 fn check_binding(index: usize, b: &ParamBinding) -> Result<()> {

@@ -12,7 +12,8 @@
 //! `param = s[k-1] + grad; s[0] = param; s[j] = s[j-1]`, so that every value read is used once and
 //! no load or store can be dropped by the compiler. The one add keeps the gradient's read alive.
 
-use super::program::{layout, pipeline, storage, Access, Program};
+use super::program::{layout, storage, Access, Program};
+use crate::kernel::compute_pipeline;
 
 /// The ceiling kernel's WGSL for an update with `states` state arrays, one element per invocation.
 /// Keep `struct Args` in sync with `program::Args`.
@@ -69,7 +70,7 @@ pub(crate) fn program(device: &wgpu::Device, n: u64, states: usize, param: &[f32
     access.extend(std::iter::repeat_n(Access::ReadWrite, states));
     let layout = layout(device, &access);
     let mut program = Program::default();
-    let index = program.add_pipeline(pipeline(device, &layout, &module, "main"));
+    let index = program.add_pipeline(compute_pipeline(device, &layout, &module, "main", &[]));
     let mut buffers =
         vec![storage(device, "ceiling param", n, Some(param)), storage(device, "ceiling grad", n, Some(grad))];
     buffers.extend((0..states).map(|_| storage(device, "ceiling state", n, None)));

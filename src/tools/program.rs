@@ -55,28 +55,6 @@ pub(crate) fn layout(device: &wgpu::Device, storage: &[Access]) -> wgpu::BindGro
     })
 }
 
-/// A pipeline for `entry` in `module`, with an explicit layout.
-pub(crate) fn pipeline(
-    device: &wgpu::Device,
-    layout: &wgpu::BindGroupLayout,
-    module: &wgpu::ShaderModule,
-    entry: &str,
-) -> wgpu::ComputePipeline {
-    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-        label: Some(entry),
-        bind_group_layouts: &[Some(layout)],
-        immediate_size: 0,
-    });
-    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(entry),
-        layout: Some(&pipeline_layout),
-        module,
-        entry_point: Some(entry),
-        compilation_options: Default::default(),
-        cache: None,
-    })
-}
-
 /// `(first element, length)` of each binding-sized chunk of `n` elements.
 pub(crate) fn chunks(device: &wgpu::Device, n: u64) -> Vec<(u64, u64)> {
     let limits = device.limits();

@@ -9,7 +9,8 @@
 //! Weight decay, `maximize`, Nesterov and SGD's first step are left out: each would add one more
 //! operation, and the bench's configurations do not use them (AdamW's decoupled decay is in).
 
-use super::program::{layout, pipeline, storage, Access, Program};
+use super::program::{layout, storage, Access, Program};
+use crate::kernel::compute_pipeline;
 use crate::optim::{AdamConfig, OptimizerConfig};
 
 /// The WGSL of the elementwise operations.
@@ -166,7 +167,7 @@ pub(crate) fn program(device: &wgpu::Device, config: &OptimizerConfig, n: u64, p
         let index = match entries.iter().find(|(e, _)| *e == entry) {
             Some(&(_, index)) => index,
             None => {
-                let index = program.add_pipeline(pipeline(device, &layout, &module, entry));
+                let index = program.add_pipeline(compute_pipeline(device, &layout, &module, entry, &[]));
                 entries.push((entry, index));
                 index
             }
