@@ -1,7 +1,7 @@
 //! The kernels: WGSL source, the uniform every kernel shares, and pipeline creation.
 //!
 //! Each optimizer family names its [`Kernel`] in its own file (`src/optim/<name>.rs`); the list of
-//! families is [`crate::optim::OptimizerConfig`], the crate's one registry.
+//! families is [`crate::algorithm::OptimizerConfig`], the crate's one registry.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;

@@ -27,6 +27,7 @@
 //! [`tools`] holds what the `wgpu-optim` command runs: `adapters`, `validate` and `bench`.
 #![warn(missing_docs)]
 
+pub mod algorithm;
 mod arena;
 mod context;
 pub mod cpu;
@@ -41,7 +42,8 @@ pub mod tools;
 pub use arena::ParamArena;
 pub use context::{enumerate_adapters, ContextOptions, GpuContext};
 pub use error::{py_float, Error, Result};
-pub use optim::{
-    AdaGradConfig, AdadeltaConfig, AdamConfig, AdamWConfig, AdamaxConfig, AsgdConfig, GroupId, NAdamConfig, Optimizer,
-    OptimizerConfig, ParamBinding, RAdamConfig, RmsPropConfig, RpropConfig, SgdConfig,
+pub use optim::{GroupId, Optimizer, ParamBinding};
+pub use algorithm::{
+    AdaGradConfig, AdadeltaConfig, AdamConfig, AdamWConfig, AdamaxConfig, AsgdConfig, NAdamConfig, OptimizerConfig,
+    RAdamConfig, RmsPropConfig, RpropConfig, SgdConfig,
 };

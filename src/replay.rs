@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::algorithm::OptimizerConfig;
 use crate::cpu::CpuOptimizer;
 use crate::error::{Error, Result};
-use crate::optim::{Optimizer, OptimizerConfig, ParamBinding};
+use crate::optim::{Optimizer, ParamBinding};
 use crate::schedule::{self, LrScheduler};
 use crate::GpuContext;
 

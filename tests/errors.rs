@@ -108,7 +108,7 @@ fn missing_keys_take_pytorchs_defaults() {
     assert_eq!(RmsPropConfig::default().alpha, 0.99);
     assert_eq!(AdamConfig::default().betas, (0.9, 0.999));
     // And what we write we read back.
-    for name in wgpu_optim::optim::OPTIMIZER_NAMES {
+    for name in wgpu_optim::algorithm::OPTIMIZER_NAMES {
         let config = OptimizerConfig::from_json(&json!({"name": name, "lr": 0.25})).unwrap();
         assert_eq!(OptimizerConfig::from_json(&config.to_json()).unwrap(), config);
     }

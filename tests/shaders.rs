@@ -1,8 +1,8 @@
 //! Every shader parses and validates with naga, without a GPU, and agrees with the host on its
 //! bindings and its uniform's layout.
 
+use wgpu_optim::algorithm::OPTIMIZER_NAMES;
 use wgpu_optim::kernel::UNIFORM_SIZE;
-use wgpu_optim::optim::OPTIMIZER_NAMES;
 use wgpu_optim::OptimizerConfig;
 
 fn module(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {

@@ -1,6 +1,6 @@
 //! f64 mirror of `update` in `shaders/adadelta.wgsl`, line by line (one element where the shader has four).
 
-use crate::optim::AdadeltaScalars;
+use crate::algorithm::{AdadeltaConfig, AdadeltaScalars, CpuReference, StepInput};
 
 /// One Adadelta step over every element.
 pub fn step(u: &AdadeltaScalars, param: &mut [f64], grad: &[f64], square_avg: &mut [f64], acc_delta: &mut [f64]) {
@@ -19,5 +19,12 @@ pub fn step(u: &AdadeltaScalars, param: &mut [f64], grad: &[f64], square_avg: &m
         let delta = (acc_delta[i] + u.eps).sqrt() / rms * g;
         acc_delta[i] = u.rho * acc_delta[i] + u.one_minus_rho * delta * delta;
         param[i] = p - u.lr * delta;
+    }
+}
+
+impl CpuReference for AdadeltaConfig {
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [square_avg, acc_delta] = state else { unreachable!("adadelta has two state arrays") };
+        step(&AdadeltaScalars::new(self, input), param, grad, square_avg, acc_delta);
     }
 }

@@ -1,6 +1,6 @@
 //! f64 mirror of `update` in `shaders/adagrad.wgsl`, line by line (one element where the shader has four).
 
-use crate::optim::AdaGradScalars;
+use crate::algorithm::{AdaGradConfig, AdaGradScalars, CpuReference, StepInput};
 
 /// One AdaGrad step over every element.
 pub fn step(u: &AdaGradScalars, param: &mut [f64], grad: &[f64], sum: &mut [f64]) {
@@ -17,5 +17,12 @@ pub fn step(u: &AdaGradScalars, param: &mut [f64], grad: &[f64], sum: &mut [f64]
         sum[i] = s;
         let denom = s.sqrt() + u.eps;
         param[i] = p - u.clr * (g / denom);
+    }
+}
+
+impl CpuReference for AdaGradConfig {
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [sum] = state else { unreachable!("adagrad has one state array") };
+        step(&AdaGradScalars::new(self, input), param, grad, sum);
     }
 }

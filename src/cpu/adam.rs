@@ -1,6 +1,6 @@
 //! f64 mirror of `update` in `shaders/adam.wgsl`, line by line (one element where the shader has four).
 
-use crate::optim::AdamScalars;
+use crate::algorithm::{AdamConfig, AdamScalars, AdamWConfig, CpuReference, StepInput};
 
 /// One Adam step over every element. `max_exp_avg_sq` is empty unless `u.amsgrad`.
 pub fn step(
@@ -32,5 +32,18 @@ pub fn step(
         }
         let denom = v_hat.sqrt() / u.bias_correction2_sqrt + u.eps;
         param[i] = p - u.step_size * (m / denom);
+    }
+}
+
+impl CpuReference for AdamConfig {
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [exp_avg, exp_avg_sq, max_exp_avg_sq] = state else { unreachable!("adam has three state arrays") };
+        step(&AdamScalars::new(self, input), param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq);
+    }
+}
+
+impl CpuReference for AdamWConfig {
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        self.as_adam().cpu_step(input, param, grad, state)
     }
 }

@@ -1,6 +1,6 @@
 //! f64 mirror of `update` in `shaders/adamax.wgsl`, line by line (one element where the shader has four).
 
-use crate::optim::AdamaxScalars;
+use crate::algorithm::{AdamaxConfig, AdamaxScalars, CpuReference, StepInput};
 
 /// One Adamax step over every element.
 pub fn step(u: &AdamaxScalars, param: &mut [f64], grad: &[f64], exp_avg: &mut [f64], exp_inf: &mut [f64]) {
@@ -18,5 +18,12 @@ pub fn step(u: &AdamaxScalars, param: &mut [f64], grad: &[f64], exp_avg: &mut [f
         let norm = (u.beta2 * exp_inf[i]).max(g.abs() + u.eps);
         exp_inf[i] = norm;
         param[i] = p - u.clr * (m / norm);
+    }
+}
+
+impl CpuReference for AdamaxConfig {
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [exp_avg, exp_inf] = state else { unreachable!("adamax has two state arrays") };
+        step(&AdamaxScalars::new(self, input), param, grad, exp_avg, exp_inf);
     }
 }

@@ -1,6 +1,6 @@
 //! f64 mirror of `update` in `shaders/asgd.wgsl`, line by line (one element where the shader has four).
 
-use crate::optim::AsgdScalars;
+use crate::algorithm::{AsgdConfig, AsgdScalars, CpuReference, StepInput};
 
 /// One ASGD step over every element.
 pub fn step(u: &AsgdScalars, param: &mut [f64], grad: &[f64], ax: &mut [f64]) {
@@ -21,5 +21,12 @@ pub fn step(u: &AsgdScalars, param: &mut [f64], grad: &[f64], ax: &mut [f64]) {
         } else {
             ax[i] = p;
         }
+    }
+}
+
+impl CpuReference for AsgdConfig {
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [ax] = state else { unreachable!("asgd has one state array") };
+        step(&AsgdScalars::new(self, input), param, grad, ax);
     }
 }

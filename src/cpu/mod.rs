@@ -12,8 +12,8 @@ pub mod rmsprop;
 pub mod rprop;
 pub mod sgd;
 
+use crate::algorithm::{OptimizerConfig, StepInput};
 use crate::error::{Error, Result};
-use crate::optim::{OptimizerConfig, StepInput};
 
 /// One parameter tensor and its optimizer state on the CPU, stepped as the GPU steps it.
 ///

@@ -1,6 +1,6 @@
 //! f64 mirror of `update` in `shaders/radam.wgsl`, line by line (one element where the shader has four).
 
-use crate::optim::RAdamScalars;
+use crate::algorithm::{CpuReference, RAdamConfig, RAdamScalars, StepInput};
 
 /// One RAdam step over every element.
 pub fn step(u: &RAdamScalars, param: &mut [f64], grad: &[f64], exp_avg: &mut [f64], exp_avg_sq: &mut [f64]) {
@@ -23,5 +23,12 @@ pub fn step(u: &RAdamScalars, param: &mut [f64], grad: &[f64], exp_avg: &mut [f6
         } else {
             param[i] = p - u.step_size * m;
         }
+    }
+}
+
+impl CpuReference for RAdamConfig {
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [exp_avg, exp_avg_sq] = state else { unreachable!("radam has two state arrays") };
+        step(&RAdamScalars::new(self, input), param, grad, exp_avg, exp_avg_sq);
     }
 }

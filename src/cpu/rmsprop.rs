@@ -1,6 +1,6 @@
 //! f64 mirror of `update` in `shaders/rmsprop.wgsl`, line by line (one element where the shader has four).
 
-use crate::optim::RmsPropScalars;
+use crate::algorithm::{CpuReference, RmsPropConfig, RmsPropScalars, StepInput};
 
 /// One RMSProp step over every element. `grad_avg` is empty unless `u.centered`, and
 /// `momentum_buffer` unless `u.has_momentum`.
@@ -38,5 +38,12 @@ pub fn step(
         } else {
             param[i] = p - u.lr * (g / avg);
         }
+    }
+}
+
+impl CpuReference for RmsPropConfig {
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [square_avg, grad_avg, momentum_buffer] = state else { unreachable!("rmsprop has three state arrays") };
+        step(&RmsPropScalars::new(self, input), param, grad, square_avg, grad_avg, momentum_buffer);
     }
 }

@@ -1,6 +1,6 @@
 //! f64 mirror of `update` in `shaders/rprop.wgsl`, line by line (one element where the shader has four).
 
-use crate::optim::RpropScalars;
+use crate::algorithm::{CpuReference, RpropConfig, RpropScalars, StepInput};
 
 /// One Rprop step over every element.
 pub fn step(u: &RpropScalars, param: &mut [f64], grad: &[f64], prev: &mut [f64], step_size: &mut [f64]) {
@@ -34,5 +34,12 @@ fn sign(x: f64) -> f64 {
         -1.0
     } else {
         0.0
+    }
+}
+
+impl CpuReference for RpropConfig {
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [prev, step_size] = state else { unreachable!("rprop has two state arrays") };
+        step(&RpropScalars::new(self, input), param, grad, prev, step_size);
     }
 }

@@ -1,6 +1,6 @@
 //! f64 mirror of `update` in `shaders/sgd.wgsl`, line by line (one element where the shader has four).
 
-use crate::optim::SgdScalars;
+use crate::algorithm::{CpuReference, SgdConfig, SgdScalars, StepInput};
 
 /// One SGD step over every element. `momentum_buffer` is empty unless `u.has_momentum`.
 pub fn step(u: &SgdScalars, param: &mut [f64], grad: &[f64], momentum_buffer: &mut [f64]) {
@@ -26,5 +26,12 @@ pub fn step(u: &SgdScalars, param: &mut [f64], grad: &[f64], momentum_buffer: &m
             }
         }
         param[i] = p - u.lr * g;
+    }
+}
+
+impl CpuReference for SgdConfig {
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let [momentum_buffer] = state else { unreachable!("sgd has one state array") };
+        step(&SgdScalars::new(self, input), param, grad, momentum_buffer);
     }
 }

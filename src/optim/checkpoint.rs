@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use super::{Optimizer, OptimizerConfig};
+use super::Optimizer;
+use crate::algorithm::OptimizerConfig;
 use crate::error::{Error, Result};
 use crate::schedule::SchedulerState;
 
@@ -169,7 +170,7 @@ impl Optimizer {
                     used_names(self.kernel.states, &our_states)
                 )));
             }
-            super::check_non_negative("lr", "Invalid learning rate", saved.lr)
+            crate::algorithm::check_non_negative("lr", "Invalid learning rate", saved.lr)
                 .map_err(|e| fail(format!("group {g}: {e}")))?;
             if let Some(m) = saved.momentum {
                 super::optimizer::check_momentum(m).map_err(|e| fail(format!("group {g}: {e}")))?;

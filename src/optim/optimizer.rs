@@ -3,7 +3,7 @@
 use std::num::NonZeroU64;
 use std::ops::Range;
 
-use super::{check_non_negative, OptimizerConfig, StepInput};
+use crate::algorithm::{check_non_negative, OptimizerConfig, StepInput};
 use crate::context::GpuContext;
 use crate::error::{Error, Result};
 use crate::kernel::{workgroups, Kernel, KernelPipeline, Scalars, StepUniform, WORKGROUP_SIZE};

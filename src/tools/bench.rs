@@ -17,11 +17,12 @@ use serde::Serialize;
 
 use super::program::Program;
 use super::{backend_name, ceiling, progress, unfused, Rng};
-use crate::error::{Error, Result};
-use crate::optim::{
-    AdaGradConfig, AdamConfig, AdamWConfig, AdamaxConfig, NAdamConfig, Optimizer, OptimizerConfig, RAdamConfig,
-    RmsPropConfig, SgdConfig,
+use crate::algorithm::{
+    AdaGradConfig, AdamConfig, AdamWConfig, AdamaxConfig, NAdamConfig, OptimizerConfig, RAdamConfig, RmsPropConfig,
+    SgdConfig,
 };
+use crate::error::{Error, Result};
+use crate::optim::Optimizer;
 use crate::{GpuContext, ParamArena};
 
 pub use super::ceiling::{source as ceiling_source, source_wide as ceiling_source_wide};

@@ -1,7 +1,7 @@
 //! The table of optimizer and flag combinations that `validate` and `tests/gpu_vs_cpu.rs` run
 //! (optax's "one table of optimizers drives every optimizer test").
 
-use crate::optim::{
+use crate::algorithm::{
     AdaGradConfig, AdadeltaConfig, AdamConfig, AdamWConfig, AdamaxConfig, AsgdConfig, NAdamConfig, OptimizerConfig,
     RAdamConfig, RmsPropConfig, RpropConfig, SgdConfig,
 };

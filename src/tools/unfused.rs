@@ -10,8 +10,8 @@
 //! operation, and the bench's configurations do not use them (AdamW's decoupled decay is in).
 
 use super::program::{layout, storage, Access, Program};
+use crate::algorithm::{AdamConfig, OptimizerConfig};
 use crate::kernel::compute_pipeline;
-use crate::optim::{AdamConfig, OptimizerConfig};
 
 /// The WGSL of the elementwise operations.
 pub const SOURCE: &str = include_str!("shaders/unfused.wgsl");
@@ -84,7 +84,10 @@ fn ops(config: &OptimizerConfig) -> Vec<Op> {
         }
         OptimizerConfig::NAdam(c) => {
             // The coefficients of step 10: any step moves the same bytes.
-            let s = crate::optim::NAdamScalars::new(c, &crate::optim::StepInput { step: 10, lr: c.lr, momentum: None });
+            let s = crate::algorithm::NAdamScalars::new(
+                c,
+                &crate::algorithm::StepInput { step: 10, lr: c.lr, momentum: None },
+            );
             vec![
                 Op("lerp", S(0), Some(G), None, 1.0 - c.betas.0),
                 Op("mul", S(1), None, None, c.betas.1),
@@ -98,7 +101,10 @@ fn ops(config: &OptimizerConfig) -> Vec<Op> {
         }
         OptimizerConfig::RAdam(c) => {
             // Step 10, past the rectification threshold: the adaptive branch, as most steps take.
-            let s = crate::optim::RAdamScalars::new(c, &crate::optim::StepInput { step: 10, lr: c.lr, momentum: None });
+            let s = crate::algorithm::RAdamScalars::new(
+                c,
+                &crate::algorithm::StepInput { step: 10, lr: c.lr, momentum: None },
+            );
             vec![
                 Op("lerp", S(0), Some(G), None, 1.0 - c.betas.0),
                 Op("mul", S(1), None, None, c.betas.1),

@@ -9,10 +9,11 @@
 
 use serde::Serialize;
 
+use crate::algorithm::OptimizerConfig;
 use crate::cpu::CpuOptimizer;
 use crate::error::{Error, Result};
 use crate::kernel::WORKGROUP_SIZE;
-use crate::optim::{Optimizer, OptimizerConfig, ParamBinding};
+use crate::optim::{Optimizer, ParamBinding};
 use crate::readback::read_f32;
 use crate::replay::{PARAM_RTOL, SCALE_FLOOR};
 use crate::tools::adapters::bytes;

@@ -162,8 +162,4 @@ impl Algorithm for AdamConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         AdamScalars::new(self, input).pack()
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [exp_avg, exp_avg_sq, max_exp_avg_sq] = state else { unreachable!("adam has three state arrays") };
-        crate::cpu::adam::step(&AdamScalars::new(self, input), param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq);
-    }
 }

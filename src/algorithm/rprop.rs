@@ -128,8 +128,4 @@ impl Algorithm for RpropConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         RpropScalars::new(self, input).pack()
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [prev, step_size] = state else { unreachable!("rprop has two state arrays") };
-        crate::cpu::rprop::step(&RpropScalars::new(self, input), param, grad, prev, step_size);
-    }
 }

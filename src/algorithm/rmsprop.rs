@@ -138,15 +138,4 @@ impl Algorithm for RmsPropConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         RmsPropScalars::new(self, input).pack()
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [square_avg, grad_avg, momentum_buffer] = state else { unreachable!("rmsprop has three state arrays") };
-        crate::cpu::rmsprop::step(
-            &RmsPropScalars::new(self, input),
-            param,
-            grad,
-            square_avg,
-            grad_avg,
-            momentum_buffer,
-        );
-    }
 }

@@ -116,8 +116,4 @@ impl Algorithm for AsgdConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         AsgdScalars::new(self, input).pack()
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [ax] = state else { unreachable!("asgd has one state array") };
-        crate::cpu::asgd::step(&AsgdScalars::new(self, input), param, grad, ax);
-    }
 }

@@ -119,8 +119,4 @@ impl Algorithm for AdaGradConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         AdaGradScalars::new(self, input).pack()
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [sum] = state else { unreachable!("adagrad has one state array") };
-        crate::cpu::adagrad::step(&AdaGradScalars::new(self, input), param, grad, sum);
-    }
 }

@@ -186,8 +186,4 @@ impl Algorithm for NAdamConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         NAdamScalars::new(self, input).pack()
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [exp_avg, exp_avg_sq] = state else { unreachable!("nadam has two state arrays") };
-        crate::cpu::nadam::step(&NAdamScalars::new(self, input), param, grad, exp_avg, exp_avg_sq);
-    }
 }

@@ -171,8 +171,4 @@ impl Algorithm for RAdamConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         RAdamScalars::new(self, input).pack()
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [exp_avg, exp_avg_sq] = state else { unreachable!("radam has two state arrays") };
-        crate::cpu::radam::step(&RAdamScalars::new(self, input), param, grad, exp_avg, exp_avg_sq);
-    }
 }

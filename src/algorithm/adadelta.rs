@@ -119,8 +119,4 @@ impl Algorithm for AdadeltaConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         AdadeltaScalars::new(self, input).pack()
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [square_avg, acc_delta] = state else { unreachable!("adadelta has two state arrays") };
-        crate::cpu::adadelta::step(&AdadeltaScalars::new(self, input), param, grad, square_avg, acc_delta);
-    }
 }

@@ -117,8 +117,4 @@ impl Algorithm for AdamaxConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         AdamaxScalars::new(self, input).pack()
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [exp_avg, exp_inf] = state else { unreachable!("adamax has two state arrays") };
-        crate::cpu::adamax::step(&AdamaxScalars::new(self, input), param, grad, exp_avg, exp_inf);
-    }
 }

@@ -91,7 +91,4 @@ impl Algorithm for AdamWConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         self.as_adam().scalars(input)
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        self.as_adam().cpu_step(input, param, grad, state)
-    }
 }

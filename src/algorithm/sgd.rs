@@ -139,8 +139,4 @@ impl Algorithm for SgdConfig {
     fn scalars(&self, input: &StepInput) -> Scalars {
         SgdScalars::new(self, input).pack()
     }
-    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let [momentum_buffer] = state else { unreachable!("sgd has one state array") };
-        crate::cpu::sgd::step(&SgdScalars::new(self, input), param, grad, momentum_buffer);
-    }
 }

@@ -1,0 +1,235 @@
+//! The algorithm contract: each optimizer's config (PyTorch's names, defaults and argument
+//! checks), its kernel declaration and its per-step scalars, and the registry of them all.
+//!
+//! [`OptimizerConfig`] is the crate's one registry of algorithms: adding one is a line in
+//! `registry!` below, a file beside this one, a shader (`update()` only) and a CPU mirror. The GPU
+//! optimizer (`crate::optim`) and the CPU mirrors (`crate::cpu`) both depend on this module; it
+//! depends on neither.
+
+mod adadelta;
+mod adagrad;
+mod adam;
+mod adamax;
+mod adamw;
+mod asgd;
+mod nadam;
+mod radam;
+mod rmsprop;
+mod rprop;
+mod sgd;
+
+pub use adadelta::{AdadeltaConfig, AdadeltaScalars};
+pub use adagrad::{AdaGradConfig, AdaGradScalars};
+pub use adam::{AdamConfig, AdamScalars};
+pub use adamax::{AdamaxConfig, AdamaxScalars};
+pub use adamw::AdamWConfig;
+pub use asgd::{AsgdConfig, AsgdScalars};
+pub use nadam::{NAdamConfig, NAdamScalars};
+pub use radam::{RAdamConfig, RAdamScalars};
+pub use rmsprop::{RmsPropConfig, RmsPropScalars};
+pub use rprop::{RpropConfig, RpropScalars};
+pub use sgd::{SgdConfig, SgdScalars};
+
+use crate::error::{py_float, Error, Result};
+use crate::kernel::{Kernel, Scalars};
+
+/// What one step of one parameter group needs besides the config.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepInput {
+    /// The step being taken, counting from 1 (PyTorch's `state["step"]` after its increment).
+    pub step: u64,
+    /// The learning rate for this step (the group's `lr`, or its schedule's value).
+    pub lr: f64,
+    /// A momentum that replaces the config's (SGD and RMSprop `momentum`, Adam's `betas[0]`) when a
+    /// schedule cycles it; `None` keeps the config's.
+    pub momentum: Option<f64>,
+}
+
+/// The contract between an algorithm's config and the generic [`crate::Optimizer`]. Implemented by every
+/// config type; users pick an algorithm by its config, never through this trait.
+pub trait Algorithm: CpuReference + std::fmt::Debug {
+    /// PyTorch's class name (`"Adam"`).
+    fn name(&self) -> &'static str;
+    /// The kernel that runs the step.
+    fn kernel(&self) -> &'static Kernel;
+    /// The configured learning rate.
+    fn lr(&self) -> f64;
+    /// The configured momentum (or beta1) that a schedule may cycle, if the algorithm has one.
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
+    /// Checks every hyperparameter, with PyTorch's messages.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] naming the first bad value.
+    fn validate(&self) -> Result<()>;
+    /// Which of the kernel's state arrays this config uses (the others are not allocated).
+    fn states_used(&self) -> Vec<bool>;
+    /// The value a state array starts at (AdaGrad's `initial_accumulator_value`, Rprop's step size
+    /// `lr`: the group's rate when the tensor is registered; otherwise 0).
+    fn initial_state(&self, _state: usize, _lr: f64) -> f64 {
+        0.0
+    }
+    /// The per-step scalars as uploaded to the kernel (computed in f64, rounded once to f32).
+    fn scalars(&self, input: &StepInput) -> Scalars;
+}
+
+/// The CPU reference of an algorithm: the same step in f64, with the same per-step scalars.
+/// Implemented beside each mirror, in `src/cpu/<name>.rs`, so that the mirrors depend on this
+/// contract and nothing here depends on them.
+pub trait CpuReference {
+    /// One step of every element. `state` holds one array per kernel state (empty where unused).
+    fn cpu_step(&self, input: &StepInput, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]);
+}
+
+/// Declares the registry: the [`OptimizerConfig`] enum, [`OPTIMIZER_NAMES`], and the dispatch
+/// from a variant to its algorithm, from PyTorch's class name to a config, and back.
+macro_rules! registry {
+    ($($(#[$doc:meta])* $variant:ident($config:ty) = $name:literal,)*) => {
+        /// Any optimizer of the crate, as a config. Deserializes from PyTorch-style JSON (see
+        /// [`OptimizerConfig::from_json`]).
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum OptimizerConfig {
+            $($(#[$doc])* $variant($config),)*
+        }
+
+        /// PyTorch's class names, in the order of [`OptimizerConfig`]'s variants.
+        pub const OPTIMIZER_NAMES: &[&str] = &[$($name),*];
+
+        impl OptimizerConfig {
+            /// The algorithm behind the config.
+            pub fn algorithm(&self) -> &dyn Algorithm {
+                match self {
+                    $(Self::$variant(c) => c,)*
+                }
+            }
+
+            fn parse(name: &str, fields: serde_json::Value) -> Result<Self> {
+                match name {
+                    $($name => Ok(Self::$variant(parse_fields(fields)?)),)*
+                    other => Err(Error::UnknownOptimizer { name: other.to_string(), known: OPTIMIZER_NAMES.join(", ") }),
+                }
+            }
+
+            fn fields(&self) -> serde_json::Result<serde_json::Value> {
+                match self {
+                    $(Self::$variant(c) => serde_json::to_value(c),)*
+                }
+            }
+        }
+
+        $(impl From<$config> for OptimizerConfig {
+            fn from(config: $config) -> Self {
+                Self::$variant(config)
+            }
+        })*
+    };
+}
+
+// The registry: one line per algorithm.
+registry! {
+    /// `torch.optim.SGD`.
+    Sgd(SgdConfig) = "SGD",
+    /// `torch.optim.Adagrad`.
+    AdaGrad(AdaGradConfig) = "Adagrad",
+    /// `torch.optim.RMSprop`.
+    RmsProp(RmsPropConfig) = "RMSprop",
+    /// `torch.optim.Adam`.
+    Adam(AdamConfig) = "Adam",
+    /// `torch.optim.AdamW`.
+    AdamW(AdamWConfig) = "AdamW",
+    /// `torch.optim.Adamax`.
+    Adamax(AdamaxConfig) = "Adamax",
+    /// `torch.optim.NAdam`.
+    NAdam(NAdamConfig) = "NAdam",
+    /// `torch.optim.RAdam`.
+    RAdam(RAdamConfig) = "RAdam",
+    /// `torch.optim.Adadelta`.
+    Adadelta(AdadeltaConfig) = "Adadelta",
+    /// `torch.optim.ASGD`.
+    Asgd(AsgdConfig) = "ASGD",
+    /// `torch.optim.Rprop`.
+    Rprop(RpropConfig) = "Rprop",
+}
+
+fn parse_fields<T: serde::de::DeserializeOwned>(fields: serde_json::Value) -> Result<T> {
+    serde_json::from_value(fields).map_err(|e| Error::Config { what: "optimizer", message: e.to_string() })
+}
+
+impl OptimizerConfig {
+    /// PyTorch's class name.
+    pub fn name(&self) -> &'static str {
+        self.algorithm().name()
+    }
+
+    /// Parses `{"name": "Adam", "lr": 0.001, ...}`, PyTorch's class name and constructor arguments
+    /// (the `optimizer` object of the golden cases). Missing keys take PyTorch's defaults.
+    ///
+    /// # Errors
+    /// [`Error::UnknownOptimizer`] for a name we lack, [`Error::Config`] for an unknown key or a
+    /// wrong type (naming the key), [`Error::InvalidHyperparameter`] for a value out of its domain.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
+        let config_error = |message: String| Error::Config { what: "optimizer", message };
+        let object = value.as_object().ok_or_else(|| config_error(format!("expected a JSON object, got {value}")))?;
+        let name = match object.get("name") {
+            Some(serde_json::Value::String(name)) => name.as_str(),
+            Some(other) => return Err(config_error(format!("\"name\" must be a string, got {other}"))),
+            None => return Err(config_error("missing key \"name\"".into())),
+        };
+        let mut fields = object.clone();
+        fields.remove("name");
+        let config = Self::parse(name, serde_json::Value::Object(fields))?;
+        config.algorithm().validate()?;
+        Ok(config)
+    }
+
+    /// The config as JSON, in the form [`OptimizerConfig::from_json`] reads, every key present.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        object.insert("name".into(), self.name().into());
+        if let Ok(serde_json::Value::Object(fields)) = self.fields() {
+            object.extend(fields);
+        }
+        serde_json::Value::Object(object)
+    }
+}
+
+/// `value` must be finite and `>= 0`, else PyTorch's `"{what}: {value}"`. (PyTorch accepts an
+/// infinite value; a step with it only writes NaN, so we refuse it here.)
+pub(crate) fn check_non_negative(name: &str, what: &str, value: f64) -> Result<()> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid(name, format!("{what}: {}", py_float(value))))
+    }
+}
+
+/// The checks every Adam-like constructor of PyTorch makes, in its order: `lr`, `eps`, `betas`,
+/// `weight_decay`.
+pub(crate) fn check_adam_like(lr: f64, eps: f64, betas: (f64, f64), weight_decay: f64) -> Result<()> {
+    check_non_negative("lr", "Invalid learning rate", lr)?;
+    check_non_negative("eps", "Invalid epsilon value", eps)?;
+    check_beta(0, betas.0)?;
+    check_beta(1, betas.1)?;
+    check_non_negative("weight_decay", "Invalid weight_decay value", weight_decay)
+}
+
+/// Adam's `0 <= beta < 1` check, with PyTorch's message.
+pub(crate) fn check_beta(index: usize, value: f64) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::invalid("betas", format!("Invalid beta parameter at index {index}: {}", py_float(value))))
+    }
+}
+
+/// Packs named f64 scalars into the uniform's eight f32 slots, in order, and the flags in the
+/// order of the kernel's `flags` (bit `k` is `flags[k]`).
+pub(crate) fn pack<const N: usize>(values: [f64; N], flags: &[bool]) -> Scalars {
+    let mut out = Scalars { values: [0.0; 8], flags: 0 };
+    for (slot, v) in out.values.iter_mut().zip(values) {
+        *slot = v as f32;
+    }
+    out.flags = flags.iter().enumerate().fold(0, |acc, (bit, &on)| acc | (u32::from(on) << bit));
+    out
+}
