@@ -4,12 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
-use crate::kernel::{Kernel, Scalars};
+use crate::kernel::{Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adadelta",
     source: include_str!("../../shaders/adadelta.wgsl"),
-    states: &["square_avg", "acc_delta"],
+    states: &[StateArray::always("square_avg"), StateArray::always("acc_delta")],
     flags: &["MAXIMIZE", "WEIGHT_DECAY"],
 };
 
@@ -112,9 +112,6 @@ impl Algorithm for AdadeltaConfig {
         }
         check_non_negative("eps", "Invalid epsilon value", self.eps)?;
         check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)
-    }
-    fn states_used(&self) -> Vec<bool> {
-        vec![true, true]
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         AdadeltaScalars::new(self, input).pack()

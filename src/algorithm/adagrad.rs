@@ -4,12 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars};
+use crate::kernel::{Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adagrad",
     source: include_str!("../../shaders/adagrad.wgsl"),
-    states: &["sum"],
+    states: &[StateArray::always("sum")],
     flags: &["MAXIMIZE", "WEIGHT_DECAY"],
 };
 
@@ -109,9 +109,6 @@ impl Algorithm for AdaGradConfig {
             self.initial_accumulator_value,
         )?;
         check_non_negative("eps", "Invalid epsilon value", self.eps)
-    }
-    fn states_used(&self) -> Vec<bool> {
-        vec![true]
     }
     fn initial_state(&self, _state: usize, _lr: f64) -> f64 {
         self.initial_accumulator_value

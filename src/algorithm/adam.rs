@@ -5,12 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_adam_like, pack, Algorithm, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars};
+use crate::kernel::{Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adam",
     source: include_str!("../../shaders/adam.wgsl"),
-    states: &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+    states: &[
+        StateArray::always("exp_avg"),
+        StateArray::always("exp_avg_sq"),
+        StateArray::when("max_exp_avg_sq", "AMSGRAD"),
+    ],
     flags: &["MAXIMIZE", "AMSGRAD", "WEIGHT_DECAY"],
 };
 
@@ -155,9 +159,6 @@ impl Algorithm for AdamConfig {
     }
     fn validate(&self) -> Result<()> {
         check_adam_like(self.lr, self.eps, self.betas, self.weight_decay)
-    }
-    fn states_used(&self) -> Vec<bool> {
-        vec![true, true, self.amsgrad]
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         AdamScalars::new(self, input).pack()

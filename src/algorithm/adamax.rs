@@ -4,12 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_adam_like, pack, Algorithm, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars};
+use crate::kernel::{Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adamax",
     source: include_str!("../../shaders/adamax.wgsl"),
-    states: &["exp_avg", "exp_inf"],
+    states: &[StateArray::always("exp_avg"), StateArray::always("exp_inf")],
     flags: &["MAXIMIZE", "WEIGHT_DECAY"],
 };
 
@@ -110,9 +110,6 @@ impl Algorithm for AdamaxConfig {
     }
     fn validate(&self) -> Result<()> {
         check_adam_like(self.lr, self.eps, self.betas, self.weight_decay)
-    }
-    fn states_used(&self) -> Vec<bool> {
-        vec![true, true]
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         AdamaxScalars::new(self, input).pack()

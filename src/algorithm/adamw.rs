@@ -85,9 +85,6 @@ impl Algorithm for AdamWConfig {
     fn validate(&self) -> Result<()> {
         self.as_adam().validate()
     }
-    fn states_used(&self) -> Vec<bool> {
-        self.as_adam().states_used()
-    }
     fn scalars(&self, input: &StepInput) -> Scalars {
         self.as_adam().scalars(input)
     }

@@ -4,12 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
-use crate::kernel::{Kernel, Scalars};
+use crate::kernel::{Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "asgd",
     source: include_str!("../../shaders/asgd.wgsl"),
-    states: &["ax"],
+    states: &[StateArray::always("ax")],
     flags: &["MAXIMIZE", "WEIGHT_DECAY"],
 };
 
@@ -109,9 +109,6 @@ impl Algorithm for AsgdConfig {
             }
         }
         Ok(())
-    }
-    fn states_used(&self) -> Vec<bool> {
-        vec![true]
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         AsgdScalars::new(self, input).pack()

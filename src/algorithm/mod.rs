@@ -63,8 +63,12 @@ pub trait Algorithm: CpuReference + std::fmt::Debug {
     /// # Errors
     /// [`Error::InvalidHyperparameter`] naming the first bad value.
     fn validate(&self) -> Result<()>;
-    /// Which of the kernel's state arrays this config uses (the others are not allocated).
-    fn states_used(&self) -> Vec<bool>;
+    /// Which of the kernel's state arrays this config uses (the others are not allocated): those
+    /// whose flag (in the kernel's declaration) the config sets.
+    fn states_used(&self) -> Vec<bool> {
+        let first = StepInput { step: 1, lr: self.lr(), momentum: None };
+        self.kernel().states_used(self.scalars(&first).flags)
+    }
     /// The value a state array starts at (AdaGrad's `initial_accumulator_value`, Rprop's step size
     /// `lr`: the group's rate when the tensor is registered; otherwise 0).
     fn initial_state(&self, _state: usize, _lr: f64) -> f64 {

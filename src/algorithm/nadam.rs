@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_adam_like, check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars};
+use crate::kernel::{Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "nadam",
     source: include_str!("../../shaders/nadam.wgsl"),
-    states: &["exp_avg", "exp_avg_sq"],
+    states: &[StateArray::always("exp_avg"), StateArray::always("exp_avg_sq")],
     flags: &["MAXIMIZE", "DECOUPLED", "WEIGHT_DECAY"],
 };
 
@@ -179,9 +179,6 @@ impl Algorithm for NAdamConfig {
     fn validate(&self) -> Result<()> {
         check_adam_like(self.lr, self.eps, self.betas, self.weight_decay)?;
         check_non_negative("momentum_decay", "Invalid momentum_decay value", self.momentum_decay)
-    }
-    fn states_used(&self) -> Vec<bool> {
-        vec![true, true]
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         NAdamScalars::new(self, input).pack()

@@ -4,12 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_adam_like, pack, Algorithm, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars};
+use crate::kernel::{Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "radam",
     source: include_str!("../../shaders/radam.wgsl"),
-    states: &["exp_avg", "exp_avg_sq"],
+    states: &[StateArray::always("exp_avg"), StateArray::always("exp_avg_sq")],
     flags: &["MAXIMIZE", "RECTIFIED", "WEIGHT_DECAY"],
 };
 
@@ -164,9 +164,6 @@ impl Algorithm for RAdamConfig {
     }
     fn validate(&self) -> Result<()> {
         check_adam_like(self.lr, self.eps, self.betas, self.weight_decay)
-    }
-    fn states_used(&self) -> Vec<bool> {
-        vec![true, true]
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         RAdamScalars::new(self, input).pack()

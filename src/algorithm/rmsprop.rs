@@ -4,12 +4,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars};
+use crate::kernel::{Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "rmsprop",
     source: include_str!("../../shaders/rmsprop.wgsl"),
-    states: &["square_avg", "grad_avg", "momentum_buffer"],
+    states: &[
+        StateArray::always("square_avg"),
+        StateArray::when("grad_avg", "CENTERED"),
+        StateArray::when("momentum_buffer", "MOMENTUM"),
+    ],
     flags: &["MAXIMIZE", "CENTERED", "MOMENTUM", "WEIGHT_DECAY"],
 };
 
@@ -131,9 +135,6 @@ impl Algorithm for RmsPropConfig {
         check_non_negative("momentum", "Invalid momentum value", self.momentum)?;
         check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
         check_non_negative("alpha", "Invalid alpha value", self.alpha)
-    }
-    fn states_used(&self) -> Vec<bool> {
-        vec![true, self.centered, self.momentum > 0.0]
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         RmsPropScalars::new(self, input).pack()

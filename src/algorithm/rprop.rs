@@ -4,12 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
-use crate::kernel::{Kernel, Scalars};
+use crate::kernel::{Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "rprop",
     source: include_str!("../../shaders/rprop.wgsl"),
-    states: &["prev", "step_size"],
+    states: &[StateArray::always("prev"), StateArray::always("step_size")],
     flags: &["MAXIMIZE"],
 };
 
@@ -113,9 +113,6 @@ impl Algorithm for RpropConfig {
             ));
         }
         Ok(())
-    }
-    fn states_used(&self) -> Vec<bool> {
-        vec![true, true]
     }
     fn initial_state(&self, state: usize, lr: f64) -> f64 {
         // `prev` starts at 0, `step_size` at the group's lr.

@@ -4,12 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, pack, Algorithm, StepInput};
 use crate::error::{Error, Result};
-use crate::kernel::{Kernel, Scalars};
+use crate::kernel::{Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "sgd",
     source: include_str!("../../shaders/sgd.wgsl"),
-    states: &["momentum_buffer"],
+    states: &[StateArray::when("momentum_buffer", "MOMENTUM")],
     flags: &["MAXIMIZE", "MOMENTUM", "NESTEROV", "FIRST_STEP", "WEIGHT_DECAY"],
 };
 
@@ -132,9 +132,6 @@ impl Algorithm for SgdConfig {
             return Err(Error::invalid("nesterov", "Nesterov momentum requires a momentum and zero dampening".into()));
         }
         Ok(())
-    }
-    fn states_used(&self) -> Vec<bool> {
-        vec![self.momentum != 0.0]
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         SgdScalars::new(self, input).pack()

@@ -84,7 +84,7 @@ impl CpuOptimizer {
     /// A state array by its PyTorch name (`"exp_avg"`), if this config keeps it.
     pub fn state(&self, name: &str) -> Option<&[f64]> {
         let algorithm = self.config.algorithm();
-        let i = algorithm.kernel().states.iter().position(|s| *s == name)?;
+        let i = algorithm.kernel().state_index(name)?;
         algorithm.states_used()[i].then_some(self.state[i].as_slice())
     }
 

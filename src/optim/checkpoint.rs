@@ -61,7 +61,7 @@ impl Optimizer {
         let path = path.as_ref();
         let mut tensors: Vec<(String, Vec<u8>, usize)> = Vec::new();
         for (i, p) in self.params.iter().enumerate() {
-            for name in self.kernel.states {
+            for name in self.kernel.state_names() {
                 if let Some(values) = self.read_state(i, name)? {
                     tensors.push((
                         tensor_name(i, name),
@@ -166,8 +166,8 @@ impl Optimizer {
             if saved_states != our_states {
                 return Err(fail(format!(
                     "group {g}: checkpoint keeps state {:?}, the optimizer {:?} (amsgrad, centered or momentum differ)",
-                    used_names(self.kernel.states, &saved_states),
-                    used_names(self.kernel.states, &our_states)
+                    used_names(self.kernel.state_names(), &saved_states),
+                    used_names(self.kernel.state_names(), &our_states)
                 )));
             }
             crate::algorithm::check_non_negative("lr", "Invalid learning rate", saved.lr)
@@ -237,7 +237,7 @@ impl Optimizer {
         let mut uploads = Vec::new();
         for (i, p) in self.params.iter().enumerate() {
             let used = self.groups[p.group].config.algorithm().states_used();
-            for (k, name) in self.kernel.states.iter().enumerate().filter(|(k, _)| used[*k]) {
+            for (k, name) in self.kernel.state_names().enumerate().filter(|(k, _)| used[*k]) {
                 let tensor_name = tensor_name(i, name);
                 let view = file.tensor(&tensor_name).map_err(|_| fail(format!("lacks tensor {tensor_name}")))?;
                 if view.dtype() != Dtype::F32 || view.shape() != [p.binding.len as usize] {
@@ -295,8 +295,8 @@ impl Optimizer {
     }
 }
 
-fn used_names(states: &[&'static str], used: &[bool]) -> Vec<&'static str> {
-    states.iter().zip(used).filter(|(_, &u)| u).map(|(s, _)| *s).collect()
+fn used_names(states: impl Iterator<Item = &'static str>, used: &[bool]) -> Vec<&'static str> {
+    states.zip(used).filter(|(_, &u)| u).map(|(s, _)| s).collect()
 }
 
 /// Writes `bytes` beside `path` under a name of this process's own, flushes them to the disk, and

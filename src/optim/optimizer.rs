@@ -330,7 +330,7 @@ impl Optimizer {
 
     fn state_buffer(&self, k: usize, elements: u64, init: f32) -> Result<wgpu::Buffer> {
         let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(self.kernel.states[k]),
+            label: Some(self.kernel.states[k].name),
             // wgpu rejects empty bindings; a lone zero-length tensor still gets a buffer.
             size: (elements * F32).max(F32),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
@@ -535,8 +535,8 @@ impl Optimizer {
     }
 
     /// The kernel's state arrays, by PyTorch's names (`exp_avg`, ...).
-    pub fn state_names(&self) -> &'static [&'static str] {
-        self.kernel.states
+    pub fn state_names(&self) -> Vec<&'static str> {
+        self.kernel.state_names().collect()
     }
 
     /// Records one step into the engine's encoder: the upload of this step's scalars, then one
@@ -664,7 +664,7 @@ impl Optimizer {
             end: param as u64 + 1,
             buffer_len: self.params.len() as u64,
         })?;
-        let Some(k) = self.kernel.states.iter().position(|s| *s == name) else {
+        let Some(k) = self.kernel.state_index(name) else {
             return Ok(None);
         };
         if !self.groups[p.group].config.algorithm().states_used()[k] {

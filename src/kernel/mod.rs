@@ -17,11 +17,56 @@ pub struct Kernel {
     pub name: &'static str,
     /// The WGSL source.
     pub source: &'static str,
-    /// State arrays, bound at 3, 4, ... in this order. Their names are PyTorch's state keys.
-    pub states: &'static [&'static str],
+    /// State arrays, bound at 3, 4, ... in this order.
+    pub states: &'static [StateArray],
     /// The shader's boolean `override` constants, in the order of the bits of [`Scalars::flags`]
     /// (`OFFSETS` is the host's own and not listed).
     pub flags: &'static [&'static str],
+}
+
+/// One state array of a kernel: its name (PyTorch's state key, and the field of `Values` in the
+/// WGSL) and the flag that switches it on (`None`: always used).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateArray {
+    /// PyTorch's state key (`"exp_avg"`).
+    pub name: &'static str,
+    /// The flag of [`Kernel::flags`] under which the kernel reads and writes it; `None`: always.
+    pub flag: Option<&'static str>,
+}
+
+impl StateArray {
+    /// A state array every step reads and writes.
+    pub const fn always(name: &'static str) -> Self {
+        Self { name, flag: None }
+    }
+
+    /// A state array used only when `flag` is on.
+    pub const fn when(name: &'static str, flag: &'static str) -> Self {
+        Self { name, flag: Some(flag) }
+    }
+}
+
+impl Kernel {
+    /// The index of the state array called `name`.
+    pub fn state_index(&self, name: &str) -> Option<usize> {
+        self.states.iter().position(|s| s.name == name)
+    }
+
+    /// The names of the state arrays, in binding order.
+    pub fn state_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.states.iter().map(|s| s.name)
+    }
+
+    /// Which state arrays a step with these flag bits reads and writes (the others are never
+    /// allocated).
+    pub fn states_used(&self, flags: u32) -> Vec<bool> {
+        self.states.iter().map(|s| s.flag.is_none_or(|f| self.flag_on(flags, f))).collect()
+    }
+
+    /// Whether the flag called `name` is set in `flags` (false for a name the kernel lacks).
+    pub fn flag_on(&self, flags: u32, name: &str) -> bool {
+        self.flags.iter().position(|f| *f == name).is_some_and(|bit| flags >> bit & 1 == 1)
+    }
 }
 
 /// The uniform of one dispatch: where its slice lies in the bound buffers, and the kernel's
