@@ -1,51 +1,16 @@
 // AdaGrad: torch.optim.Adagrad, single-tensor path.
 //
-// `update` is the step on four elements at once. `main` runs it on one element per invocation, at
-// any offset; `main4` on four, where every slice starts at a multiple of four elements (the host
-// gives the remainder to `main`). Mirrored line by line by src/cpu/adagrad.rs. The per-step scalars
-// come from `AdaGradScalars` in src/optim/adagrad.rs; the layout is `StepUniform` in src/kernel.rs: keep
-// the three in sync.
-
-const WG: u32 = 256u;
-// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses, so
-// the flags cost no branch. OFFSETS is false when every binding starts at its slice.
-override MAXIMIZE: bool = false;
-override WEIGHT_DECAY: bool = false;
-override OFFSETS: bool = true;
-
-struct Step {
-    n: u32,
-    param_off: u32,
-    grad_off: u32,
-    state_off: u32,
-    flags: u32, // unused: the flags are specialization constants
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    clr: f32, // lr / (1 + (t - 1) * lr_decay)
-    weight_decay: f32,
-    eps: f32,
-    _pad3: f32,
-    _pad4: f32,
-    _pad5: f32,
-    _pad6: f32,
-    _pad7: f32,
-}
-
-@group(0) @binding(0) var<uniform> u: Step;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> sum: array<f32>;
-// The same bindings, four elements at a time, for `main4`.
-@group(0) @binding(1) var<storage, read_write> param4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> grad4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> sum4: array<vec4<f32>>;
-
-// A parameter and its state, four elements of each.
-struct Values {
-    param: vec4<f32>,
-    sum: vec4<f32>,
-}
+// The update at step t (from 1), as PyTorch computes it:
+//   g   = -grad if maximize else grad
+//   g   = g + weight_decay * p
+//   clr = lr / (1 + (t - 1) * lr_decay)
+//   sum = sum + g^2                     (sum starts at initial_accumulator_value)
+//   p   = p - clr * g / (sqrt(sum) + eps)
+//
+// `update` takes four elements of the gradient and of `x` (the parameter and each state array,
+// `struct Values`) and returns their new values; `u` holds the per-step scalars. The crate
+// composes the rest from the declaration in src/algorithm/adagrad.rs (`wgpu-optim shader adagrad`
+// prints the whole module). Mirrored line by line by src/cpu/adagrad.rs.
 
 fn update(grad: vec4<f32>, x: Values) -> Values {
     var g = grad;
@@ -59,36 +24,4 @@ fn update(grad: vec4<f32>, x: Values) -> Values {
     let s = x.sum + g * g;
     let denom = sqrt(s) + u.eps;
     return Values(p - u.clr * (g / denom), s);
-}
-
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    // A 2-D grid reaches past 65,535 workgroups in one dimension.
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= u.n) {
-        return;
-    }
-    let ip = select(i, u.param_off + i, OFFSETS);
-    let ig = select(i, u.grad_off + i, OFFSETS);
-    let is = select(i, u.state_off + i, OFFSETS);
-    let x = Values(vec4(param[ip]), vec4(sum[is]));
-    let y = update(vec4(grad[ig]), x);
-    param[ip] = y.param.x;
-    sum[is] = y.sum.x;
-}
-
-@compute @workgroup_size(256)
-fn main4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    // A 2-D grid reaches past 65,535 workgroups in one dimension.
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= u.n / 4u) {
-        return;
-    }
-    let ip = select(i, u.param_off / 4u + i, OFFSETS);
-    let ig = select(i, u.grad_off / 4u + i, OFFSETS);
-    let is = select(i, u.state_off / 4u + i, OFFSETS);
-    let x = Values(param4[ip], sum4[is]);
-    let y = update(grad4[ig], x);
-    param4[ip] = y.param;
-    sum4[is] = y.sum;
 }

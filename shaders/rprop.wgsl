@@ -1,53 +1,17 @@
 // Rprop (resilient backpropagation, Riedmiller and Braun 1993): torch.optim.Rprop, single-tensor path.
 //
-// `update` is the step on four elements at once. `main` runs it on one element per invocation, at
-// any offset; `main4` on four, where every slice starts at a multiple of four elements (the host
-// gives the remainder to `main`). Mirrored line by line by src/cpu/rprop.rs. The per-step scalars
-// come from `RpropScalars` in src/optim/rprop.rs; the layout is `StepUniform` in src/kernel.rs: keep
-// the three in sync.
-
-const WG: u32 = 256u;
-// Specialization constants: src/kernel.rs compiles a pipeline per combination a step uses, so
-// the flags cost no branch. OFFSETS is false when every binding starts at its slice.
-override MAXIMIZE: bool = false;
-override OFFSETS: bool = true;
-
-struct Step {
-    n: u32,
-    param_off: u32,
-    grad_off: u32,
-    state_off: u32,
-    flags: u32, // unused: the flags are specialization constants
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    etaminus: f32,
-    etaplus: f32,
-    step_size_min: f32,
-    step_size_max: f32,
-    _pad3: f32,
-    _pad4: f32,
-    _pad5: f32,
-    _pad6: f32,
-}
-
-@group(0) @binding(0) var<uniform> u: Step;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> prev: array<f32>;
-@group(0) @binding(4) var<storage, read_write> step_size: array<f32>;
-// The same bindings, four elements at a time, for `main4`.
-@group(0) @binding(1) var<storage, read_write> param4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> grad4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> prev4: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> step_size4: array<vec4<f32>>;
-
-// A parameter and its state, four elements of each.
-struct Values {
-    param: vec4<f32>,
-    prev: vec4<f32>,
-    step_size: vec4<f32>,
-}
+// The update at step t (from 1), as PyTorch computes it:
+//   g    = -grad if maximize else grad
+//   f    = etaplus if g * prev > 0, etaminus if g * prev < 0, else 1
+//   size = clamp(size * f, step_size_min, step_size_max)          (size starts at lr)
+//   g    = 0 where f == etaminus                                    (the sign flipped: rest)
+//   p    = p - sign(g) * size
+//   prev = g
+//
+// `update` takes four elements of the gradient and of `x` (the parameter and each state array,
+// `struct Values`) and returns their new values; `u` holds the per-step scalars. The crate
+// composes the rest from the declaration in src/algorithm/rprop.rs (`wgpu-optim shader rprop`
+// prints the whole module). Mirrored line by line by src/cpu/rprop.rs.
 
 fn update(grad: vec4<f32>, x: Values) -> Values {
     var g = grad;
@@ -61,38 +25,4 @@ fn update(grad: vec4<f32>, x: Values) -> Values {
     // Where the sign flipped, the element rests this step and forgets its gradient.
     g = select(g, vec4(0.0), factor == vec4(u.etaminus));
     return Values(x.param - sign(g) * size, g, size);
-}
-
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    // A 2-D grid reaches past 65,535 workgroups in one dimension.
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= u.n) {
-        return;
-    }
-    let ip = select(i, u.param_off + i, OFFSETS);
-    let ig = select(i, u.grad_off + i, OFFSETS);
-    let is = select(i, u.state_off + i, OFFSETS);
-    let x = Values(vec4(param[ip]), vec4(prev[is]), vec4(step_size[is]));
-    let y = update(vec4(grad[ig]), x);
-    param[ip] = y.param.x;
-    prev[is] = y.prev.x;
-    step_size[is] = y.step_size.x;
-}
-
-@compute @workgroup_size(256)
-fn main4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    // A 2-D grid reaches past 65,535 workgroups in one dimension.
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= u.n / 4u) {
-        return;
-    }
-    let ip = select(i, u.param_off / 4u + i, OFFSETS);
-    let ig = select(i, u.grad_off / 4u + i, OFFSETS);
-    let is = select(i, u.state_off / 4u + i, OFFSETS);
-    let x = Values(param4[ip], prev4[is], step_size4[is]);
-    let y = update(grad4[ig], x);
-    param4[ip] = y.param;
-    prev4[is] = y.prev;
-    step_size4[is] = y.step_size;
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use wgpu_optim::algorithm::kernels;
+use wgpu_optim::kernel::{Kernel, Storage, Variant};
 use wgpu_optim::replay::{self, CaseReport, Target};
 use wgpu_optim::{schedule, Error, GpuContext, OptimizerConfig};
 
@@ -55,6 +57,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a kernel's composed WGSL exactly as it is compiled: its `update()` from shaders/ with
+    /// the `Step` struct, bindings, loads, stores and entry points the crate composes around it.
+    ///
+    /// With `--all`, every variant (each flag combination and storage format); without NAME, of
+    /// every kernel. With `--out DIR`, one file per variant instead of standard output.
+    /// Exit code: 0, or 2 for bad input.
+    Shader {
+        /// The kernel (`adam`, `sgd`, ...) or an optimizer's PyTorch name (`AdamW`); optional with
+        /// `--all`.
+        name: Option<String>,
+        /// Flags to turn on (comma-separated, as the kernel names them: `AMSGRAD,MAXIMIZE`).
+        #[arg(long, value_delimiter = ',', conflicts_with = "all")]
+        flags: Vec<String>,
+        /// Storage formats of parameters, gradients and state: `PARAM-GRAD-STATE`.
+        #[arg(long, default_value = "f32-f32-f32", conflicts_with = "all")]
+        storage: String,
+        /// Every variant of the kernel (of every kernel, without NAME).
+        #[arg(long)]
+        all: bool,
+        /// Write one `.wgsl` file per variant into this folder (created if missing).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Draw a schedule's learning rate (and momentum, when cycled) over the steps.
     ///
     /// SPEC is a scheduler object (`{"name": "StepLR", "step_size": 7}`) or a golden case holding
@@ -89,11 +114,83 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::Shader { name, flags, storage, all, out }) => {
+            match shader(name.as_deref(), &flags, &storage, all, out.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Some(Command::Adapters { backend, json }) => tools_cli::adapters(backend, json),
         Some(Command::Validate(args)) => tools_cli::validate(&args),
         Some(Command::Bench(args)) => tools_cli::bench(&args),
         None => tools_cli::main_job(&AdapterArgs::default()),
     }
+}
+
+/// Prints (or writes into `out`) the composed modules `wgpu-optim shader` asks for.
+fn shader(name: Option<&str>, flags: &[String], storage: &str, all: bool, out: Option<&Path>) -> Result<(), String> {
+    let known = || kernels().iter().map(|k| k.name).collect::<Vec<_>>().join(", ");
+    let selected: Vec<&'static Kernel> = match name {
+        Some(name) => {
+            let lower = name.to_lowercase();
+            // A kernel's own name, or an optimizer's (AdamW runs the adam kernel).
+            let by_optimizer = OptimizerConfig::defaults()
+                .into_iter()
+                .find(|c| c.name().to_lowercase() == lower)
+                .map(|c| c.algorithm().kernel());
+            let kernel = kernels().into_iter().find(|k| k.name == lower).or(by_optimizer);
+            vec![kernel.ok_or_else(|| format!("unknown kernel \"{name}\" (known: {})", known()))?]
+        }
+        None if all => kernels(),
+        None => return Err(format!("name a kernel ({}), or pass --all for every one", known())),
+    };
+    let mut variants = Vec::new();
+    for kernel in selected {
+        if all {
+            variants.extend(Variant::all(kernel));
+            continue;
+        }
+        let storage = Storage::from_name(storage)
+            .ok_or_else(|| format!("unknown storage \"{storage}\" (formats: PARAM-GRAD-STATE, e.g. f32-f32-f32)"))?;
+        let mut bits = 0;
+        for flag in flags {
+            let bit = kernel.flags.iter().position(|f| f.eq_ignore_ascii_case(flag)).ok_or_else(|| {
+                format!("{} has no flag \"{flag}\" (its flags: {})", kernel.name, kernel.flags.join(", "))
+            })?;
+            bits |= 1 << bit;
+        }
+        variants.push(Variant { kernel, storage, flags: bits });
+    }
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for v in &variants {
+                let path = dir.join(v.file_name());
+                std::fs::write(&path, v.source()).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            println!("wrote {} variants into {}", variants.len(), dir.display());
+        }
+        None => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            for (i, v) in variants.iter().enumerate() {
+                let mut text = String::new();
+                if variants.len() > 1 {
+                    // Between modules, so that a reader can cut the output apart.
+                    text = format!("{}// ==== {} ====\n", if i > 0 { "\n" } else { "" }, v.file_name());
+                }
+                text.push_str(&v.source());
+                // A closed pipe (`| head`) ends the output quietly.
+                if stdout.write_all(text.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Builds the schedule of `spec` and draws it; returns the schedule's name.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_non_negative, pack, Algorithm, StepInput};
+use super::{check_non_negative, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -10,7 +10,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "adadelta",
     source: include_str!("../../shaders/adadelta.wgsl"),
     states: &[StateArray::always("square_avg"), StateArray::always("acc_delta")],
-    flags: &["MAXIMIZE", "WEIGHT_DECAY"],
+    flags: AdadeltaScalars::FLAGS,
+    scalars: AdadeltaScalars::NAMES,
+    scalar_docs: AdadeltaScalars::DOCS,
 };
 
 /// `torch.optim.Adadelta`: its arguments, names and defaults.
@@ -57,21 +59,28 @@ impl Default for AdadeltaConfig {
     }
 }
 
-/// Adadelta's per-step scalars, in f64, as the kernel and the CPU mirror use them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdadeltaScalars {
-    /// Learning rate.
-    pub lr: f64,
-    /// `rho`.
-    pub rho: f64,
-    /// `1 - rho`.
-    pub one_minus_rho: f64,
-    /// `eps`.
-    pub eps: f64,
-    /// L2 coefficient.
-    pub weight_decay: f64,
-    /// Negate the gradient.
-    pub maximize: bool,
+crate::scalars! {
+    /// Adadelta's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+    pub struct AdadeltaScalars {
+        /// Learning rate.
+        lr,
+        /// `rho`.
+        rho,
+        /// `1 - rho`.
+        one_minus_rho,
+        /// `eps`.
+        eps,
+        /// L2 coefficient.
+        weight_decay,
+    }
+    switches {
+        /// Negate the gradient.
+        maximize,
+    }
+    flags {
+        MAXIMIZE = |u| u.maximize,
+        WEIGHT_DECAY = |u| u.weight_decay != 0.0,
+    }
 }
 
 impl AdadeltaScalars {
@@ -85,13 +94,6 @@ impl AdadeltaScalars {
             weight_decay: config.weight_decay,
             maximize: config.maximize,
         }
-    }
-
-    fn pack(&self) -> Scalars {
-        pack(
-            [self.lr, self.rho, self.one_minus_rho, self.eps, self.weight_decay],
-            &[self.maximize, self.weight_decay != 0.0],
-        )
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_non_negative, pack, Algorithm, StepInput};
+use super::{check_non_negative, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -10,7 +10,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "adagrad",
     source: include_str!("../../shaders/adagrad.wgsl"),
     states: &[StateArray::always("sum")],
-    flags: &["MAXIMIZE", "WEIGHT_DECAY"],
+    flags: AdaGradScalars::FLAGS,
+    scalars: AdaGradScalars::NAMES,
+    scalar_docs: AdaGradScalars::DOCS,
 };
 
 /// `torch.optim.Adagrad`: its arguments, names and defaults.
@@ -60,17 +62,24 @@ impl Default for AdaGradConfig {
     }
 }
 
-/// AdaGrad's per-step scalars, in f64, as the kernel and the CPU mirror use them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdaGradScalars {
-    /// `lr / (1 + (t - 1) * lr_decay)`.
-    pub clr: f64,
-    /// L2 coefficient.
-    pub weight_decay: f64,
-    /// Added to the denominator.
-    pub eps: f64,
-    /// Negate the gradient.
-    pub maximize: bool,
+crate::scalars! {
+    /// AdaGrad's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+    pub struct AdaGradScalars {
+        /// `lr / (1 + (t - 1) * lr_decay)`.
+        clr,
+        /// L2 coefficient.
+        weight_decay,
+        /// Added to the denominator.
+        eps,
+    }
+    switches {
+        /// Negate the gradient.
+        maximize,
+    }
+    flags {
+        MAXIMIZE = |u| u.maximize,
+        WEIGHT_DECAY = |u| u.weight_decay != 0.0,
+    }
 }
 
 impl AdaGradScalars {
@@ -82,10 +91,6 @@ impl AdaGradScalars {
             eps: config.eps,
             maximize: config.maximize,
         }
-    }
-
-    fn pack(&self) -> Scalars {
-        pack([self.clr, self.weight_decay, self.eps], &[self.maximize, self.weight_decay != 0.0])
     }
 }
 

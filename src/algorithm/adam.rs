@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_adam_like, pack, Algorithm, StepInput};
+use super::{check_adam_like, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -15,7 +15,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
         StateArray::always("exp_avg_sq"),
         StateArray::when("max_exp_avg_sq", "AMSGRAD"),
     ],
-    flags: &["MAXIMIZE", "AMSGRAD", "WEIGHT_DECAY"],
+    flags: AdamScalars::FLAGS,
+    scalars: AdamScalars::NAMES,
+    scalar_docs: AdamScalars::DOCS,
 };
 
 /// `torch.optim.Adam`: its arguments, names and defaults.
@@ -77,29 +79,37 @@ impl Default for AdamConfig {
     }
 }
 
-/// Adam's per-step scalars, in f64, as the kernel and the CPU mirror use them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamScalars {
-    /// `1 - lr * weight_decay` when decoupled, else 1.
-    pub decay: f64,
-    /// The L2 coefficient when not decoupled, else 0.
-    pub weight_decay: f64,
-    /// `1 - beta1`.
-    pub one_minus_beta1: f64,
-    /// `beta2`.
-    pub beta2: f64,
-    /// `1 - beta2`.
-    pub one_minus_beta2: f64,
-    /// `lr / (1 - beta1^t)`.
-    pub step_size: f64,
-    /// `sqrt(1 - beta2^t)`.
-    pub bias_correction2_sqrt: f64,
-    /// `eps`.
-    pub eps: f64,
-    /// Negate the gradient.
-    pub maximize: bool,
-    /// Keep the running maximum of `v`.
-    pub amsgrad: bool,
+crate::scalars! {
+    /// Adam's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+    pub struct AdamScalars {
+        /// `1 - lr * weight_decay` when decoupled, else 1.
+        decay,
+        /// The L2 coefficient when not decoupled, else 0.
+        weight_decay,
+        /// `1 - beta1`.
+        one_minus_beta1,
+        /// `beta2`.
+        beta2,
+        /// `1 - beta2`.
+        one_minus_beta2,
+        /// `lr / (1 - beta1^t)`.
+        step_size,
+        /// `sqrt(1 - beta2^t)`.
+        bias_correction2_sqrt,
+        /// `eps`.
+        eps,
+    }
+    switches {
+        /// Negate the gradient.
+        maximize,
+        /// Keep the running maximum of `v`.
+        amsgrad,
+    }
+    flags {
+        MAXIMIZE = |u| u.maximize,
+        AMSGRAD = |u| u.amsgrad,
+        WEIGHT_DECAY = |u| u.weight_decay != 0.0,
+    }
 }
 
 impl AdamScalars {
@@ -125,22 +135,6 @@ impl AdamScalars {
             maximize: config.maximize,
             amsgrad: config.amsgrad,
         }
-    }
-
-    fn pack(&self) -> Scalars {
-        pack(
-            [
-                self.decay,
-                self.weight_decay,
-                self.one_minus_beta1,
-                self.beta2,
-                self.one_minus_beta2,
-                self.step_size,
-                self.bias_correction2_sqrt,
-                self.eps,
-            ],
-            &[self.maximize, self.amsgrad, self.weight_decay != 0.0],
-        )
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_adam_like, pack, Algorithm, StepInput};
+use super::{check_adam_like, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -10,7 +10,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "adamax",
     source: include_str!("../../shaders/adamax.wgsl"),
     states: &[StateArray::always("exp_avg"), StateArray::always("exp_inf")],
-    flags: &["MAXIMIZE", "WEIGHT_DECAY"],
+    flags: AdamaxScalars::FLAGS,
+    scalars: AdamaxScalars::NAMES,
+    scalar_docs: AdamaxScalars::DOCS,
 };
 
 /// `torch.optim.Adamax`: its arguments, names and defaults.
@@ -56,21 +58,28 @@ impl Default for AdamaxConfig {
     }
 }
 
-/// Adamax's per-step scalars, in f64, as the kernel and the CPU mirror use them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamaxScalars {
-    /// L2 coefficient.
-    pub weight_decay: f64,
-    /// `1 - beta1`.
-    pub one_minus_beta1: f64,
-    /// `beta2`.
-    pub beta2: f64,
-    /// `eps`.
-    pub eps: f64,
-    /// `lr / (1 - beta1^t)`.
-    pub clr: f64,
-    /// Negate the gradient.
-    pub maximize: bool,
+crate::scalars! {
+    /// Adamax's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+    pub struct AdamaxScalars {
+        /// L2 coefficient.
+        weight_decay,
+        /// `1 - beta1`.
+        one_minus_beta1,
+        /// `beta2`.
+        beta2,
+        /// `eps`.
+        eps,
+        /// `lr / (1 - beta1^t)`.
+        clr,
+    }
+    switches {
+        /// Negate the gradient.
+        maximize,
+    }
+    flags {
+        MAXIMIZE = |u| u.maximize,
+        WEIGHT_DECAY = |u| u.weight_decay != 0.0,
+    }
 }
 
 impl AdamaxScalars {
@@ -85,13 +94,6 @@ impl AdamaxScalars {
             clr: input.lr / (1.0 - beta1.powf(input.step as f64)),
             maximize: config.maximize,
         }
-    }
-
-    fn pack(&self) -> Scalars {
-        pack(
-            [self.weight_decay, self.one_minus_beta1, self.beta2, self.eps, self.clr],
-            &[self.maximize, self.weight_decay != 0.0],
-        )
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_non_negative, pack, Algorithm, StepInput};
+use super::{check_non_negative, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -10,7 +10,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "asgd",
     source: include_str!("../../shaders/asgd.wgsl"),
     states: &[StateArray::always("ax")],
-    flags: &["MAXIMIZE", "WEIGHT_DECAY"],
+    flags: AsgdScalars::FLAGS,
+    scalars: AsgdScalars::NAMES,
+    scalar_docs: AsgdScalars::DOCS,
 };
 
 /// `torch.optim.ASGD`: its arguments, names and defaults.
@@ -61,19 +63,26 @@ impl Default for AsgdConfig {
     }
 }
 
-/// ASGD's per-step scalars, in f64, as the kernel and the CPU mirror use them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AsgdScalars {
-    /// The step size of this step.
-    pub eta: f64,
-    /// `1 - lambd * eta`.
-    pub decay: f64,
-    /// The averaging weight of this step.
-    pub mu: f64,
-    /// L2 coefficient.
-    pub weight_decay: f64,
-    /// Negate the gradient.
-    pub maximize: bool,
+crate::scalars! {
+    /// ASGD's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+    pub struct AsgdScalars {
+        /// The step size of this step.
+        eta,
+        /// `1 - lambd * eta`.
+        decay,
+        /// The averaging weight of this step.
+        mu,
+        /// L2 coefficient.
+        weight_decay,
+    }
+    switches {
+        /// Negate the gradient.
+        maximize,
+    }
+    flags {
+        MAXIMIZE = |u| u.maximize,
+        WEIGHT_DECAY = |u| u.weight_decay != 0.0,
+    }
 }
 
 impl AsgdScalars {
@@ -83,10 +92,6 @@ impl AsgdScalars {
         let eta = input.lr / (1.0 + config.lambd * input.lr * done).powf(config.alpha);
         let mu = if input.step == 1 { 1.0 } else { 1.0 / (done - config.t0).max(1.0) };
         Self { eta, decay: 1.0 - config.lambd * eta, mu, weight_decay: config.weight_decay, maximize: config.maximize }
-    }
-
-    fn pack(&self) -> Scalars {
-        pack([self.eta, self.decay, self.mu, self.weight_decay], &[self.maximize, self.weight_decay != 0.0])
     }
 }
 

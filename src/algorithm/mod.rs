@@ -101,6 +101,11 @@ macro_rules! registry {
         pub const OPTIMIZER_NAMES: &[&str] = &[$($name),*];
 
         impl OptimizerConfig {
+            /// Every algorithm of the registry with its reference's defaults, in registry order.
+            pub fn defaults() -> Vec<OptimizerConfig> {
+                vec![$(Self::$variant(<$config>::default()),)*]
+            }
+
             /// The algorithm behind the config.
             pub fn algorithm(&self) -> &dyn Algorithm {
                 match self {
@@ -154,6 +159,18 @@ registry! {
     Asgd(AsgdConfig) = "ASGD",
     /// `torch.optim.Rprop`.
     Rprop(RpropConfig) = "Rprop",
+}
+
+/// Every kernel of the registry, once each (AdamW runs Adam's kernel), in registry order.
+pub fn kernels() -> Vec<&'static Kernel> {
+    let mut kernels: Vec<&'static Kernel> = Vec::new();
+    for config in OptimizerConfig::defaults() {
+        let kernel = config.algorithm().kernel();
+        if !kernels.iter().any(|k| k.name == kernel.name) {
+            kernels.push(kernel);
+        }
+    }
+    kernels
 }
 
 fn parse_fields<T: serde::de::DeserializeOwned>(fields: serde_json::Value) -> Result<T> {
@@ -225,15 +242,4 @@ pub(crate) fn check_beta(index: usize, value: f64) -> Result<()> {
     } else {
         Err(Error::invalid("betas", format!("Invalid beta parameter at index {index}: {}", py_float(value))))
     }
-}
-
-/// Packs named f64 scalars into the uniform's eight f32 slots, in order, and the flags in the
-/// order of the kernel's `flags` (bit `k` is `flags[k]`).
-pub(crate) fn pack<const N: usize>(values: [f64; N], flags: &[bool]) -> Scalars {
-    let mut out = Scalars { values: [0.0; 8], flags: 0 };
-    for (slot, v) in out.values.iter_mut().zip(values) {
-        *slot = v as f32;
-    }
-    out.flags = flags.iter().enumerate().fold(0, |acc, (bit, &on)| acc | (u32::from(on) << bit));
-    out
 }

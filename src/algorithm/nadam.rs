@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_adam_like, check_non_negative, pack, Algorithm, StepInput};
+use super::{check_adam_like, check_non_negative, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -12,7 +12,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "nadam",
     source: include_str!("../../shaders/nadam.wgsl"),
     states: &[StateArray::always("exp_avg"), StateArray::always("exp_avg_sq")],
-    flags: &["MAXIMIZE", "DECOUPLED", "WEIGHT_DECAY"],
+    flags: NAdamScalars::FLAGS,
+    scalars: NAdamScalars::NAMES,
+    scalar_docs: NAdamScalars::DOCS,
 };
 
 /// `torch.optim.NAdam`: its arguments, names and defaults.
@@ -100,29 +102,37 @@ fn mu_product(beta1: f64, momentum_decay: f64, t: u64, mu: impl Fn(u64) -> f64) 
     product
 }
 
-/// NAdam's per-step scalars, in f64, as the kernel and the CPU mirror use them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NAdamScalars {
-    /// With `decoupled`, the factor `1 - lr * weight_decay`; else the L2 coefficient.
-    pub weight_decay: f64,
-    /// `1 - beta1`.
-    pub one_minus_beta1: f64,
-    /// `beta2`.
-    pub beta2: f64,
-    /// `1 - beta2`.
-    pub one_minus_beta2: f64,
-    /// `1 - beta2^t`.
-    pub bias_correction2: f64,
-    /// `lr * (1 - mu_t) / (1 - prod(mu_1..t))`.
-    pub grad_coef: f64,
-    /// `lr * mu_t+1 / (1 - prod(mu_1..t+1))`.
-    pub avg_coef: f64,
-    /// `eps`.
-    pub eps: f64,
-    /// Negate the gradient.
-    pub maximize: bool,
-    /// Decoupled weight decay.
-    pub decoupled: bool,
+crate::scalars! {
+    /// NAdam's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+    pub struct NAdamScalars {
+        /// With `decoupled`, the factor `1 - lr * weight_decay`; else the L2 coefficient.
+        weight_decay,
+        /// `1 - beta1`.
+        one_minus_beta1,
+        /// `beta2`.
+        beta2,
+        /// `1 - beta2`.
+        one_minus_beta2,
+        /// `1 - beta2^t`.
+        bias_correction2,
+        /// `lr * (1 - mu_t) / (1 - prod(mu_1..t))`.
+        grad_coef,
+        /// `lr * mu_t+1 / (1 - prod(mu_1..t+1))`.
+        avg_coef,
+        /// `eps`.
+        eps,
+    }
+    switches {
+        /// Negate the gradient.
+        maximize,
+        /// Decoupled weight decay.
+        decoupled,
+    }
+    flags {
+        MAXIMIZE = |u| u.maximize,
+        DECOUPLED = |u| u.decoupled,
+        WEIGHT_DECAY = |u| !u.decoupled && u.weight_decay != 0.0,
+    }
 }
 
 impl NAdamScalars {
@@ -145,22 +155,6 @@ impl NAdamScalars {
             maximize: config.maximize,
             decoupled,
         }
-    }
-
-    fn pack(&self) -> Scalars {
-        pack(
-            [
-                self.weight_decay,
-                self.one_minus_beta1,
-                self.beta2,
-                self.one_minus_beta2,
-                self.bias_correction2,
-                self.grad_coef,
-                self.avg_coef,
-                self.eps,
-            ],
-            &[self.maximize, self.decoupled, !self.decoupled && self.weight_decay != 0.0],
-        )
     }
 }
 

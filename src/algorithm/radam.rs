@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_adam_like, pack, Algorithm, StepInput};
+use super::{check_adam_like, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -10,7 +10,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "radam",
     source: include_str!("../../shaders/radam.wgsl"),
     states: &[StateArray::always("exp_avg"), StateArray::always("exp_avg_sq")],
-    flags: &["MAXIMIZE", "RECTIFIED", "WEIGHT_DECAY"],
+    flags: RAdamScalars::FLAGS,
+    scalars: RAdamScalars::NAMES,
+    scalar_docs: RAdamScalars::DOCS,
 };
 
 /// `torch.optim.RAdam`: its arguments, names and defaults.
@@ -73,29 +75,37 @@ impl Default for RAdamConfig {
     }
 }
 
-/// RAdam's per-step scalars, in f64, as the kernel and the CPU mirror use them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RAdamScalars {
-    /// `1 - lr * weight_decay` when decoupled, else 1.
-    pub decay: f64,
-    /// The L2 coefficient when not decoupled, else 0.
-    pub weight_decay: f64,
-    /// `1 - beta1`.
-    pub one_minus_beta1: f64,
-    /// `beta2`.
-    pub beta2: f64,
-    /// `1 - beta2`.
-    pub one_minus_beta2: f64,
-    /// `lr / (1 - beta1^t)`, times the rectification `r` when rectified.
-    pub step_size: f64,
-    /// `sqrt(1 - beta2^t)`.
-    pub bias_correction2_sqrt: f64,
-    /// `eps`.
-    pub eps: f64,
-    /// Negate the gradient.
-    pub maximize: bool,
-    /// `rho_t > 5`: the adaptive rate is used.
-    pub rectified: bool,
+crate::scalars! {
+    /// RAdam's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+    pub struct RAdamScalars {
+        /// `1 - lr * weight_decay` when decoupled, else 1.
+        decay,
+        /// The L2 coefficient when not decoupled, else 0.
+        weight_decay,
+        /// `1 - beta1`.
+        one_minus_beta1,
+        /// `beta2`.
+        beta2,
+        /// `1 - beta2`.
+        one_minus_beta2,
+        /// `lr / (1 - beta1^t)`, times the rectification `r` when rectified.
+        step_size,
+        /// `sqrt(1 - beta2^t)`.
+        bias_correction2_sqrt,
+        /// `eps`.
+        eps,
+    }
+    switches {
+        /// Negate the gradient.
+        maximize,
+        /// `rho_t > 5`: the adaptive rate is used.
+        rectified,
+    }
+    flags {
+        MAXIMIZE = |u| u.maximize,
+        RECTIFIED = |u| u.rectified,
+        WEIGHT_DECAY = |u| u.weight_decay != 0.0,
+    }
 }
 
 impl RAdamScalars {
@@ -130,22 +140,6 @@ impl RAdamScalars {
             maximize: config.maximize,
             rectified,
         }
-    }
-
-    fn pack(&self) -> Scalars {
-        pack(
-            [
-                self.decay,
-                self.weight_decay,
-                self.one_minus_beta1,
-                self.beta2,
-                self.one_minus_beta2,
-                self.step_size,
-                self.bias_correction2_sqrt,
-                self.eps,
-            ],
-            &[self.maximize, self.rectified, self.weight_decay != 0.0],
-        )
     }
 }
 

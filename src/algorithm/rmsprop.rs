@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_non_negative, pack, Algorithm, StepInput};
+use super::{check_non_negative, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -14,7 +14,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
         StateArray::when("grad_avg", "CENTERED"),
         StateArray::when("momentum_buffer", "MOMENTUM"),
     ],
-    flags: &["MAXIMIZE", "CENTERED", "MOMENTUM", "WEIGHT_DECAY"],
+    flags: RmsPropScalars::FLAGS,
+    scalars: RmsPropScalars::NAMES,
+    scalar_docs: RmsPropScalars::DOCS,
 };
 
 /// `torch.optim.RMSprop`: its arguments, names and defaults.
@@ -69,27 +71,36 @@ impl Default for RmsPropConfig {
     }
 }
 
-/// RMSProp's per-step scalars, in f64, as the kernel and the CPU mirror use them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RmsPropScalars {
-    /// Learning rate.
-    pub lr: f64,
-    /// Smoothing constant.
-    pub alpha: f64,
-    /// `1 - alpha`.
-    pub one_minus_alpha: f64,
-    /// Added to the denominator.
-    pub eps: f64,
-    /// L2 coefficient.
-    pub weight_decay: f64,
-    /// Momentum factor.
-    pub momentum: f64,
-    /// Negate the gradient.
-    pub maximize: bool,
-    /// Centered variant.
-    pub centered: bool,
-    /// Keep a momentum buffer.
-    pub has_momentum: bool,
+crate::scalars! {
+    /// RMSProp's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+    pub struct RmsPropScalars {
+        /// Learning rate.
+        lr,
+        /// Smoothing constant.
+        alpha,
+        /// `1 - alpha`.
+        one_minus_alpha,
+        /// Added to the denominator.
+        eps,
+        /// L2 coefficient.
+        weight_decay,
+        /// Momentum factor.
+        momentum,
+    }
+    switches {
+        /// Negate the gradient.
+        maximize,
+        /// Centered variant.
+        centered,
+        /// Keep a momentum buffer.
+        has_momentum,
+    }
+    flags {
+        MAXIMIZE = |u| u.maximize,
+        CENTERED = |u| u.centered,
+        MOMENTUM = |u| u.has_momentum,
+        WEIGHT_DECAY = |u| u.weight_decay != 0.0,
+    }
 }
 
 impl RmsPropScalars {
@@ -106,13 +117,6 @@ impl RmsPropScalars {
             centered: config.centered,
             has_momentum: config.momentum > 0.0,
         }
-    }
-
-    fn pack(&self) -> Scalars {
-        pack(
-            [self.lr, self.alpha, self.one_minus_alpha, self.eps, self.weight_decay, self.momentum],
-            &[self.maximize, self.centered, self.has_momentum, self.weight_decay != 0.0],
-        )
     }
 }
 

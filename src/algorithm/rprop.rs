@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_non_negative, pack, Algorithm, StepInput};
+use super::{check_non_negative, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -10,7 +10,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "rprop",
     source: include_str!("../../shaders/rprop.wgsl"),
     states: &[StateArray::always("prev"), StateArray::always("step_size")],
-    flags: &["MAXIMIZE"],
+    flags: RpropScalars::FLAGS,
+    scalars: RpropScalars::NAMES,
+    scalar_docs: RpropScalars::DOCS,
 };
 
 /// `torch.optim.Rprop`: its arguments, names and defaults.
@@ -57,19 +59,25 @@ impl Default for RpropConfig {
     }
 }
 
-/// Rprop's per-step scalars, in f64, as the kernel and the CPU mirror use them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RpropScalars {
-    /// Decrease factor.
-    pub etaminus: f64,
-    /// Increase factor.
-    pub etaplus: f64,
-    /// Smallest step size.
-    pub step_size_min: f64,
-    /// Largest step size.
-    pub step_size_max: f64,
-    /// Negate the gradient.
-    pub maximize: bool,
+crate::scalars! {
+    /// Rprop's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+    pub struct RpropScalars {
+        /// Decrease factor.
+        etaminus,
+        /// Increase factor.
+        etaplus,
+        /// Smallest step size.
+        step_size_min,
+        /// Largest step size.
+        step_size_max,
+    }
+    switches {
+        /// Negate the gradient.
+        maximize,
+    }
+    flags {
+        MAXIMIZE = |u| u.maximize,
+    }
 }
 
 impl RpropScalars {
@@ -82,10 +90,6 @@ impl RpropScalars {
             step_size_max: config.step_sizes.1,
             maximize: config.maximize,
         }
-    }
-
-    fn pack(&self) -> Scalars {
-        pack([self.etaminus, self.etaplus, self.step_size_min, self.step_size_max], &[self.maximize])
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_non_negative, pack, Algorithm, StepInput};
+use super::{check_non_negative, Algorithm, StepInput};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -10,7 +10,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "sgd",
     source: include_str!("../../shaders/sgd.wgsl"),
     states: &[StateArray::when("momentum_buffer", "MOMENTUM")],
-    flags: &["MAXIMIZE", "MOMENTUM", "NESTEROV", "FIRST_STEP", "WEIGHT_DECAY"],
+    flags: SgdScalars::FLAGS,
+    scalars: SgdScalars::NAMES,
+    scalar_docs: SgdScalars::DOCS,
 };
 
 /// `torch.optim.SGD`: its arguments, names and defaults.
@@ -62,25 +64,35 @@ impl Default for SgdConfig {
     }
 }
 
-/// SGD's per-step scalars, in f64, as the kernel and the CPU mirror use them.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SgdScalars {
-    /// Learning rate.
-    pub lr: f64,
-    /// Momentum factor.
-    pub momentum: f64,
-    /// `1 - dampening`.
-    pub one_minus_dampening: f64,
-    /// L2 coefficient.
-    pub weight_decay: f64,
-    /// Negate the gradient.
-    pub maximize: bool,
-    /// Keep a momentum buffer.
-    pub has_momentum: bool,
-    /// Nesterov momentum.
-    pub nesterov: bool,
-    /// The first step, which sets the buffer to the gradient itself.
-    pub first_step: bool,
+crate::scalars! {
+    /// SGD's per-step scalars, in f64, as the kernel and the CPU mirror use them.
+    pub struct SgdScalars {
+        /// Learning rate.
+        lr,
+        /// Momentum factor.
+        momentum,
+        /// `1 - dampening`.
+        one_minus_dampening,
+        /// L2 coefficient.
+        weight_decay,
+    }
+    switches {
+        /// Negate the gradient.
+        maximize,
+        /// Keep a momentum buffer.
+        has_momentum,
+        /// Nesterov momentum.
+        nesterov,
+        /// The first step, which sets the buffer to the gradient itself.
+        first_step,
+    }
+    flags {
+        MAXIMIZE = |u| u.maximize,
+        MOMENTUM = |u| u.has_momentum,
+        NESTEROV = |u| u.nesterov,
+        FIRST_STEP = |u| u.first_step,
+        WEIGHT_DECAY = |u| u.weight_decay != 0.0,
+    }
 }
 
 impl SgdScalars {
@@ -98,13 +110,6 @@ impl SgdScalars {
             nesterov: config.nesterov,
             first_step: input.step == 1,
         }
-    }
-
-    fn pack(&self) -> Scalars {
-        pack(
-            [self.lr, self.momentum, self.one_minus_dampening, self.weight_decay],
-            &[self.maximize, self.has_momentum, self.nesterov, self.first_step, self.weight_decay != 0.0],
-        )
     }
 }
 

@@ -1,7 +1,18 @@
-//! The kernels: WGSL source, the uniform every kernel shares, and pipeline creation.
+//! The kernels: each one's declaration, the composition of its WGSL module, the uniform every
+//! kernel shares, and pipeline creation.
 //!
-//! Each optimizer family names its [`Kernel`] in its own file (`src/optim/<name>.rs`); the list of
-//! families is [`crate::algorithm::OptimizerConfig`], the crate's one registry.
+//! A kernel is declared once, in Rust, in its algorithm's file (`src/algorithm/<name>.rs`): its
+//! state arrays (and the flag that switches each on), its per-step scalars (names and order, with
+//! the [`scalars!`](crate::scalars) macro) and its flags. Its WGSL file (`shaders/<name>.wgsl`)
+//! holds only `update()` and its helpers; [`compose`] builds the rest (the `Step` struct, the
+//! bindings, loads and stores per storage [`Format`], the entry points, the guards). The list of
+//! algorithms is [`crate::algorithm::OptimizerConfig`], the crate's one registry.
+
+mod compose;
+mod format;
+
+pub use compose::{compose, Variant};
+pub use format::{Format, Storage};
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -10,18 +21,26 @@ use std::sync::Mutex;
 /// Invocations per workgroup in every kernel (`@workgroup_size(256)`).
 pub const WORKGROUP_SIZE: u32 = 256;
 
-/// A WGSL compute kernel and the state arrays it binds after `uniform`, `param` and `grad`.
+/// The most per-step scalars a kernel can declare (the f32 slots of [`StepUniform`]).
+pub const MAX_SCALARS: usize = 8;
+
+/// A kernel's declaration: its WGSL `update()`, its state arrays, flags and per-step scalars.
+/// [`compose`] turns it into the module that runs.
 #[derive(Debug)]
 pub struct Kernel {
     /// The file name under `shaders/`, without `.wgsl`.
     pub name: &'static str,
-    /// The WGSL source.
+    /// The kernel's own WGSL: `update(grad: vec4<f32>, x: Values) -> Values` and its helpers.
     pub source: &'static str,
     /// State arrays, bound at 3, 4, ... in this order.
     pub states: &'static [StateArray],
-    /// The shader's boolean `override` constants, in the order of the bits of [`Scalars::flags`]
-    /// (`OFFSETS` is the host's own and not listed).
+    /// The kernel's boolean flags (WGSL `const`s of each variant), in the order of the bits of
+    /// [`Scalars::flags`].
     pub flags: &'static [&'static str],
+    /// The per-step scalars, in upload order: the fields of the WGSL `struct Step`.
+    pub scalars: &'static [&'static str],
+    /// Each scalar's doc line, written beside its field in the composed `struct Step`.
+    pub scalar_docs: &'static [&'static str],
 }
 
 /// One state array of a kernel: its name (PyTorch's state key, and the field of `Values` in the
@@ -86,15 +105,81 @@ pub(crate) struct StepUniform {
 /// Bytes in every kernel's `struct Step` (the host's `StepUniform`): checked against the WGSL.
 pub const UNIFORM_SIZE: u32 = size_of::<StepUniform>() as u32;
 
-/// A kernel's per-step values as uploaded: eight f32 scalars (each kernel names them in its
-/// `struct Step`) and a bit set of flags.
+/// A kernel's per-step values as uploaded: eight f32 scalars (named by [`Kernel::scalars`]) and
+/// a bit set of flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Scalars {
-    /// The values, in the order of the kernel's `struct Step` after `_pad2`.
+    /// The values, in the order of [`Kernel::scalars`] (the kernel's `struct Step` after `_pad2`).
     pub values: [f32; 8],
-    /// The kernel's flags (`MAXIMIZE`, `AMSGRAD`, ...): bit `k` is the override constant
-    /// `Kernel::flags[k]`.
+    /// The kernel's flags (`MAXIMIZE`, `AMSGRAD`, ...): bit `k` is `Kernel::flags[k]`.
     pub flags: u32,
+}
+
+impl Scalars {
+    /// f64 values rounded once to f32, in order, and the flags as bits (bit `k` is `flags[k]`).
+    pub fn pack(values: &[f64], flags: &[bool]) -> Self {
+        let mut out = Scalars { values: [0.0; MAX_SCALARS], flags: 0 };
+        for (slot, v) in out.values.iter_mut().zip(values) {
+            *slot = *v as f32;
+        }
+        out.flags = flags.iter().enumerate().fold(0, |acc, (bit, &on)| acc | (u32::from(on) << bit));
+        out
+    }
+}
+
+/// Declares a kernel's per-step scalars once: an f64 struct that the host fills and the CPU
+/// mirror reads, its field names in upload order (`NAMES`, which become the fields of the
+/// composed WGSL `struct Step`, with `DOCS` beside them), its switches (plain `bool` fields),
+/// its flags (`FLAGS`, each computed from the struct) and `pack()`, the upload.
+///
+/// ```ignore
+/// scalars! {
+///     /// Lion's per-step scalars.
+///     pub struct LionScalars {
+///         /// `1 - lr * weight_decay`.
+///         decay,
+///         lr,
+///     }
+///     switches {}
+///     flags { WEIGHT_DECAY = |u| u.decay != 1.0 }
+/// }
+/// ```
+#[macro_export]
+#[doc(hidden)]
+macro_rules! scalars {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[doc = $doc:literal])* $field:ident,)*
+        }
+        switches {
+            $($(#[doc = $sdoc:literal])* $switch:ident,)*
+        }
+        flags { $($flag:ident = |$u:ident| $test:expr),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub struct $name {
+            $($(#[doc = $doc])* pub $field: f64,)*
+            $($(#[doc = $sdoc])* pub $switch: bool,)*
+        }
+
+        impl $name {
+            /// The scalars' names in upload order: the fields of the kernel's WGSL `struct Step`.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
+            /// Each scalar's doc, in the order of `NAMES`.
+            pub const DOCS: &'static [&'static str] = &[$(concat!($($doc, " "),*)),*];
+            /// The flags' names in bit order: the kernel's WGSL `const`s.
+            pub const FLAGS: &'static [&'static str] = &[$(stringify!($flag)),*];
+
+            /// The values in upload order (rounded once to f32) and the flags as bits.
+            pub fn pack(&self) -> $crate::kernel::Scalars {
+                $crate::kernel::Scalars::pack(&[$(self.$field),*], &[$({ let $u = self; $test }),*])
+            }
+        }
+
+        const _: () = assert!($name::NAMES.len() <= $crate::kernel::MAX_SCALARS, "too many scalars for StepUniform");
+    };
 }
 
 /// A kernel's bind-group layout and its pipelines, one per combination of specialization
@@ -103,13 +188,21 @@ pub struct Scalars {
 pub(crate) struct KernelPipeline {
     pub layout: wgpu::BindGroupLayout,
     kernel: &'static Kernel,
-    module: wgpu::ShaderModule,
+    storage: Storage,
+    /// One composed module per flag combination a step has used.
+    modules: Mutex<HashMap<u32, wgpu::ShaderModule>>,
     variants: Mutex<HashMap<(u32, bool, bool), wgpu::ComputePipeline>>,
 }
 
 impl KernelPipeline {
+    /// The kernel's bind-group layout and its most common pipelines, for f32 storage.
     pub fn new(device: &wgpu::Device, kernel: &'static Kernel) -> Self {
-        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+        Self::with_storage(device, kernel, Storage::F32)
+    }
+
+    /// The kernel's bind-group layout and its most common pipelines, for these storage formats.
+    pub fn with_storage(device: &wgpu::Device, kernel: &'static Kernel, storage: Storage) -> Self {
+        let storage_entry = |binding, read_only| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
@@ -132,17 +225,13 @@ impl KernelPipeline {
                 },
                 count: None,
             },
-            storage(1, false),
-            storage(2, true),
+            storage_entry(1, false),
+            storage_entry(2, true),
         ];
-        entries.extend((0..kernel.states.len() as u32).map(|i| storage(3 + i, false)));
+        entries.extend((0..kernel.states.len() as u32).map(|i| storage_entry(3 + i, false)));
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(kernel.name),
-            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-        });
-        let pipeline = Self { layout, kernel, module, variants: Mutex::default() };
+        let pipeline = Self { layout, kernel, storage, modules: Mutex::default(), variants: Mutex::default() };
         // The most common variant, compiled now so that shader errors surface at construction.
         pipeline.variant(device, 0, true, false);
         pipeline.variant(device, 0, false, true);
@@ -150,22 +239,24 @@ impl KernelPipeline {
     }
 
     /// The pipeline with these flags, with or without offsets into its bindings, running `main4`
-    /// (four elements per invocation) or `main`.
+    /// (four elements per invocation) or `main`. The module of a flag combination is composed and
+    /// compiled the first time a step needs it.
     pub fn variant(&self, device: &wgpu::Device, flags: u32, offsets: bool, wide: bool) -> wgpu::ComputePipeline {
+        // Bits past the kernel's flags mean nothing to it.
+        let flags = flags & ((1u32 << self.kernel.flags.len()) - 1);
         let mut variants = self.variants.lock().unwrap_or_else(|e| e.into_inner());
         variants
             .entry((flags, offsets, wide))
             .or_insert_with(|| {
-                let mut constants: Vec<(&str, f64)> = self
-                    .kernel
-                    .flags
-                    .iter()
-                    .enumerate()
-                    .map(|(bit, name)| (*name, f64::from((flags >> bit) & 1)))
-                    .collect();
-                constants.push(("OFFSETS", f64::from(u8::from(offsets))));
+                let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+                let module = modules.entry(flags).or_insert_with(|| {
+                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(self.kernel.name),
+                        source: wgpu::ShaderSource::Wgsl(compose(self.kernel, self.storage, flags).into()),
+                    })
+                });
                 let entry = if wide { "main4" } else { "main" };
-                compute_pipeline(device, &self.layout, &self.module, entry, &constants)
+                compute_pipeline(device, &self.layout, module, entry, &[("OFFSETS", f64::from(u8::from(offsets)))])
             })
             .clone()
     }

@@ -1,0 +1,170 @@
+//! The composition: a kernel's WGSL `update()` plus its Rust declaration give the module that is
+//! compiled. Plain string assembly over one fixed skeleton (STYLE.md: no templating engine);
+//! `wgpu-optim shader` prints the result, so a reader sees every line that runs.
+//!
+//! The skeleton, in order: the flags as `const`s and `OFFSETS` as the one pipeline constant;
+//! `struct Step` (the uniform, [`super::StepUniform`]'s layout, the scalars named by the
+//! declaration); the bindings per storage format; `struct Values` (the parameter and each state
+//! array, four elements each); the kernel's own source (`update()` and any helpers); loads and
+//! stores per format; and the entry points `main` (one element per invocation, at any offset)
+//! and `main4` (four, where every slice starts at a multiple of four elements).
+
+use std::fmt::Write;
+
+use super::{Kernel, Storage, MAX_SCALARS};
+
+/// The WGSL module of `kernel` for these storage formats and flag bits (bit `k` is
+/// `kernel.flags[k]`). This is exactly the source the optimizer compiles.
+pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
+    let mut out = String::with_capacity(kernel.source.len() + 6000);
+    let w = &mut out;
+    let on: Vec<&str> =
+        kernel.flags.iter().enumerate().filter(|(bit, _)| flags >> bit & 1 == 1).map(|(_, f)| *f).collect();
+    let command = match on.is_empty() {
+        true => format!("wgpu-optim shader {} --storage {}", kernel.name, storage.name()),
+        false => format!("wgpu-optim shader {} --storage {} --flags {}", kernel.name, storage.name(), on.join(",")),
+    };
+    let _ = writeln!(
+        w,
+        "// {name}: composed by wgpu-optim from shaders/{name}.wgsl and the kernel's declaration \
+         (src/algorithm/).\n// Storage: param {}, grad {}, state {}. `{command}` prints this module.\n",
+        storage.param.name(),
+        storage.grad.name(),
+        storage.state.name(),
+        name = kernel.name,
+    );
+    w.push_str("const WG: u32 = 256u;\n");
+    w.push_str("// The flags of this variant: one module per combination a step uses.\n");
+    for (bit, flag) in kernel.flags.iter().enumerate() {
+        let _ = writeln!(w, "const {flag}: bool = {};", flags >> bit & 1 == 1);
+    }
+    w.push_str("// The one pipeline constant: false when every binding starts at its slice.\n");
+    w.push_str("override OFFSETS: bool = true;\n\n");
+
+    // Keep in sync with `StepUniform` in src/kernel/mod.rs (tests check the size).
+    w.push_str("struct Step {\n    n: u32,\n    param_off: u32,\n    grad_off: u32,\n    state_off: u32,\n");
+    w.push_str("    flags: u32,\n    _pad0: u32,\n    _pad1: u32,\n    _pad2: u32,\n");
+    for (name, doc) in kernel.scalars.iter().zip(kernel.scalar_docs) {
+        let doc = doc.trim();
+        if doc.is_empty() {
+            let _ = writeln!(w, "    {name}: f32,");
+        } else {
+            let _ = writeln!(w, "    {name}: f32, // {doc}");
+        }
+    }
+    for pad in kernel.scalars.len()..MAX_SCALARS {
+        let _ = writeln!(w, "    _pad{}: f32,", pad + 3);
+    }
+    w.push_str("}\n\n@group(0) @binding(0) var<uniform> u: Step;\n");
+    storage.param.bindings(w, "param", 1, "read_write");
+    storage.grad.bindings(w, "grad", 2, "read");
+    for (k, state) in kernel.states.iter().enumerate() {
+        storage.state.bindings(w, state.name, 3 + k as u32, "read_write");
+    }
+
+    w.push_str("\n// A parameter and its state, four elements of each.\nstruct Values {\n    param: vec4<f32>,\n");
+    for state in kernel.states {
+        let _ = writeln!(w, "    {}: vec4<f32>,", state.name);
+    }
+    w.push_str("}\n\n");
+    let _ = writeln!(w, "// ---- shaders/{}.wgsl ----", kernel.name);
+    w.push_str(kernel.source.trim_end());
+    let _ = writeln!(w, "\n// ---- end of shaders/{}.wgsl ----\n", kernel.name);
+
+    storage.param.loads(w, "param");
+    storage.param.stores(w, "param");
+    storage.grad.loads(w, "grad");
+    for state in kernel.states {
+        storage.state.loads(w, state.name);
+        storage.state.stores(w, state.name);
+    }
+    entry_point(w, kernel, false);
+    entry_point(w, kernel, true);
+    out
+}
+
+/// `main` (one element per invocation; `update` computes four lanes and the first is kept) or
+/// `main4` (four elements per invocation).
+fn entry_point(w: &mut String, kernel: &Kernel, wide: bool) {
+    let (name, n, div, suffix) = if wide { ("main4", "u.n / 4u", " / 4u", "4") } else { ("main", "u.n", "", "") };
+    let widen = |expr: String| if wide { expr } else { format!("vec4({expr})") };
+    let _ = writeln!(
+        w,
+        "\n@compute @workgroup_size(256)\nfn {name}(@builtin(global_invocation_id) gid: vec3<u32>, \
+         @builtin(num_workgroups) nwg: vec3<u32>) {{"
+    );
+    w.push_str("    // A 2-D grid reaches past 65,535 workgroups in one dimension.\n");
+    w.push_str("    let i = gid.x + gid.y * nwg.x * WG;\n");
+    let _ = writeln!(w, "    if (i >= {n}) {{\n        return;\n    }}");
+    for (var, field) in [("ip", "param_off"), ("ig", "grad_off"), ("is", "state_off")] {
+        if var == "is" && kernel.states.is_empty() {
+            continue;
+        }
+        let _ = writeln!(w, "    let {var} = select(i, u.{field}{div} + i, OFFSETS);");
+    }
+    w.push_str("    var x: Values;\n");
+    let _ = writeln!(w, "    x.param = {};", widen(format!("load_param{suffix}(ip)")));
+    for state in kernel.states {
+        let load = format!("x.{0} = {1};", state.name, widen(format!("load_{}{suffix}(is)", state.name)));
+        guarded(w, state.flag, &load);
+    }
+    let _ = writeln!(w, "    let y = update({}, x);", widen(format!("load_grad{suffix}(ig)")));
+    let lane = if wide { "" } else { ".x" };
+    let _ = writeln!(w, "    store_param{suffix}(ip, y.param{lane});");
+    for state in kernel.states {
+        guarded(w, state.flag, &format!("store_{0}{suffix}(is, y.{0}{lane});", state.name));
+    }
+    w.push_str("}\n");
+}
+
+/// `statement`, inside `if (FLAG) { ... }` when the array is used only under a flag.
+fn guarded(w: &mut String, flag: Option<&str>, statement: &str) {
+    match flag {
+        Some(flag) => {
+            let _ = writeln!(w, "    if ({flag}) {{\n        {statement}\n    }}");
+        }
+        None => {
+            let _ = writeln!(w, "    {statement}");
+        }
+    }
+}
+
+/// One composed module: a kernel, its storage formats and its flag bits.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant {
+    /// The kernel.
+    pub kernel: &'static Kernel,
+    /// The storage formats.
+    pub storage: Storage,
+    /// The flag bits (bit `k` is `kernel.flags[k]`).
+    pub flags: u32,
+}
+
+impl Variant {
+    /// Every variant the optimizer can compile for `kernel`: each supported storage combination
+    /// with each combination of flags.
+    pub fn all(kernel: &'static Kernel) -> Vec<Variant> {
+        Storage::supported()
+            .into_iter()
+            .flat_map(|storage| (0..1u32 << kernel.flags.len()).map(move |flags| Variant { kernel, storage, flags }))
+            .collect()
+    }
+
+    /// The names of the flags that are on.
+    pub fn flag_names(&self) -> Vec<&'static str> {
+        self.kernel.flags.iter().enumerate().filter(|(bit, _)| self.flags >> bit & 1 == 1).map(|(_, f)| *f).collect()
+    }
+
+    /// A file name that says what the variant is: `adam.f32-f32-f32.AMSGRAD+MAXIMIZE.wgsl`
+    /// (`.none.` without flags).
+    pub fn file_name(&self) -> String {
+        let flags = self.flag_names();
+        let flags = if flags.is_empty() { "none".to_string() } else { flags.join("+") };
+        format!("{}.{}.{flags}.wgsl", self.kernel.name, self.storage.name())
+    }
+
+    /// The composed module.
+    pub fn source(&self) -> String {
+        compose(self.kernel, self.storage, self.flags)
+    }
+}
