@@ -44,6 +44,6 @@ pub use context::{enumerate_adapters, ContextOptions, GpuContext};
 pub use error::{py_float, Error, Result};
 pub use optim::{GroupId, Optimizer, ParamBinding};
 pub use algorithm::{
-    AdaGradConfig, AdadeltaConfig, AdamConfig, AdamWConfig, AdamaxConfig, AsgdConfig, NAdamConfig, OptimizerConfig,
+    AdaGradConfig, AdadeltaConfig, AdamConfig, AdamWConfig, AdamaxConfig, AsgdConfig, LionConfig, NAdamConfig, OptimizerConfig,
     RAdamConfig, RmsPropConfig, RpropConfig, SgdConfig,
 };

@@ -92,12 +92,9 @@ fn key() -> impl Strategy<Value = String> {
 }
 
 fn names() -> impl Strategy<Value = Value> {
-    prop::sample::select(vec![
-        "SGD",
-        "Adagrad",
-        "RMSprop",
-        "Adam",
-        "AdamW",
+    // Every optimizer of the registry, the schedules, and one name that is neither.
+    let mut names: Vec<&'static str> = wgpu_optim::algorithm::OPTIMIZER_NAMES.to_vec();
+    names.extend([
         "StepLR",
         "MultiStepLR",
         "ConstantLR",
@@ -115,8 +112,8 @@ fn names() -> impl Strategy<Value = Value> {
         "ExponentialDecay",
         "RandomLR",
         "Nope",
-    ])
-    .prop_map(Value::from)
+    ]);
+    prop::sample::select(names).prop_map(Value::from)
 }
 
 /// An object with a real name and arbitrary arguments: the shape that reaches deepest.

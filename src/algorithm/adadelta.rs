@@ -98,6 +98,15 @@ impl AdadeltaScalars {
 }
 
 impl Algorithm for AdadeltaConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        vec![
+            ("adadelta", AdadeltaConfig::default()),
+            (
+                "adadelta weight_decay maximize",
+                AdadeltaConfig { weight_decay: 0.05, maximize: true, ..Default::default() },
+            ),
+        ]
+    }
     fn name(&self) -> &'static str {
         "Adadelta"
     }

@@ -95,6 +95,25 @@ impl AdaGradScalars {
 }
 
 impl Algorithm for AdaGradConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        let adagrad = AdaGradConfig::default();
+        vec![
+            ("adagrad", adagrad.clone()),
+            ("adagrad lr_decay", AdaGradConfig { lr_decay: 0.1, ..adagrad.clone() }),
+            ("adagrad weight_decay", AdaGradConfig { weight_decay: 0.05, ..adagrad.clone() }),
+            ("adagrad initial_accumulator", AdaGradConfig { initial_accumulator_value: 0.5, ..adagrad.clone() }),
+            (
+                "adagrad all",
+                AdaGradConfig {
+                    lr_decay: 0.01,
+                    weight_decay: 0.01,
+                    initial_accumulator_value: 0.1,
+                    maximize: true,
+                    ..adagrad
+                },
+            ),
+        ]
+    }
     fn name(&self) -> &'static str {
         "Adagrad"
     }

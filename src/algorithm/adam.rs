@@ -139,6 +139,20 @@ impl AdamScalars {
 }
 
 impl Algorithm for AdamConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        let adam = AdamConfig::default();
+        vec![
+            ("adam", adam.clone()),
+            ("adam amsgrad", AdamConfig { amsgrad: true, ..adam.clone() }),
+            ("adam weight_decay", AdamConfig { weight_decay: 0.05, ..adam.clone() }),
+            ("adam maximize", AdamConfig { maximize: true, ..adam.clone() }),
+            ("adam decoupled", AdamConfig { weight_decay: 0.1, decoupled_weight_decay: true, ..adam.clone() }),
+            (
+                "adam amsgrad decoupled maximize",
+                AdamConfig { amsgrad: true, weight_decay: 0.1, decoupled_weight_decay: true, maximize: true, ..adam },
+            ),
+        ]
+    }
     fn name(&self) -> &'static str {
         "Adam"
     }

@@ -98,6 +98,13 @@ impl AdamaxScalars {
 }
 
 impl Algorithm for AdamaxConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        vec![
+            ("adamax weight_decay", AdamaxConfig { weight_decay: 0.05, ..Default::default() }),
+            // Last of its kernel, so the large sizes take it: no L2 term (see NAdam's cases).
+            ("adamax maximize", AdamaxConfig { maximize: true, ..Default::default() }),
+        ]
+    }
     fn name(&self) -> &'static str {
         "Adamax"
     }

@@ -70,6 +70,14 @@ impl AdamWConfig {
 }
 
 impl Algorithm for AdamWConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        // Last of the adam kernel (AdamW follows Adam in the registry), so `validate` takes
+        // "adamw amsgrad" at the large sizes.
+        vec![
+            ("adamw", AdamWConfig::default()),
+            ("adamw amsgrad", AdamWConfig { amsgrad: true, lr: 1e-2, ..Default::default() }),
+        ]
+    }
     fn name(&self) -> &'static str {
         "AdamW"
     }

@@ -96,6 +96,13 @@ impl AsgdScalars {
 }
 
 impl Algorithm for AsgdConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        vec![
+            // t0 small, so that averaging starts within the run.
+            ("asgd averaging", AsgdConfig { t0: 5.0, lambd: 1e-2, ..Default::default() }),
+            ("asgd weight_decay maximize", AsgdConfig { weight_decay: 0.05, maximize: true, ..Default::default() }),
+        ]
+    }
     fn name(&self) -> &'static str {
         "ASGD"
     }

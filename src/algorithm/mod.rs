@@ -12,6 +12,7 @@ mod adam;
 mod adamax;
 mod adamw;
 mod asgd;
+mod lion;
 mod nadam;
 mod radam;
 mod rmsprop;
@@ -24,6 +25,7 @@ pub use adam::{AdamConfig, AdamScalars};
 pub use adamax::{AdamaxConfig, AdamaxScalars};
 pub use adamw::AdamWConfig;
 pub use asgd::{AsgdConfig, AsgdScalars};
+pub use lion::{LionConfig, LionScalars};
 pub use nadam::{NAdamConfig, NAdamScalars};
 pub use radam::{RAdamConfig, RAdamScalars};
 pub use rmsprop::{RmsPropConfig, RmsPropScalars};
@@ -48,6 +50,13 @@ pub struct StepInput {
 /// The contract between an algorithm's config and the generic [`crate::Optimizer`]. Implemented by every
 /// config type; users pick an algorithm by its config, never through this trait.
 pub trait Algorithm: CpuReference + std::fmt::Debug {
+    /// The configurations `validate` and the GPU-vs-CPU tests run: each flag on its own and in
+    /// combination, names lower-case with the flags after the algorithm (optax's "one table of
+    /// optimizers drives every optimizer test"). `validate` runs the last one of each kernel at
+    /// its large sizes.
+    fn cases() -> Vec<(&'static str, Self)>
+    where
+        Self: Sized;
     /// PyTorch's class name (`"Adam"`).
     fn name(&self) -> &'static str;
     /// The kernel that runs the step.
@@ -106,6 +115,14 @@ macro_rules! registry {
                 vec![$(Self::$variant(<$config>::default()),)*]
             }
 
+            /// Every algorithm's [`Algorithm::cases`], in registry order: the one table that
+            /// `validate` and `tests/gpu_vs_cpu.rs` run.
+            pub fn cases() -> Vec<(&'static str, OptimizerConfig)> {
+                let mut cases = Vec::new();
+                $(cases.extend(<$config as Algorithm>::cases().into_iter().map(|(name, c)| (name, Self::$variant(c))));)*
+                cases
+            }
+
             /// The algorithm behind the config.
             pub fn algorithm(&self) -> &dyn Algorithm {
                 match self {
@@ -159,6 +176,8 @@ registry! {
     Asgd(AsgdConfig) = "ASGD",
     /// `torch.optim.Rprop`.
     Rprop(RpropConfig) = "Rprop",
+    /// Lion (`lion_pytorch.Lion`, lion-pytorch 0.2.5).
+    Lion(LionConfig) = "Lion",
 }
 
 /// Every kernel of the registry, once each (AdamW runs Adam's kernel), in registry order.

@@ -159,6 +159,20 @@ impl NAdamScalars {
 }
 
 impl Algorithm for NAdamConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        vec![
+            ("nadam", NAdamConfig::default()),
+            ("nadam weight_decay maximize", NAdamConfig { weight_decay: 0.05, maximize: true, ..Default::default() }),
+            // Last of its kernel, so `validate` takes it at the large sizes: with L2 decay, among a
+            // million random elements some gradient `-grad + wd * p` cancels to near `eps`, where a
+            // term like `g / (|g| + eps)` turns float32's rounding of `g` into a relative error past
+            // any tolerance (PyTorch's own float32 does the same). Adam's and Adamax's rows likewise.
+            (
+                "nadam decoupled maximize",
+                NAdamConfig { weight_decay: 0.1, decoupled_weight_decay: true, maximize: true, ..Default::default() },
+            ),
+        ]
+    }
     fn name(&self) -> &'static str {
         "NAdam"
     }

@@ -144,6 +144,15 @@ impl RAdamScalars {
 }
 
 impl Algorithm for RAdamConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        vec![
+            ("radam", RAdamConfig::default()),
+            (
+                "radam decoupled maximize",
+                RAdamConfig { weight_decay: 0.1, decoupled_weight_decay: true, maximize: true, ..Default::default() },
+            ),
+        ]
+    }
     fn name(&self) -> &'static str {
         "RAdam"
     }

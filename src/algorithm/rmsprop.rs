@@ -121,6 +121,16 @@ impl RmsPropScalars {
 }
 
 impl Algorithm for RmsPropConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        let rms = RmsPropConfig::default();
+        vec![
+            ("rmsprop", rms.clone()),
+            ("rmsprop centered", RmsPropConfig { centered: true, ..rms.clone() }),
+            ("rmsprop momentum", RmsPropConfig { momentum: 0.9, ..rms.clone() }),
+            ("rmsprop centered momentum", RmsPropConfig { centered: true, momentum: 0.5, ..rms.clone() }),
+            ("rmsprop weight_decay maximize", RmsPropConfig { weight_decay: 0.01, maximize: true, ..rms }),
+        ]
+    }
     fn name(&self) -> &'static str {
         "RMSprop"
     }

@@ -94,6 +94,12 @@ impl RpropScalars {
 }
 
 impl Algorithm for RpropConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        vec![
+            ("rprop", RpropConfig::default()),
+            ("rprop maximize", RpropConfig { maximize: true, etas: (0.3, 1.5), ..Default::default() }),
+        ]
+    }
     fn name(&self) -> &'static str {
         "Rprop"
     }

@@ -114,6 +114,21 @@ impl SgdScalars {
 }
 
 impl Algorithm for SgdConfig {
+    fn cases() -> Vec<(&'static str, Self)> {
+        let sgd = SgdConfig { lr: 0.01, ..Default::default() };
+        vec![
+            ("sgd", sgd.clone()),
+            ("sgd momentum", SgdConfig { momentum: 0.9, ..sgd.clone() }),
+            ("sgd momentum dampening", SgdConfig { momentum: 0.9, dampening: 0.3, ..sgd.clone() }),
+            ("sgd nesterov", SgdConfig { momentum: 0.9, nesterov: true, ..sgd.clone() }),
+            ("sgd weight_decay", SgdConfig { weight_decay: 0.05, ..sgd.clone() }),
+            ("sgd maximize", SgdConfig { maximize: true, ..sgd.clone() }),
+            (
+                "sgd nesterov weight_decay maximize",
+                SgdConfig { momentum: 0.8, nesterov: true, weight_decay: 0.01, maximize: true, ..sgd },
+            ),
+        ]
+    }
     fn name(&self) -> &'static str {
         "SGD"
     }

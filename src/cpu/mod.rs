@@ -6,6 +6,7 @@ pub mod adagrad;
 pub mod adam;
 pub mod adamax;
 pub mod asgd;
+pub mod lion;
 pub mod nadam;
 pub mod radam;
 pub mod rmsprop;
