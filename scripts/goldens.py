@@ -1,0 +1,507 @@
+#!/usr/bin/env python3
+"""Write PyTorch golden cases (reference trajectories) in the schema of ../shared/goldens.
+
+Run by hand, not by CI:
+
+    pip install torch==2.15.0 lion-pytorch==0.2.5 numpy
+    python3 scripts/goldens.py [--out DIR] [names...]     # default DIR: tests/data
+    python3 scripts/goldens.py --check DIR [names...]     # compare with DIR/<name>.json
+
+Each case is one entry of CASES below. For a case the script
+
+  * makes the data from the case name alone (README "How the data was made"): numpy
+    ``default_rng(zlib.crc32(name))`` (PCG64), drawn in this order --
+    ``scale = 10 ** uniform(-4, 2, n)``, ``bias = uniform(-1, 1, n)``,
+    ``z = standard_normal((T, n))``, ``g = scale * (bias + 0.75 * z)`` (float64),
+    ``g[random((T, n)) < 0.02] = 0``, then for n >= 3 ``g[:, 2] = 0`` and ``g[:3, 1] = 0``,
+    ``init = standard_normal(n) * 10 ** uniform(-2, 1, n)`` with ``init[0] = 0`` (n >= 3);
+    both are then rounded to float32. This recipe was reverse-engineered from the shared
+    files and reproduces their ``init`` and ``grads`` bit for bit (see scripts/README.md);
+  * runs the README's loop ("The loop that produced every file") twice, in float32 and
+    with ``torch.set_default_dtype(torch.float64)`` in float64, one thread;
+  * writes ``<name>.json`` in the files' layout: one key per line, one row of a 2-D array
+    per line, float32 as the shortest decimal that round-trips (numpy's ``str`` of the
+    float32), float64 as Python ``repr``.
+
+The shared files were made on an AVX2 CPU. torch picks its vectorised kernels per CPU and
+float32 results can differ in the last bits, so unless ATEN_CPU_CAPABILITY is already set
+the script sets it to ``avx2`` before importing torch (``--cpu-capability native`` leaves
+torch's own choice).
+
+``--check DIR`` makes the named cases (default: every case that has a file in DIR) and
+prints, per case, whether the data (init, grads) and the lr are identical, the largest
+difference of params (absolute and in float32 ulps) and of params_f64 (absolute and
+relative to each element's largest magnitude over the run), and whether the file's bytes
+are identical. It exits 1 when data or lr differ, params are more than ``--max-ulps``
+(default 1) float32 ulps apart, or params_f64 differ by more than ``--rtol64`` (default
+1e-15) relative.
+
+Not covered yet (each would be one more entry plus its extra outputs): ReduceLROnPlateau
+(its ``losses``), the Keras InverseTimeDecay formula, timm's Lamb, schedulefree's
+AdamWScheduleFree (``eval_params``) and Muon (``params_bf16_ns``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import inspect
+import json
+import os
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------
+# Cases: one entry each. opt(name, **non-default args); sched(name, **args).
+# "ref": add the file's "reference" key (third wave); n, steps, shape, null_rows,
+# zero_steps and note as the README's tables say.
+# ---------------------------------------------------------------------------------------
+
+
+def opt(name, **kw):
+    return {"name": name, **kw}
+
+
+def sched(name, **kw):
+    return {"name": name, **kw}
+
+
+SGD01 = opt("SGD", lr=0.1)
+SCHED = dict(steps=60, n=33)
+
+CASES = {
+    # First waves: torch.optim, T = 40, n = 257.
+    "sgd": dict(optimizer=opt("SGD", lr=0.01)),
+    "sgd_momentum": dict(optimizer=opt("SGD", lr=0.01, momentum=0.9)),
+    "sgd_momentum_dampening": dict(optimizer=opt("SGD", lr=0.01, momentum=0.9, dampening=0.1)),
+    "sgd_weight_decay": dict(optimizer=opt("SGD", lr=0.01, weight_decay=0.01)),
+    "adagrad": dict(optimizer=opt("Adagrad")),
+    "adagrad_init_acc": dict(optimizer=opt("Adagrad", initial_accumulator_value=0.1)),
+    "adagrad_weight_decay": dict(optimizer=opt("Adagrad", weight_decay=0.01)),
+    "rmsprop": dict(optimizer=opt("RMSprop")),
+    "rmsprop_centered": dict(optimizer=opt("RMSprop", centered=True)),
+    "rmsprop_momentum": dict(optimizer=opt("RMSprop", momentum=0.9)),
+    "adam": dict(optimizer=opt("Adam")),
+    # n = 1: no init[0] = 0 and no forced zero columns; the shared file's gradient is 0 at
+    # steps 3 and 20 (not explained by the README; taken from the file).
+    "adam_n1": dict(optimizer=opt("Adam"), n=1, zero_steps=[3, 20]),
+    "adam_amsgrad": dict(optimizer=opt("Adam", amsgrad=True)),
+    "adam_weight_decay": dict(optimizer=opt("Adam", weight_decay=0.01)),
+    "adam_maximize": dict(optimizer=opt("Adam", maximize=True)),
+    "adam_null_grads": dict(optimizer=opt("Adam", amsgrad=True), null_rows=[3, 4, 10]),
+    "adamw": dict(optimizer=opt("AdamW")),
+    "adamax": dict(optimizer=opt("Adamax")),
+    "nadam": dict(optimizer=opt("NAdam")),
+    "radam_decoupled_wd": dict(
+        optimizer=opt("RAdam", weight_decay=0.01, decoupled_weight_decay=True)),
+    "adadelta": dict(optimizer=opt("Adadelta")),
+    "asgd": dict(optimizer=opt("ASGD")),
+    "rprop": dict(optimizer=opt("Rprop")),
+    # Schedulers: SGD(lr=0.1), T = 60, n = 33.
+    "sched_step": dict(optimizer=SGD01, scheduler=sched("StepLR", step_size=7, gamma=0.5), **SCHED),
+    "sched_multistep": dict(
+        optimizer=SGD01, scheduler=sched("MultiStepLR", milestones=[10, 25, 40], gamma=0.3), **SCHED),
+    "sched_exponential": dict(optimizer=SGD01, scheduler=sched("ExponentialLR", gamma=0.95), **SCHED),
+    "sched_cosine": dict(
+        optimizer=SGD01, scheduler=sched("CosineAnnealingLR", T_max=20, eta_min=0.001), **SCHED),
+    "sched_cosine_warm_restarts": dict(
+        optimizer=SGD01, scheduler=sched("CosineAnnealingWarmRestarts", T_0=10, T_mult=2), **SCHED),
+    "sched_cyclic_triangular": dict(
+        optimizer=SGD01,
+        scheduler=sched("CyclicLR", base_lr=0.01, max_lr=0.1, step_size_up=10,
+                        mode="triangular", cycle_momentum=False), **SCHED),
+    "sched_cyclic_triangular2": dict(
+        optimizer=SGD01,
+        scheduler=sched("CyclicLR", base_lr=0.01, max_lr=0.1, step_size_up=8, step_size_down=4,
+                        mode="triangular2", cycle_momentum=False), **SCHED),
+    "sched_onecycle_cos": dict(
+        optimizer=SGD01,
+        scheduler=sched("OneCycleLR", max_lr=0.1, total_steps=60, anneal_strategy="cos",
+                        cycle_momentum=False), **SCHED),
+    "sched_polynomial": dict(
+        optimizer=SGD01, scheduler=sched("PolynomialLR", total_iters=40, power=2.0), **SCHED),
+    "sched_linear": dict(
+        optimizer=SGD01, scheduler=sched("LinearLR", start_factor=0.1, total_iters=20), **SCHED),
+    "sched_constant": dict(optimizer=SGD01, scheduler=sched("ConstantLR"), **SCHED),
+    "sched_sequential_warmup_cosine": dict(
+        optimizer=SGD01,
+        scheduler=sched("SequentialLR",
+                        schedulers=[sched("LinearLR", start_factor=0.1, total_iters=5),
+                                    sched("CosineAnnealingLR", T_max=55, eta_min=0.001)],
+                        milestones=[5]), **SCHED),
+    "sched_chained_constant_exponential": dict(
+        optimizer=SGD01,
+        scheduler=sched("ChainedScheduler",
+                        schedulers=[sched("ConstantLR", factor=0.5, total_iters=10),
+                                    sched("ExponentialLR", gamma=0.95)]), **SCHED),
+    # Optimizer plus scheduler, T = 40, n = 257.
+    "adam_sequential_warmup_cosine": dict(
+        optimizer=opt("Adam", lr=0.01),
+        scheduler=sched("SequentialLR",
+                        schedulers=[sched("LinearLR", start_factor=0.1, total_iters=5),
+                                    sched("CosineAnnealingLR", T_max=35, eta_min=1e-5)],
+                        milestones=[5])),
+    "adamw_onecycle_cycle_momentum": dict(
+        optimizer=opt("AdamW"),
+        scheduler=sched("OneCycleLR", max_lr=0.01, total_steps=40, cycle_momentum=True)),
+    # Third wave: the file names its reference.
+    "lion": dict(optimizer=opt("Lion"), ref=True),
+    "lion_wd": dict(optimizer=opt("Lion", lr=3e-4, weight_decay=0.1), ref=True),
+}
+
+# Optimizers from outside torch.optim: class name -> (module, attribute, PyPI distribution).
+EXTERNAL_OPTIMIZERS = {
+    "Lion": ("lion_pytorch", "Lion", "lion-pytorch"),
+}
+
+# Constructor arguments that are implementation switches, not semantics: left out.
+SWITCHES = {"foreach", "fused", "capturable", "differentiable", "use_triton"}
+SCHED_LEFT_OUT = {"optimizer", "last_epoch", "verbose", "scale_fn"}
+
+N_DEFAULT = 257
+STEPS_DEFAULT = 40
+
+# ---------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------
+
+
+def make_data(name, n, steps, zero_steps=(), null_rows=()):
+    """init (n float32) and grads (steps x n float32, or None rows) from the case name."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    scale = 10 ** rng.uniform(-4, 2, n)
+    bias = rng.uniform(-1, 1, n)
+    z = rng.standard_normal((steps, n))
+    g = scale * (bias + 0.75 * z)
+    g[rng.random((steps, n)) < 0.02] = 0.0
+    if n >= 3:
+        g[:, 2] = 0.0
+        g[:3, 1] = 0.0
+    for t in zero_steps:
+        g[t, :] = 0.0
+    init = rng.standard_normal(n) * 10 ** rng.uniform(-2, 1, n)
+    if n >= 3:
+        init[0] = 0.0
+    init = init.astype(np.float32)
+    g = g.astype(np.float32)
+    grads = [None if t in null_rows else g[t] for t in range(steps)]
+    return init, grads
+
+
+# ---------------------------------------------------------------------------------------
+# Optimizer / scheduler construction and their JSON description
+# ---------------------------------------------------------------------------------------
+
+
+def _coerce(value, annotation):
+    """Write a default the way the files do: tuples as lists, ints as floats where the
+    argument is annotated float."""
+    ann = str(annotation)
+    if isinstance(value, (tuple, list)):
+        return [_coerce(v, ann) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and "float" in ann and "int" not in ann:
+        return float(value)
+    return value
+
+
+def _described(cls, given, left_out):
+    """{name, every constructor argument with defaults filled in} in signature order."""
+    out = {"name": given["name"]}
+    params = inspect.signature(cls.__init__).parameters
+    unknown = set(given) - {"name"} - set(params)
+    if unknown:
+        raise SystemExit(f"{given['name']}: unknown arguments {sorted(unknown)}")
+    for pname, p in params.items():
+        if pname in ("self", "params") or pname in left_out or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if pname in given:
+            value = given[pname]
+        elif p.default is not inspect.Parameter.empty:
+            value = p.default
+        else:
+            raise SystemExit(f"{given['name']}: argument {pname} has no default")
+        out[pname] = _coerce(value, p.annotation)
+    return out
+
+
+def optimizer_class(name):
+    import torch
+
+    if name in EXTERNAL_OPTIMIZERS:
+        module, attr, _ = EXTERNAL_OPTIMIZERS[name]
+        return getattr(importlib.import_module(module), attr)
+    return getattr(torch.optim, name)
+
+
+def describe_optimizer(spec):
+    return _described(optimizer_class(spec["name"]), spec, SWITCHES)
+
+
+def describe_scheduler(spec):
+    import torch
+
+    cls = getattr(torch.optim.lr_scheduler, spec["name"])
+    out = _described(cls, spec, SCHED_LEFT_OUT)
+    if "schedulers" in out:
+        out["schedulers"] = [describe_scheduler(s) for s in spec["schedulers"]]
+    return out
+
+
+def build_optimizer(spec, p):
+    cls = optimizer_class(spec["name"])
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    if "foreach" in inspect.signature(cls.__init__).parameters:
+        kwargs["foreach"] = False
+    return cls([p], **kwargs)
+
+
+def build_scheduler(spec, optimizer):
+    import torch
+
+    cls = getattr(torch.optim.lr_scheduler, spec["name"])
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    if "schedulers" in kwargs:
+        subs = [build_scheduler(s, optimizer) for s in kwargs.pop("schedulers")]
+        if spec["name"] == "ChainedScheduler":
+            return cls(subs, **kwargs)
+        return cls(optimizer, subs, **kwargs)
+    return cls(optimizer, **kwargs)
+
+
+def reference_string(opt_name):
+    if opt_name in EXTERNAL_OPTIMIZERS:
+        dist = EXTERNAL_OPTIMIZERS[opt_name][2]
+        return f"{dist} {importlib.metadata.version(dist)}"
+    import torch
+
+    return f"torch {torch.__version__.split('+')[0]}"
+
+
+# ---------------------------------------------------------------------------------------
+# The loop (README "The loop that produced every file")
+# ---------------------------------------------------------------------------------------
+
+
+def run(case, init, grads, dtype):
+    import torch
+
+    torch.set_default_dtype(dtype)
+    try:
+        shape = case.get("shape") or [len(init)]
+        p = torch.nn.Parameter(torch.from_numpy(init.copy()).to(dtype).reshape(shape))
+        opt_ = build_optimizer(case["optimizer"], p)
+        sch = build_scheduler(case["scheduler"], opt_) if case.get("scheduler") else None
+        lrs, params = [], []
+        for g in grads:
+            p.grad = None if g is None else torch.from_numpy(g.copy()).to(dtype).reshape(shape)
+            lrs.append(float(opt_.param_groups[0]["lr"]))
+            opt_.step()
+            params.append(p.detach().clone().flatten().numpy())
+            if sch is not None:
+                sch.step()
+        return lrs, np.array(params)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def make_case(name):
+    spec = CASES[name]
+    n = spec.get("n", N_DEFAULT)
+    steps = spec.get("steps", STEPS_DEFAULT)
+    if "shape" in spec:
+        rows, cols = spec["shape"]
+        n = rows * cols
+    init, grads = make_data(name, n, steps, spec.get("zero_steps", ()), spec.get("null_rows", ()))
+    import torch
+
+    lr32, p32 = run(spec, init, grads, torch.float32)
+    lr64, p64 = run(spec, init, grads, torch.float64)
+    if lr32 != lr64:
+        raise SystemExit(f"{name}: lr differs between the float32 and float64 runs")
+    out = {"name": name, "optimizer": describe_optimizer(spec["optimizer"])}
+    if spec.get("ref"):
+        out["reference"] = reference_string(spec["optimizer"]["name"])
+    out["scheduler"] = describe_scheduler(spec["scheduler"]) if spec.get("scheduler") else None
+    out["steps"] = steps
+    if "shape" in spec:
+        out["shape"] = list(spec["shape"])
+    if "note" in spec:
+        out["note"] = spec["note"]
+    out["init"] = init
+    out["grads"] = grads
+    out["lr"] = lr32
+    out["params"] = p32.astype(np.float32)
+    out["params_f64"] = p64.astype(np.float64)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------
+
+
+def f32_text(x):
+    x = np.float32(x)
+    s = str(x)
+    # The README's promise: the decimal reads back to x parsed as f32 and as f64 -> f32.
+    assert np.float32(s) == x and np.float32(float(s)) == x, (s, x)
+    return s
+
+
+def f64_text(x):
+    s = repr(float(x))
+    assert float(s) == float(x)
+    return s
+
+
+def vec(values, fmt):
+    return "[" + ",".join(fmt(v) for v in values) + "]"
+
+
+def rows(values, fmt):
+    lines = ["null" if r is None else vec(r, fmt) for r in values]
+    return "[\n" + ",\n".join(lines) + "\n]"
+
+
+F32_VECTORS = {"init", "eval_params"}
+F64_VECTORS = {"lr", "losses", "eval_params_f64"}
+F32_ROWS = {"grads", "params", "params_bf16_ns"}
+F64_ROWS = {"params_f64"}
+
+
+def to_text(case):
+    lines = []
+    for key, value in case.items():
+        if key in F32_VECTORS:
+            text = vec(value, f32_text)
+        elif key in F64_VECTORS:
+            text = vec(value, f64_text)
+        elif key in F32_ROWS:
+            text = rows(value, f32_text)
+        elif key in F64_ROWS:
+            text = rows(value, f64_text)
+        else:
+            text = json.dumps(value)
+        lines.append(f"{json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Checking
+# ---------------------------------------------------------------------------------------
+
+
+def _as_rows(rows_, dtype):
+    return [None if r is None else np.array(r, dtype=dtype) for r in rows_]
+
+
+def _f32_ulp_diff(a, b):
+    """Distance in float32 ulps (ordered-integer distance; +0 and -0 are 0 apart)."""
+    ia = a.astype(np.float32).view(np.int32).astype(np.int64)
+    ib = b.astype(np.float32).view(np.int32).astype(np.int64)
+    ia = np.where(ia < 0, -(ia & 0x7FFFFFFF), ia)
+    ib = np.where(ib < 0, -(ib & 0x7FFFFFFF), ib)
+    return np.abs(ia - ib)
+
+
+def check_case(case, path, max_ulps, rtol64):
+    if not path.exists():
+        print(f"{case['name']}: MISMATCH  no file {path}")
+        return False
+    ref_text = path.read_text()
+    ref = json.loads(ref_text)
+    new_text = to_text(case)
+    init_ok = np.array_equal(np.array(ref["init"], np.float32).view(np.uint32),
+                             case["init"].view(np.uint32))
+    rg, ng = _as_rows(ref["grads"], np.float32), case["grads"]
+    grads_ok = len(rg) == len(ng) and all(
+        (a is None and b is None) or (a is not None and b is not None
+                                      and np.array_equal(a.view(np.uint32), b.view(np.uint32)))
+        for a, b in zip(rg, ng))
+    lr_ok = [float(x) for x in ref["lr"]] == case["lr"]
+    meta_keys = [k for k in ref if k not in ("init", "grads", "lr", "params", "params_f64")]
+    meta_ok = all(ref.get(k) == json.loads(json.dumps(case.get(k))) for k in meta_keys) and \
+        set(meta_keys) <= set(case)
+    p_ref = np.array(ref["params"], np.float32)
+    p_new = case["params"]
+    p_abs = float(np.max(np.abs(p_ref.astype(np.float64) - p_new.astype(np.float64))))
+    p_ulps = int(np.max(_f32_ulp_diff(p_ref, p_new)))
+    p_ndiff = int(np.sum(p_ref.view(np.uint32) != p_new.view(np.uint32)))
+    q_ref = np.array(ref["params_f64"], np.float64)
+    q_new = case["params_f64"]
+    q_abs = float(np.max(np.abs(q_ref - q_new)))
+    # relative to each element's largest magnitude over the run (elements pass near zero)
+    span = np.maximum(np.max(np.abs(q_ref), axis=0), np.finfo(np.float64).tiny)
+    q_rel = float(np.max(np.abs(q_ref - q_new) / span))
+    q_ndiff = int(np.sum(q_ref != q_new))
+    ok = (init_ok and grads_ok and lr_ok and meta_ok and p_ulps <= max_ulps and q_rel <= rtol64)
+    print(f"{case['name']}: {'OK' if ok else 'MISMATCH'}"
+          f"  data(init,grads) {'identical' if init_ok and grads_ok else 'DIFFERENT'}"
+          f" [init {'=' if init_ok else '!='}, grads {'=' if grads_ok else '!='}]"
+          f"  lr {'identical' if lr_ok else 'DIFFERENT'}"
+          f"  header {'identical' if meta_ok else 'DIFFERENT'}")
+    print(f"    params:     max|d| {p_abs:.3e}  max {p_ulps} f32 ulp  ({p_ndiff} of {p_ref.size} values differ)")
+    print(f"    params_f64: max|d| {q_abs:.3e}  max rel (to element range) {q_rel:.3e}"
+          f"  ({q_ndiff} of {q_ref.size} values differ)")
+    print(f"    file bytes {'identical' if ref_text == new_text else 'differ'}")
+    return ok
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="*", help="cases to make (default: all; with --check, all in DIR)")
+    ap.add_argument("--out", default="tests/data", help="where to write <name>.json (default tests/data)")
+    ap.add_argument("--check", metavar="DIR", help="compare fresh cases with DIR/<name>.json; write nothing")
+    ap.add_argument("--max-ulps", type=int, default=1, help="--check: params tolerance in float32 ulps")
+    ap.add_argument("--rtol64", type=float, default=1e-15,
+                    help="--check: params_f64 tolerance relative to each element's range")
+    ap.add_argument("--cpu-capability", default="avx2",
+                    help="ATEN_CPU_CAPABILITY when not set already (avx2 as the shared files; "
+                         "'native': torch's own choice)")
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    args = ap.parse_args(argv)
+
+    if args.list:
+        print("\n".join(CASES))
+        return 0
+    names = args.names
+    if args.check and not names:
+        names = [n for n in CASES if (Path(args.check) / f"{n}.json").exists()]
+    elif not names:
+        names = list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        ap.error(f"unknown cases {unknown}; --list shows them")
+
+    if args.cpu_capability != "native":
+        os.environ.setdefault("ATEN_CPU_CAPABILITY", args.cpu_capability)
+    import torch
+
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, numpy {np.__version__}, "
+          f"cpu capability {torch.backends.cpu.get_cpu_capability()}", file=sys.stderr)
+
+    if args.check:
+        bad = [n for n in names if not check_case(make_case(n), Path(args.check) / f"{n}.json",
+                                                  args.max_ulps, args.rtol64)]
+        print(f"{len(names) - len(bad)} of {len(names)} cases match" +
+              (f"; mismatched: {' '.join(bad)}" if bad else ""))
+        return 1 if bad else 0
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (out / f"{n}.json").write_text(to_text(make_case(n)))
+        print(f"wrote {out / f'{n}.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
