@@ -24,8 +24,16 @@
 //! ```
 //!
 //! [`cpu`] mirrors every kernel in f64; [`replay`] runs PyTorch's golden cases against both.
-//! [`tools`] holds what the `wgpu-optim` command runs: `adapters`, `validate` and `bench`.
+//! `tools` holds what the `wgpu-optim` command runs: `adapters`, `validate` and `bench`.
+//!
+//! ## Features
+//!
+//! `cli` (default) builds the tools: the `wgpu-optim` command, the `tools` module and
+//! `schedule::plot_schedule`, with their dependencies (clap, plotters, indicatif). An engine
+//! depends with `default-features = false` and links only wgpu, bytemuck, thiserror, serde,
+//! serde_json, safetensors and pollster.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod algorithm;
 mod arena;
@@ -37,13 +45,15 @@ pub mod optim;
 pub mod readback;
 pub mod replay;
 pub mod schedule;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod tools;
 
+pub use algorithm::{
+    AdaGradConfig, AdadeltaConfig, AdamConfig, AdamWConfig, AdamaxConfig, AsgdConfig, LionConfig, NAdamConfig,
+    OptimizerConfig, RAdamConfig, RmsPropConfig, RpropConfig, SgdConfig,
+};
 pub use arena::ParamArena;
 pub use context::{enumerate_adapters, ContextOptions, GpuContext};
 pub use error::{py_float, Error, Result};
 pub use optim::{GroupId, Optimizer, ParamBinding};
-pub use algorithm::{
-    AdaGradConfig, AdadeltaConfig, AdamConfig, AdamWConfig, AdamaxConfig, AsgdConfig, LionConfig, NAdamConfig, OptimizerConfig,
-    RAdamConfig, RmsPropConfig, RpropConfig, SgdConfig,
-};

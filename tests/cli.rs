@@ -193,3 +193,35 @@ fn replay_runs_schedules_and_refuses_unknown_ones() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("Invalid step_size value: 0"), "{text}");
 }
+
+#[test]
+fn shader_prints_the_composed_module_that_naga_accepts() {
+    let (code, text) = run(&["shader", "adamw", "--flags", "AMSGRAD,maximize"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("const AMSGRAD: bool = true;") && text.contains("const MAXIMIZE: bool = true;"), "{text}");
+    assert!(text.contains("const WEIGHT_DECAY: bool = false;"), "{text}");
+    let module = naga::front::wgsl::parse_str(&text).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&text)));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&text)));
+}
+
+#[test]
+fn shader_all_writes_every_variant_and_refuses_bad_names() {
+    let dir = scratch().join("shaders");
+    let (code, text) = run(&["shader", "--all", "--out", &dir.display().to_string()]);
+    assert_eq!(code, 0, "{text}");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(files.iter().any(|f| f == "adam.f32-f32-f32.AMSGRAD.wgsl"), "{files:?}");
+    assert!(text.contains(&format!("wrote {} variants", files.len())), "{text}");
+    for (args, needle) in [
+        (&["shader", "adamm"][..], "unknown kernel \"adamm\""),
+        (&["shader", "adam", "--flags", "NESTEROV"], "adam has no flag \"NESTEROV\""),
+        (&["shader", "adam", "--storage", "f64-f32-f32"], "unknown storage \"f64-f32-f32\""),
+        (&["shader"], "pass --all"),
+    ] {
+        let (code, text) = run(args);
+        assert_eq!(code, 2, "{args:?}: {text}");
+        assert!(text.contains(needle), "{args:?}: {text}");
+    }
+}

@@ -7,7 +7,6 @@ mod common;
 use common::{assert_close, buffer, gpu, gpu_with, track_scale, Rng};
 use wgpu_optim::cpu::CpuOptimizer;
 use wgpu_optim::readback::read_f32;
-use wgpu_optim::tools::validate::cases;
 use wgpu_optim::*;
 
 const STEPS: usize = 20;
@@ -297,4 +296,9 @@ fn two_steps_recorded_before_one_submit_each_see_their_own_scalars() {
         wrong.param().iter().zip(cpu.param()).filter(|(a, b)| (*a - *b).abs() > 1e-4 * b.abs().max(1e-3)).count();
     assert!(differs > n / 2, "the test must distinguish the two outcomes");
     assert_eq!(opt.steps(), 2);
+}
+
+/// The one table of optimizer and flag combinations: every algorithm's own cases, from the registry.
+fn cases() -> Vec<(&'static str, OptimizerConfig)> {
+    OptimizerConfig::cases()
 }

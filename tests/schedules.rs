@@ -984,6 +984,7 @@ fn plateau_checks_in_pytorchs_order() {
 // ---------------------------------------------------------------------------------------------
 // Plots.
 
+#[cfg(feature = "cli")]
 fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wgpu-optim-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -1001,6 +1002,7 @@ fn warmup_cosine() -> LrScheduler {
     .expect("valid")
 }
 
+#[cfg(feature = "cli")] // plot_schedule draws with plotters, a dependency of the tools only
 #[test]
 fn plots_png_and_svg() {
     let dir = temp_dir("plot");
@@ -1027,6 +1029,7 @@ fn plots_png_and_svg() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[cfg(feature = "cli")] // plot_schedule draws with plotters, a dependency of the tools only
 #[test]
 fn plot_refuses_other_formats_and_no_steps() {
     let dir = temp_dir("plot-errors");

@@ -64,6 +64,7 @@ mod lambda_lr;
 mod linear_lr;
 mod multi_step_lr;
 mod one_cycle_lr;
+#[cfg(feature = "cli")]
 mod plot;
 mod polynomial_lr;
 mod random_lr;
@@ -84,6 +85,8 @@ pub use lambda_lr::{LambdaLr, MultiplicativeLr};
 pub use linear_lr::{LinearLr, LinearLrConfig};
 pub use multi_step_lr::{MultiStepLr, MultiStepLrConfig};
 pub use one_cycle_lr::{AnnealStrategy, OneCycleLr, OneCycleLrConfig};
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub use plot::plot_schedule;
 pub use polynomial_lr::{PolynomialLr, PolynomialLrConfig};
 pub use random_lr::{RandomLr, RandomLrConfig};
