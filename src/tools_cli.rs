@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// Tensor counts the total is cut into, shaped like a small transformer (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,148", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     tensors: Vec<u64>,
+    /// Where the tensors live (comma-separated): `arena` (one parameter and one gradient buffer
+    /// for all) or `buffers` (one of each per tensor, as an engine allocates them).
+    #[arg(long, value_delimiter = ',', default_value = "arena")]
+    layout: Vec<bench::Layout>,
     /// Steps before measuring.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
@@ -181,6 +185,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         variants,
         sizes: args.sizes.clone(),
         tensors: args.tensors.iter().map(|&t| t as usize).collect(),
+        layouts: args.layout.clone(),
         warmup: args.warmup,
         reps: args.reps as usize,
     };

@@ -387,7 +387,7 @@ fn a_tensor_added_late_keeps_its_own_step_count_across_a_resume() {
     step(&mut straight, 4);
     step(&mut straight, 5);
 
-    // Resumed on a fresh device: the same tensors, registered in the same calls, then the state.
+    // Resumed on a fresh device: the same tensors, registered as before, then the state.
     let mut resumed = engine(&saved);
     add(&mut resumed, 0);
     add(&mut resumed, 1);
@@ -395,6 +395,15 @@ fn a_tensor_added_late_keeps_its_own_step_count_across_a_resume() {
     step(&mut resumed, 4);
     step(&mut resumed, 5);
     assert!(snapshot(&straight) == snapshot(&resumed), "resumed with a late tensor differs");
+    // Registered in one call this time: each tensor takes its own step count from the checkpoint.
+    let mut one_call = engine(&saved);
+    let both: Vec<ParamBinding> =
+        (0..2).map(|i| ParamBinding::whole(&one_call.buffers[i].0, &one_call.buffers[i].1, lens[i])).collect();
+    one_call.opt.add_params(one_call.opt.default_group(), &both).unwrap();
+    one_call.opt.load_state(&ckpt).unwrap();
+    step(&mut one_call, 4);
+    step(&mut one_call, 5);
+    assert!(snapshot(&straight) == snapshot(&one_call), "resumed in one add_params call differs");
 
     // The late tensor took four steps of its own, as a fresh Adam would from its start.
     let mut cpu =

@@ -85,7 +85,7 @@ fn malformed_configs_name_the_problem() {
     assert_eq!(
         config_error(json!({"name": "Adamm"})),
         "unknown optimizer \"Adamm\" (known: SGD, Adagrad, RMSprop, Adam, AdamW, Adamax, NAdam, RAdam, Adadelta, ASGD, \
-         Rprop)"
+         Rprop, Lion)"
     );
     let unknown = config_error(json!({"name": "Adam", "lrr": 0.1}));
     assert!(unknown.starts_with("invalid optimizer config: unknown field `lrr`, expected one of"), "{unknown}");
@@ -329,4 +329,81 @@ fn every_public_input_is_checked() {
     assert_eq!((opt.param_count(), opt.steps()), (0, 0), "nothing was registered or stepped");
     // A zero-length tensor in a zero-size buffer is fine: there is nothing to update.
     opt.add_params(group, &[ParamBinding::whole(&zero, &g, 0)]).unwrap();
+}
+
+/// A device with wgpu's default error handler, which panics on any error no scope captures, as
+/// an engine's device may.
+fn device_with_default_handler() -> GpuContext {
+    pollster::block_on(async {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance.request_adapter(&Default::default()).await.expect("an adapter");
+        let (device, queue) = adapter.request_device(&Default::default()).await.expect("a device");
+        GpuContext::from_device(device, queue)
+    })
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn a_destroyed_parameter_buffer_is_an_error_from_record_and_step_not_a_panic() {
+    let ctx = device_with_default_handler();
+    let (param, grad) = (buffer(&ctx, &[0.5; 10]), buffer(&ctx, &[0.1; 10]));
+    let mut opt = Optimizer::new(&ctx, AdamConfig::default()).unwrap();
+    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 10)]).unwrap();
+    // The engine frees the tensor but does not tell the optimizer.
+    param.destroy();
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    for _ in 0..2 {
+        let error = opt.record(&mut encoder).unwrap_err();
+        assert!(matches!(error, Error::Wgpu(_)), "{error}");
+        assert!(error.to_string().contains("destroyed"), "{error}");
+        assert_eq!(opt.steps(), 0, "a refused step is not counted");
+    }
+    // Nothing was recorded: the engine's encoder still submits cleanly.
+    ctx.queue.submit([encoder.finish()]);
+    let error = opt.step().unwrap_err();
+    assert!(error.to_string().contains("destroyed"), "{error}");
+    assert_eq!(opt.steps(), 0);
+    ctx.wait().unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn set_step_count_rewinds_a_step_the_engine_aborted() {
+    let ctx = gpu();
+    let init = [0.5f32, -1.0, 2.0, 0.25, 3.0];
+    let grads = [0.1f32, 0.2, -0.3, 0.4, -0.5];
+    let run = |abort: bool| {
+        let (param, grad) = (buffer(&ctx, &init), buffer(&ctx, &grads));
+        let mut opt = Optimizer::new(&ctx, AdamConfig { lr: 0.1, ..Default::default() }).unwrap();
+        opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 5)]).unwrap();
+        opt.step().unwrap();
+        if abort {
+            // Recorded, then the encoder is dropped: the step counted, but never ran.
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            opt.record(&mut encoder).unwrap();
+            drop(encoder);
+            assert_eq!(opt.steps(), 2);
+            opt.set_step_count(1).unwrap();
+        }
+        opt.step().unwrap();
+        assert_eq!(opt.steps(), 2);
+        let bits: Vec<u32> = read_f32(&ctx, &param, 0, 5).unwrap().iter().map(|x| x.to_bits()).collect();
+        (opt, bits)
+    };
+    let (_, straight) = run(false);
+    let (mut opt, rewound) = run(true);
+    assert_eq!(rewound, straight, "the rewound run takes the straight run's bias corrections");
+
+    // A tensor registered at step 2 has taken no step before it: the count cannot go below 2.
+    let (p, g) = (buffer(&ctx, &[1.0; 4]), buffer(&ctx, &[1.0; 4]));
+    opt.add_params(opt.default_group(), &[ParamBinding::whole(&p, &g, 4)]).unwrap();
+    assert_eq!(
+        opt.set_step_count(1).unwrap_err().to_string(),
+        "step count 1 is below 2, the step at which parameter 1 was registered"
+    );
+    assert_eq!(opt.set_step_count(1 << 60).unwrap_err().to_string(), "step count 1152921504606846976 is past 2^53");
+    assert_eq!(opt.steps(), 2, "a refused count changes nothing");
+    opt.set_step_count(2).unwrap();
+    opt.set_step_count(10).unwrap();
+    assert_eq!(opt.steps(), 10);
 }

@@ -153,7 +153,7 @@ fn more_than_65535_workgroups_in_one_dimension() {
     let n = 65_535 * 256 + 1;
     // At an odd offset, one element per invocation: 65,536 workgroups, past the limit of one
     // dimension. (Four-wide, this would take 256M elements; see the next test for that path.)
-    let mut opt = one_tensor(&ctx, AdamConfig::default().into(), n, 1, 2, 1);
+    let opt = one_tensor(&ctx, AdamConfig::default().into(), n, 1, 2, 1);
     assert_eq!(opt.dispatch_count(), 1, "16.7M elements fit one binding on this adapter");
 }
 
@@ -167,7 +167,7 @@ fn a_tensor_larger_than_the_binding_limit() {
     if n * 4 * 4 > ctx.limits().max_buffer_size.min(8 << 30) {
         panic!("this adapter's binding limit ({limit} bytes) is too large to exceed in a test");
     }
-    let mut opt = one_tensor(&ctx, AdamConfig { amsgrad: true, ..Default::default() }.into(), n as usize, 0, 2, 2);
+    let opt = one_tensor(&ctx, AdamConfig { amsgrad: true, ..Default::default() }.into(), n as usize, 0, 2, 2);
     assert!(opt.dispatch_count() >= 2, "a tensor past the binding limit must be split");
 }
 
@@ -178,7 +178,7 @@ fn every_optimizer_splits_tensors_at_a_small_binding_limit() {
     // several times, at offsets that are no multiple of anything.
     let ctx = gpu_with(&ContextOptions { max_storage_buffer_binding_size: Some(16 << 10), ..Default::default() });
     for (seed, (name, config)) in cases().iter().enumerate() {
-        let mut opt = one_tensor(&ctx, config.clone(), 10_007, 0, 3, 100 + seed as u64);
+        let opt = one_tensor(&ctx, config.clone(), 10_007, 0, 3, 100 + seed as u64);
         assert!(opt.dispatch_count() >= 3, "{name}: 40 KB over a 16 KiB binding limit");
     }
 }
@@ -192,7 +192,7 @@ fn both_paths_reach_a_two_dimensional_grid() {
     let ctx = gpu_with(&ContextOptions { max_compute_workgroups_per_dimension: Some(5), ..Default::default() });
     for (seed, (name, config)) in cases().iter().enumerate() {
         for offset in [0, 1] {
-            let mut opt = one_tensor(&ctx, config.clone(), 6_003, offset, 3, 200 + seed as u64);
+            let opt = one_tensor(&ctx, config.clone(), 6_003, offset, 3, 200 + seed as u64);
             assert_eq!(opt.dispatch_count(), 2 - offset, "{name}, offset {offset}");
         }
     }

@@ -38,7 +38,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
 /// ```
 /// use wgpu_optim::SgdConfig;
 /// let config = SgdConfig { lr: 0.1, momentum: 0.9, nesterov: true, ..Default::default() };
-/// # use wgpu_optim::optim::Algorithm;
+/// # use wgpu_optim::algorithm::Algorithm;
 /// assert!(config.validate().is_ok());
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

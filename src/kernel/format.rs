@@ -36,7 +36,7 @@ impl Format {
     pub fn name(self) -> String {
         match self {
             Format::F32 => "f32".into(),
-            Format::ScaledF32 { log2_scale } => format!("f32x2e{log2_scale}"),
+            Format::ScaledF32 { log2_scale } => format!("f32x{}", scale_literal(log2_scale)),
         }
     }
 
@@ -45,8 +45,10 @@ impl Format {
         if name == "f32" {
             return Some(Format::F32);
         }
-        let scale = name.strip_prefix("f32x2e")?.parse().ok()?;
-        Some(Format::ScaledF32 { log2_scale: scale })
+        // `f32x<power of two>`: the test-only scaled format.
+        let scale: f32 = name.strip_prefix("f32x")?.parse().ok()?;
+        let log2 = scale.log2();
+        (log2.fract() == 0.0 && log2.abs() <= 100.0).then_some(Format::ScaledF32 { log2_scale: log2 as i8 })
     }
 
     /// The WGSL declarations of array `name` at `binding`: a scalar view (`name`, for `main`)
@@ -73,6 +75,15 @@ impl Format {
         };
         let _ = writeln!(out, "fn load_{name}(i: u32) -> f32 {{\n    return {one};\n}}");
         let _ = writeln!(out, "fn load_{name}4(i: u32) -> vec4<f32> {{\n    return {four};\n}}");
+    }
+
+    /// The stored f32 of `value`: what the host writes where it fills an array itself (a state
+    /// array's initial value).
+    pub fn encode(self, value: f32) -> f32 {
+        match self {
+            Format::F32 => value,
+            Format::ScaledF32 { log2_scale } => value / 2f32.powi(i32::from(log2_scale)),
+        }
     }
 
     /// `store_<name>(i, v)` and `store_<name>4(i, v)`: the inverse of the loads.

@@ -195,11 +195,6 @@ pub(crate) struct KernelPipeline {
 }
 
 impl KernelPipeline {
-    /// The kernel's bind-group layout and its most common pipelines, for f32 storage.
-    pub fn new(device: &wgpu::Device, kernel: &'static Kernel) -> Self {
-        Self::with_storage(device, kernel, Storage::F32)
-    }
-
     /// The kernel's bind-group layout and its most common pipelines, for these storage formats.
     pub fn with_storage(device: &wgpu::Device, kernel: &'static Kernel, storage: Storage) -> Self {
         let storage_entry = |binding, read_only| wgpu::BindGroupLayoutEntry {
@@ -232,33 +227,50 @@ impl KernelPipeline {
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
         let pipeline = Self { layout, kernel, storage, modules: Mutex::default(), variants: Mutex::default() };
-        // The most common variant, compiled now so that shader errors surface at construction.
-        pipeline.variant(device, 0, true, false);
-        pipeline.variant(device, 0, false, true);
+        // The most common variants, compiled now so that shader errors surface at construction
+        // (the error is kept out of the cache and reaches the caller's error scope as well).
+        let _ = pipeline.variant(device, 0, true, false);
+        let _ = pipeline.variant(device, 0, false, true);
         pipeline
     }
 
     /// The pipeline with these flags, with or without offsets into its bindings, running `main4`
     /// (four elements per invocation) or `main`. The module of a flag combination is composed and
-    /// compiled the first time a step needs it.
-    pub fn variant(&self, device: &wgpu::Device, flags: u32, offsets: bool, wide: bool) -> wgpu::ComputePipeline {
+    /// compiled the first time a step needs it, in an error scope of its own: a pipeline wgpu
+    /// refuses is not kept, and comes back as an error.
+    ///
+    /// # Errors
+    /// [`crate::Error::Wgpu`] if wgpu refuses the module or the pipeline.
+    pub fn variant(
+        &self,
+        device: &wgpu::Device,
+        flags: u32,
+        offsets: bool,
+        wide: bool,
+    ) -> crate::Result<wgpu::ComputePipeline> {
         // Bits past the kernel's flags mean nothing to it.
         let flags = flags & ((1u32 << self.kernel.flags.len()) - 1);
         let mut variants = self.variants.lock().unwrap_or_else(|e| e.into_inner());
-        variants
-            .entry((flags, offsets, wide))
-            .or_insert_with(|| {
-                let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-                let module = modules.entry(flags).or_insert_with(|| {
-                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(self.kernel.name),
-                        source: wgpu::ShaderSource::Wgsl(compose(self.kernel, self.storage, flags).into()),
-                    })
-                });
-                let entry = if wide { "main4" } else { "main" };
-                compute_pipeline(device, &self.layout, module, entry, &[("OFFSETS", f64::from(u8::from(offsets)))])
+        if let Some(pipeline) = variants.get(&(flags, offsets, wide)) {
+            return Ok(pipeline.clone());
+        }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        let module = modules.entry(flags).or_insert_with(|| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(self.kernel.name),
+                source: wgpu::ShaderSource::Wgsl(compose(self.kernel, self.storage, flags).into()),
             })
-            .clone()
+        });
+        let entry = if wide { "main4" } else { "main" };
+        let pipeline =
+            compute_pipeline(device, &self.layout, module, entry, &[("OFFSETS", f64::from(u8::from(offsets)))]);
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            modules.remove(&flags);
+            return Err(crate::Error::Wgpu(format!("kernel {} (flags {flags:#b}): {error}", self.kernel.name)));
+        }
+        variants.insert((flags, offsets, wide), pipeline.clone());
+        Ok(pipeline)
     }
 }
 

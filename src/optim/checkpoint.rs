@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use super::Optimizer;
+use super::optimizer::{check_momentum, GroupSnapshot, Optimizer, Restore};
+use super::registration::TensorInfo;
+use super::state::TensorState;
 use crate::algorithm::OptimizerConfig;
 use crate::error::{Error, Result};
 use crate::schedule::SchedulerState;
@@ -59,38 +61,29 @@ impl Optimizer {
     /// state cannot be read back.
     pub fn save_state(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let mut tensors: Vec<(String, Vec<u8>, usize)> = Vec::new();
-        for (i, p) in self.params.iter().enumerate() {
-            for name in self.kernel.state_names() {
-                if let Some(values) = self.read_state(i, name)? {
-                    tensors.push((
-                        tensor_name(i, name),
-                        bytemuck::cast_slice(&values).to_vec(),
-                        p.binding.len as usize,
-                    ));
-                }
-            }
-        }
-        let groups: Vec<GroupMeta> = self
-            .groups
-            .iter()
+        let names = self.state_names();
+        let tensors: Vec<(String, Vec<u8>, usize)> = (self.export_state()?.into_iter())
+            .map(|s| {
+                let len = s.values.len();
+                (tensor_name(s.param, names[s.state]), bytemuck::cast_slice(&s.values).to_vec(), len)
+            })
+            .collect();
+        let groups: Vec<GroupMeta> = (self.group_snapshots().into_iter())
             .map(|g| GroupMeta {
                 config: g.config.to_json(),
                 lr: g.lr,
                 momentum: g.momentum,
-                schedule: g.schedule.as_ref().map(|s| ScheduleMeta { name: s.name().to_string(), state: s.state() }),
+                schedule: g.schedule.map(|(name, state)| ScheduleMeta { name, state }),
             })
             .collect();
-        let params: Vec<ParamMeta> = self
-            .params
-            .iter()
-            .map(|p| ParamMeta { group: p.group, len: p.binding.len, added_at: p.added_at })
+        let params: Vec<ParamMeta> = (self.tensor_infos().into_iter())
+            .map(|t| ParamMeta { group: t.group, len: t.len, added_at: t.added_at })
             .collect();
         let metadata = HashMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
             ("format_version".to_string(), CHECKPOINT_VERSION.to_string()),
-            ("optimizer".to_string(), self.groups[0].config.name().to_string()),
-            ("steps".to_string(), self.steps.to_string()),
+            ("optimizer".to_string(), self.algorithm_name().to_string()),
+            ("steps".to_string(), self.steps().to_string()),
             ("groups".to_string(), to_json(&groups)),
             ("params".to_string(), to_json(&params)),
         ]);
@@ -116,7 +109,7 @@ impl Optimizer {
     /// schedule.
     pub fn load_state(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        self.ctx.check_alive()?;
+        self.check_alive()?;
         let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
         let fail = |message: String| Error::Checkpoint { path: path.into(), message };
         let file = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a safetensors file ({e})")))?;
@@ -135,7 +128,7 @@ impl Optimizer {
                 "format version {version} is newer than this library's ({CHECKPOINT_VERSION}): update wgpu-optim"
             )));
         }
-        let algorithm = self.groups[0].config.name();
+        let algorithm = self.algorithm_name();
         if get("optimizer")? != algorithm {
             return Err(fail(format!("checkpoint is of {}, but the optimizer is {algorithm}", get("optimizer")?)));
         }
@@ -149,15 +142,17 @@ impl Optimizer {
         let params: Vec<ParamMeta> =
             serde_json::from_str(get("params")?).map_err(|e| fail(format!("params metadata: {e}")))?;
 
-        if groups.len() != self.groups.len() {
+        let our_groups = self.group_snapshots();
+        if groups.len() != our_groups.len() {
             return Err(fail(format!(
                 "checkpoint has {} parameter groups, the optimizer {}",
                 groups.len(),
-                self.groups.len()
+                our_groups.len()
             )));
         }
-        let mut configs = Vec::with_capacity(groups.len());
-        for (g, (saved, ours)) in groups.iter().zip(&self.groups).enumerate() {
+        let names = self.state_names();
+        let mut snapshots = Vec::with_capacity(groups.len());
+        for (g, (saved, ours)) in groups.into_iter().zip(&our_groups).enumerate() {
             let config = OptimizerConfig::from_json(&saved.config).map_err(|e| fail(format!("group {g}: {e}")))?;
             if config.name() != algorithm {
                 return Err(fail(format!("group {g} is of {}, but the optimizer is {algorithm}", config.name())));
@@ -166,18 +161,18 @@ impl Optimizer {
             if saved_states != our_states {
                 return Err(fail(format!(
                     "group {g}: checkpoint keeps state {:?}, the optimizer {:?} (amsgrad, centered or momentum differ)",
-                    used_names(self.kernel.state_names(), &saved_states),
-                    used_names(self.kernel.state_names(), &our_states)
+                    used_names(&names, &saved_states),
+                    used_names(&names, &our_states)
                 )));
             }
             crate::algorithm::check_non_negative("lr", "Invalid learning rate", saved.lr)
                 .map_err(|e| fail(format!("group {g}: {e}")))?;
             if let Some(m) = saved.momentum {
-                super::optimizer::check_momentum(m).map_err(|e| fail(format!("group {g}: {e}")))?;
+                check_momentum(m).map_err(|e| fail(format!("group {g}: {e}")))?;
             }
             match (&saved.schedule, &ours.schedule) {
-                (Some(s), Some(o)) if s.name != o.name() => {
-                    return Err(fail(format!("group {g}: checkpoint schedule is {}, the optimizer's {}", s.name, o.name())))
+                (Some(s), Some((o, _))) if s.name != *o => {
+                    return Err(fail(format!("group {g}: checkpoint schedule is {}, the optimizer's {o}", s.name)))
                 }
                 (Some(s), None) => {
                     return Err(fail(format!(
@@ -185,118 +180,68 @@ impl Optimizer {
                         s.name
                     )))
                 }
-                (None, Some(o)) => {
-                    return Err(fail(format!("group {g}: the optimizer has a {} schedule and the checkpoint none", o.name())))
+                (None, Some((o, _))) => {
+                    return Err(fail(format!("group {g}: the optimizer has a {o} schedule and the checkpoint none")))
                 }
                 _ => {}
             }
-            configs.push(config);
+            snapshots.push(GroupSnapshot {
+                config,
+                lr: saved.lr,
+                momentum: saved.momentum,
+                schedule: saved.schedule.map(|s| (s.name, s.state)),
+            });
         }
-        if params.len() != self.params.len() {
+        let our_params: Vec<TensorInfo> = self.tensor_infos();
+        if params.len() != our_params.len() {
             return Err(fail(format!(
                 "checkpoint has {} parameters, the optimizer {}",
                 params.len(),
-                self.params.len()
+                our_params.len()
             )));
         }
-        for (i, (saved, ours)) in params.iter().zip(&self.params).enumerate() {
+        for (i, (saved, ours)) in params.iter().zip(&our_params).enumerate() {
             if saved.group != ours.group {
                 return Err(fail(format!(
                     "parameter {i}: group {} in the checkpoint, {} here",
                     saved.group, ours.group
                 )));
             }
-            if saved.len != ours.binding.len {
+            if saved.len != ours.len {
                 return Err(fail(format!(
                     "parameter {i}: {} elements in the checkpoint, {} here",
-                    saved.len, ours.binding.len
+                    saved.len, ours.len
                 )));
             }
             if saved.added_at > steps {
                 return Err(fail(format!("parameter {i}: added at step {}, after step {steps}", saved.added_at)));
             }
         }
-        // Tensors registered together share state buffers and one step count: they must have been
-        // registered together (or at the same step) when saved too.
-        let mut batch_added_at: Vec<Option<u64>> = vec![None; self.state.len()];
-        for (i, (saved, ours)) in params.iter().zip(&self.params).enumerate() {
-            for c in &self.chunks[ours.chunks.clone()] {
-                match batch_added_at[c.state] {
-                    Some(at) if at != saved.added_at => {
-                        return Err(fail(format!(
-                            "parameter {i} was added at step {} but shares its add_params call with one added at \
-                             step {at}: register tensors in the same calls as when saved",
-                            saved.added_at
-                        )))
-                    }
-                    _ => batch_added_at[c.state] = Some(saved.added_at),
-                }
-            }
-        }
         // Every tensor present, of the right type and shape, before anything is written.
-        let mut uploads = Vec::new();
-        for (i, p) in self.params.iter().enumerate() {
-            let used = self.groups[p.group].config.algorithm().states_used();
-            for (k, name) in self.kernel.state_names().enumerate().filter(|(k, _)| used[*k]) {
-                let tensor_name = tensor_name(i, name);
+        let mut states = Vec::new();
+        for (param, ours) in our_params.iter().enumerate() {
+            let used = snapshots[ours.group].config.algorithm().states_used();
+            for (state, name) in names.iter().enumerate().filter(|(k, _)| used[*k]) {
+                let tensor_name = tensor_name(param, name);
                 let view = file.tensor(&tensor_name).map_err(|_| fail(format!("lacks tensor {tensor_name}")))?;
-                if view.dtype() != Dtype::F32 || view.shape() != [p.binding.len as usize] {
+                if view.dtype() != Dtype::F32 || view.shape() != [ours.len as usize] {
                     return Err(fail(format!(
                         "tensor {tensor_name} is {:?} {:?}, expected F32 [{}]",
                         view.dtype(),
                         view.shape(),
-                        p.binding.len
+                        ours.len
                     )));
                 }
-                uploads.push((i, k, view.data()));
+                states.push(TensorState { param, state, values: view.data() });
             }
         }
-        // A schedule state can still be refused (a plateau state with a bad lr, say): on refusal,
-        // put back the states already restored.
-        let mut previous: Vec<(usize, SchedulerState)> = Vec::with_capacity(groups.len());
-        for (g, saved) in groups.iter().enumerate() {
-            let (Some(meta), Some(schedule)) = (&saved.schedule, self.groups[g].schedule.as_mut()) else {
-                continue;
-            };
-            let before = schedule.state();
-            if let Err(e) = schedule.restore(&meta.state) {
-                for (g, before) in previous {
-                    if let Some(s) = self.groups[g].schedule.as_mut() {
-                        let _ = s.restore(&before);
-                    }
-                }
-                return Err(fail(format!("group {g}: {e}")));
-            }
-            previous.push((g, before));
-        }
-
-        // Nothing below can fail.
-        for (i, k, data) in uploads {
-            for c in &self.chunks[self.params[i].chunks.clone()] {
-                let buffer = self.state[c.state].buffers[k].as_ref().expect("used state is allocated");
-                let bytes = &data[(c.start * 4) as usize..((c.start + c.len) * 4) as usize];
-                self.ctx.queue.write_buffer(buffer, c.state_offset * 4, bytes);
-            }
-        }
-        for ((group, saved), config) in self.groups.iter_mut().zip(&groups).zip(configs) {
-            group.config = config;
-            group.lr = saved.lr;
-            group.momentum = saved.momentum;
-        }
-        for (param, saved) in self.params.iter_mut().zip(&params) {
-            param.added_at = saved.added_at;
-        }
-        for (batch, at) in self.state.iter_mut().zip(batch_added_at) {
-            batch.added_at = at.unwrap_or(batch.added_at.min(steps));
-        }
-        self.plan = None;
-        self.steps = steps;
-        Ok(())
+        let added_at = params.iter().map(|p| p.added_at).collect();
+        self.restore(Restore { steps, groups: snapshots, added_at, states }).map_err(fail)
     }
 }
 
-fn used_names(states: impl Iterator<Item = &'static str>, used: &[bool]) -> Vec<&'static str> {
-    states.zip(used).filter(|(_, &u)| u).map(|(s, _)| s).collect()
+fn used_names(states: &[&'static str], used: &[bool]) -> Vec<&'static str> {
+    states.iter().zip(used).filter(|(_, &u)| u).map(|(s, _)| *s).collect()
 }
 
 /// Writes `bytes` beside `path` under a name of this process's own, flushes them to the disk, and

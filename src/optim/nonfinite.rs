@@ -1,12 +1,14 @@
-//! `Optimizer::found_nonfinite`: whether the gradients hold a NaN or an infinity.
+//! The scan behind `Optimizer::found_nonfinite`: whether gradients hold a NaN or an infinity.
 
 use std::num::NonZeroU64;
+use std::sync::OnceLock;
 
 use wgpu::util::DeviceExt;
 
-use super::optimizer::window;
-use super::Optimizer;
-use crate::error::{Error, Result};
+use super::plan::window;
+use super::Scopes;
+use crate::context::GpuContext;
+use crate::error::Result;
 use crate::kernel::{compute_pipeline, workgroups};
 
 /// Keep in sync with `struct Range` in `shaders/nonfinite.wgsl`.
@@ -18,9 +20,9 @@ struct RangeUniform {
     _pad: [u32; 2],
 }
 
-/// The scan's pipeline, built on first use.
+/// The scan's pipeline.
 #[derive(Debug)]
-pub(super) struct NonfinitePipeline {
+struct NonfinitePipeline {
     layout: wgpu::BindGroupLayout,
     pipeline: wgpu::ComputePipeline,
 }
@@ -50,32 +52,37 @@ impl NonfinitePipeline {
     }
 }
 
-impl Optimizer {
-    /// Whether any registered gradient holds a NaN or an infinity, now.
-    ///
-    /// A step behaves as PyTorch's does: non-finite gradients propagate into the parameters and
-    /// state. An engine that wants to skip such steps (as mixed-precision training does) asks
-    /// first: this scans every gradient on the GPU and reads back one word, so call it only when
-    /// the answer is needed; `step` itself never reads anything back.
+/// The gradient scan of one optimizer; its pipeline is built on first use.
+#[derive(Debug, Default)]
+pub(super) struct NonfiniteScan {
+    pipeline: OnceLock<NonfinitePipeline>,
+}
+
+impl NonfiniteScan {
+    /// Whether any of `slices` (a gradient buffer, its first element and a length, each small
+    /// enough for one binding) holds a NaN or an infinity, now: one dispatch per slice, and one
+    /// word read back.
     ///
     /// # Errors
-    /// [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
-    pub fn found_nonfinite(&self) -> Result<bool> {
-        self.ctx.check_alive()?;
-        let device = &self.ctx.device;
-        let scan = self.nonfinite.get_or_init(|| NonfinitePipeline::new(device));
+    /// [`crate::Error::DeviceLost`] or [`crate::Error::Wgpu`] if the device fails or refuses a buffer.
+    pub fn scan<'a>(
+        &self,
+        ctx: &GpuContext,
+        slices: impl Iterator<Item = (&'a wgpu::Buffer, u64, u64)>,
+    ) -> Result<bool> {
+        ctx.check_alive()?;
+        let device = &ctx.device;
+        let scopes = Scopes::push(device);
+        let scan = self.pipeline.get_or_init(|| NonfinitePipeline::new(device));
         let limits = device.limits();
         let align = limits.min_storage_buffer_offset_alignment as u64;
         let slot =
             (size_of::<RangeUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
-        // Each chunk's gradient slice, bound as the optimizer binds it.
-        let windows: Vec<_> = self
-            .chunks
-            .iter()
-            .map(|c| {
-                let binding = &self.params[c.param].binding;
-                let (resource, off) = window(&binding.grad, binding.grad_offset + c.start, c.len, align);
-                (resource, off, c.len)
+        // Each slice bound as the optimizer binds it.
+        let windows: Vec<_> = slices
+            .map(|(buffer, start, len)| {
+                let (resource, off) = window(buffer, start, len, align);
+                (resource, off, len)
             })
             .collect();
         let mut uniforms = vec![0u8; (slot as usize) * windows.len().max(1)];
@@ -93,7 +100,6 @@ impl Optimizer {
             contents: &[0; 4],
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         });
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nonfinite") });
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -120,10 +126,8 @@ impl Optimizer {
                 pass.dispatch_workgroups(x, y, 1);
             }
         }
-        self.ctx.queue.submit([encoder.finish()]);
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(Error::Wgpu(error.to_string()));
-        }
-        Ok(crate::readback::read_f32(&self.ctx, &found, 0, 1)?[0].to_bits() != 0)
+        ctx.queue.submit([encoder.finish()]);
+        scopes.pop("scanning the gradients")?;
+        Ok(crate::readback::read_f32(ctx, &found, 0, 1)?[0].to_bits() != 0)
     }
 }

@@ -3,6 +3,11 @@
 //! arithmetic), `copy_buffer_to_buffer`, and the unfused baseline (one dispatch per elementwise
 //! operation).
 //!
+//! The fused step runs over the tensors in one of two layouts (`--layout`): an arena (one
+//! parameter and one gradient buffer for all, one dispatch) or one parameter and one gradient
+//! buffer per tensor, as an engine allocates them (a dispatch per tensor, and one more for each
+//! tensor's last `len % 4` elements). The baselines always run over one buffer per array.
+//!
 //! Each figure is the median of `reps` steps after `warmup` steps, each step submitted and waited
 //! for on its own; the four workloads take turns step by step, so that the machine's drift hits
 //! them alike. Time is GPU time from timestamp queries where the adapter has `TIMESTAMP_QUERY`,
@@ -22,7 +27,7 @@ use crate::algorithm::{
     SgdConfig,
 };
 use crate::error::{Error, Result};
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, ParamBinding};
 use crate::{GpuContext, ParamArena};
 
 pub use super::ceiling::{source as ceiling_source, source_wide as ceiling_source_wide};
@@ -114,6 +119,26 @@ pub fn transformer_shapes(n: u64, tensors: usize) -> Vec<u64> {
     scaled
 }
 
+/// Where the fused step's tensors live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Back to back in one parameter and one gradient buffer (a [`ParamArena`]).
+    Arena,
+    /// One parameter and one gradient buffer per tensor, as an engine allocates them.
+    Buffers,
+}
+
+impl Layout {
+    /// Its name in `--layout` and in the records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Arena => "arena",
+            Layout::Buffers => "buffers",
+        }
+    }
+}
+
 /// One of the four workloads of a measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -133,8 +158,8 @@ impl Kind {
 }
 
 /// Everything one measurement runs, built once: the optimizer over `tensors` tensors in a
-/// [`ParamArena`], the ceiling kernel, the copy buffers and the unfused program, each on buffers of
-/// its own with the same random parameters and gradients.
+/// [`Layout`], the ceiling kernel, the copy buffers and the unfused program, each on buffers of its
+/// own with the same random parameters and gradients.
 pub struct Setup {
     /// The configuration.
     pub variant: Variant,
@@ -142,20 +167,30 @@ pub struct Setup {
     pub n: u64,
     /// Tensors the elements are cut into (see [`transformer_shapes`]).
     pub tensors: usize,
+    /// Where the fused step's tensors live.
+    pub layout: Layout,
     optimizer: Optimizer,
-    _arena: ParamArena,
     ceiling: Program,
     copy: (wgpu::Buffer, wgpu::Buffer),
     unfused: Program,
 }
 
 impl Setup {
-    /// Builds the four workloads for `variant` over `n` elements in `tensors` tensors.
+    /// Builds the four workloads for `variant` over `n` elements in `tensors` tensors of an arena.
+    ///
+    /// # Errors
+    /// As [`Setup::with_layout`].
+    pub fn new(ctx: &GpuContext, variant: &Variant, n: u64, tensors: usize) -> Result<Self> {
+        Self::with_layout(ctx, variant, n, tensors, Layout::Arena)
+    }
+
+    /// Builds the four workloads for `variant` over `n` elements in `tensors` tensors laid out as
+    /// `layout` says.
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] past the adapter's `max_buffer_size`, [`Error::Wgpu`] if wgpu
     /// refuses a buffer or a pipeline (out of memory, say).
-    pub fn new(ctx: &GpuContext, variant: &Variant, n: u64, tensors: usize) -> Result<Self> {
+    pub fn with_layout(ctx: &GpuContext, variant: &Variant, n: u64, tensors: usize, layout: Layout) -> Result<Self> {
         let device = &ctx.device;
         let copy_bytes = (n * variant.bytes_per_element() / 2).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         if n == 0 || copy_bytes > device.limits().max_buffer_size {
@@ -170,11 +205,9 @@ impl Setup {
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut rng = Rng(0xbe4c_0000 ^ n);
         let (param, grad) = (rng.vector(n as usize), rng.vector(n as usize));
-        let arena = ParamArena::new(ctx, &transformer_shapes(n, tensors))?;
-        ctx.queue.write_buffer(arena.params(), 0, bytemuck::cast_slice(&param));
-        ctx.queue.write_buffer(arena.grads(), 0, bytemuck::cast_slice(&grad));
+        let bindings = tensors_in(ctx, layout, &transformer_shapes(n, tensors), &param, &grad)?;
         let mut optimizer = Optimizer::new(ctx, variant.config.clone())?;
-        optimizer.add_params(optimizer.default_group(), &arena.bindings())?;
+        optimizer.add_params(optimizer.default_group(), &bindings)?;
         let ceiling = ceiling::program(device, n, variant.states(), &param, &grad);
         let unfused = unfused::program(device, &variant.config, n, &param, &grad);
         let copy_buffer = |usage| {
@@ -191,7 +224,7 @@ impl Setup {
                 return Err(Error::Wgpu(e.to_string()));
             }
         }
-        Ok(Self { variant: variant.clone(), n, tensors, optimizer, _arena: arena, ceiling, copy, unfused })
+        Ok(Self { variant: variant.clone(), n, tensors, layout, optimizer, ceiling, copy, unfused })
     }
 
     /// Dispatches one step of `kind` records (the copy: none).
@@ -247,6 +280,41 @@ impl Setup {
     pub fn bytes(&self) -> u64 {
         self.n * self.variant.bytes_per_element()
     }
+}
+
+/// Tensors of `lens` in `layout`, holding `param` and `grad` (cut in order), in buffers that
+/// `STORAGE | COPY_DST | COPY_SRC` usage allows an engine to write and read.
+fn tensors_in(
+    ctx: &GpuContext,
+    layout: Layout,
+    lens: &[u64],
+    param: &[f32],
+    grad: &[f32],
+) -> Result<Vec<ParamBinding>> {
+    if layout == Layout::Arena {
+        let arena = ParamArena::new(ctx, lens)?;
+        ctx.queue.write_buffer(arena.params(), 0, bytemuck::cast_slice(param));
+        ctx.queue.write_buffer(arena.grads(), 0, bytemuck::cast_slice(grad));
+        return Ok(arena.bindings());
+    }
+    let buffer = |values: &[f32]| {
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("bench tensor"),
+            size: (values.len() as u64 * 4).max(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(values));
+        buffer
+    };
+    let mut start = 0;
+    let mut bindings = Vec::with_capacity(lens.len());
+    for &len in lens {
+        let range = start as usize..(start + len) as usize;
+        bindings.push(ParamBinding::whole(&buffer(&param[range.clone()]), &buffer(&grad[range]), len));
+        start += len;
+    }
+    Ok(bindings)
 }
 
 /// Times steps: GPU time from a query set where the device has `TIMESTAMP_QUERY`, else wall time.
@@ -334,6 +402,8 @@ pub struct BenchOptions {
     pub sizes: Vec<u64>,
     /// Tensor counts the total is cut into.
     pub tensors: Vec<usize>,
+    /// Where the fused step's tensors live.
+    pub layouts: Vec<Layout>,
     /// Steps run before measuring.
     pub warmup: usize,
     /// Steps measured; the median is reported.
@@ -342,11 +412,18 @@ pub struct BenchOptions {
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        Self { variants: variants(), sizes: vec![1 << 20, 1 << 22], tensors: vec![1, 148], warmup: 3, reps: 10 }
+        Self {
+            variants: variants(),
+            sizes: vec![1 << 20, 1 << 22],
+            tensors: vec![1, 148],
+            layouts: vec![Layout::Arena],
+            warmup: 3,
+            reps: 10,
+        }
     }
 }
 
-/// One line of the bench: a configuration at a size and tensor count.
+/// One line of the bench: a configuration at a size, tensor count and layout.
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {
     /// The adapter's name.
@@ -359,6 +436,8 @@ pub struct Record {
     pub n: u64,
     /// Tensors.
     pub tensors: usize,
+    /// Where the tensors live: `arena` or `buffers` (see [`Layout`]).
+    pub layout: Layout,
     /// Dispatches of one fused step.
     pub dispatches: usize,
     /// Bytes per element the update moves.
@@ -392,51 +471,23 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-/// Measures every variant at every size and tensor count on one device.
+/// Measures every variant at every size, tensor count and layout on one device.
 ///
 /// # Errors
 /// As [`Setup::new`] and [`Timer::time`].
 pub fn run(ctx: &GpuContext, options: &BenchOptions) -> Result<Vec<Record>> {
-    let info = ctx.adapter_info();
     let timer = Timer::new(ctx);
-    let runs = options.variants.len() * options.sizes.len() * options.tensors.len();
+    let runs = options.variants.len() * options.sizes.len() * options.tensors.len() * options.layouts.len();
     let bar = progress::bar((runs * (options.warmup + options.reps)) as u64, "bench");
     let mut records = Vec::new();
     for variant in &options.variants {
         for &n in &options.sizes {
             for &tensors in &options.tensors {
-                bar.set_message(format!("{} n={n} x{tensors}", variant.name));
-                let mut setup = Setup::new(ctx, variant, n, tensors)?;
-                let mut times: [Vec<f64>; 4] = Default::default();
-                for rep in 0..options.warmup + options.reps {
-                    for (k, kind) in Kind::ALL.into_iter().enumerate() {
-                        let t = timer.time(ctx, &mut setup, kind)?;
-                        if rep >= options.warmup {
-                            times[k].push(t);
-                        }
-                    }
-                    bar.inc(1);
+                for &layout in &options.layouts {
+                    bar.set_message(format!("{} n={n} x{tensors} {}", variant.name, layout.name()));
+                    let mut setup = Setup::with_layout(ctx, variant, n, tensors, layout)?;
+                    records.push(measure(ctx, &timer, &mut setup, options, &bar)?);
                 }
-                let [fused, ceiling, copy, unfused] = times.map(median);
-                let gb = setup.bytes() as f64 / 1e9;
-                records.push(Record {
-                    adapter: info.name.clone(),
-                    backend: backend_name(info.backend),
-                    optimizer: variant.name.to_string(),
-                    n,
-                    tensors,
-                    dispatches: setup.dispatches(Kind::Fused),
-                    bytes_per_element: variant.bytes_per_element(),
-                    timer: timer.source().to_string(),
-                    ms_per_step: fused * 1e3,
-                    gbps: gb / fused,
-                    ceiling_gbps: gb / ceiling,
-                    ratio: ceiling / fused,
-                    copy_gbps: gb / copy,
-                    unfused_ms_per_step: unfused * 1e3,
-                    unfused_dispatches: setup.dispatches(Kind::Unfused),
-                    reps: options.reps,
-                });
             }
         }
     }
@@ -444,18 +495,61 @@ pub fn run(ctx: &GpuContext, options: &BenchOptions) -> Result<Vec<Record>> {
     Ok(records)
 }
 
+/// Times `options.reps` steps of each workload of `setup` after `options.warmup`, taking turns.
+fn measure(
+    ctx: &GpuContext,
+    timer: &Timer,
+    setup: &mut Setup,
+    options: &BenchOptions,
+    bar: &indicatif::ProgressBar,
+) -> Result<Record> {
+    let info = ctx.adapter_info();
+    let mut times: [Vec<f64>; 4] = Default::default();
+    for rep in 0..options.warmup + options.reps {
+        for (k, kind) in Kind::ALL.into_iter().enumerate() {
+            let t = timer.time(ctx, setup, kind)?;
+            if rep >= options.warmup {
+                times[k].push(t);
+            }
+        }
+        bar.inc(1);
+    }
+    let [fused, ceiling, copy, unfused] = times.map(median);
+    let gb = setup.bytes() as f64 / 1e9;
+    Ok(Record {
+        adapter: info.name.clone(),
+        backend: backend_name(info.backend),
+        optimizer: setup.variant.name.to_string(),
+        n: setup.n,
+        tensors: setup.tensors,
+        layout: setup.layout,
+        dispatches: setup.dispatches(Kind::Fused),
+        bytes_per_element: setup.variant.bytes_per_element(),
+        timer: timer.source().to_string(),
+        ms_per_step: fused * 1e3,
+        gbps: gb / fused,
+        ceiling_gbps: gb / ceiling,
+        ratio: ceiling / fused,
+        copy_gbps: gb / copy,
+        unfused_ms_per_step: unfused * 1e3,
+        unfused_dispatches: setup.dispatches(Kind::Unfused),
+        reps: options.reps,
+    })
+}
+
 /// The records as a text table.
 pub fn table(records: &[Record]) -> String {
     let mut out = format!(
-        "{:<26} {:>10} {:>7} {:>5} {:>10} {:>8} {:>9} {:>6} {:>8} {:>11} {:>6}\n",
-        "optimizer", "n", "tensors", "disp", "ms/step", "GB/s", "ceiling", "ratio", "copy", "unfused ms", "x"
+        "{:<26} {:>10} {:>7} {:>7} {:>5} {:>10} {:>8} {:>9} {:>6} {:>8} {:>11} {:>6}\n",
+        "optimizer", "n", "tensors", "layout", "disp", "ms/step", "GB/s", "ceiling", "ratio", "copy", "unfused ms", "x"
     );
     for r in records {
         out += &format!(
-            "{:<26} {:>10} {:>7} {:>5} {:>10.3} {:>8.2} {:>9.2} {:>6.2} {:>8.2} {:>11.3} {:>6.2}\n",
+            "{:<26} {:>10} {:>7} {:>7} {:>5} {:>10.3} {:>8.2} {:>9.2} {:>6.2} {:>8.2} {:>11.3} {:>6.2}\n",
             r.optimizer,
             r.n,
             r.tensors,
+            r.layout.name(),
             r.dispatches,
             r.ms_per_step,
             r.gbps,

@@ -1,0 +1,132 @@
+//! Recording a step: the kernel's pipelines, the plan (built when the tensors change), the
+//! upload of the step's scalars and the compute pass.
+
+use std::num::NonZeroU64;
+
+use crate::context::GpuContext;
+use crate::error::Result;
+use crate::kernel::{Kernel, KernelPipeline, Scalars, StepUniform, Storage};
+
+use super::plan::Plan;
+use super::registration::Tensors;
+use super::store::StateStore;
+use super::Scopes;
+
+/// What records steps of one kernel: its pipelines, the buffers bound where a group keeps no
+/// state, the plan, and the staging belt that uploads each step's scalars.
+#[derive(Debug)]
+pub(super) struct Recorder {
+    kernel: &'static Kernel,
+    pipeline: KernelPipeline,
+    /// Bound where a group leaves a state array unused (16 bytes, one per state slot: WebGPU
+    /// forbids one writable buffer at two bindings of a dispatch).
+    unused: Vec<wgpu::Buffer>,
+    plan: Option<Plan>,
+    belt: wgpu::util::StagingBelt,
+}
+
+impl Recorder {
+    /// The kernel's bind-group layout and first pipelines, compiled now so that shader errors
+    /// surface at construction.
+    ///
+    /// # Errors
+    /// [`crate::Error::Wgpu`] if wgpu refuses the kernel.
+    pub fn new(ctx: &GpuContext, kernel: &'static Kernel, storage: Storage) -> Result<Self> {
+        let device = &ctx.device;
+        let scopes = Scopes::push(device);
+        let pipeline = KernelPipeline::with_storage(device, kernel, storage);
+        let unused = (0..kernel.states.len())
+            .map(|_| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim unused state"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        scopes.pop(&format!("kernel {}", kernel.name))?;
+        let belt = wgpu::util::StagingBelt::new(device.clone(), 4096);
+        Ok(Self { kernel, pipeline, unused, plan: None, belt })
+    }
+
+    /// Forgets the plan: the tensors changed.
+    pub fn invalidate(&mut self) {
+        self.plan = None;
+    }
+
+    /// Whether the next step must build a plan first.
+    pub fn needs_plan(&self) -> bool {
+        self.plan.is_none()
+    }
+
+    /// Records one step into `encoder`: the upload of each dispatch's scalars (`scalars(group,
+    /// added_at)`), then one compute pass, with `timestamp_writes` if given. Everything that can
+    /// fail (building the plan, compiling a pipeline, allocating the upload) runs in error scopes
+    /// before the encoder is touched.
+    ///
+    /// # Errors
+    /// [`crate::Error::Wgpu`] if wgpu refuses the plan (a buffer destroyed since it was registered, say)
+    /// or a pipeline, or cannot allocate the upload.
+    pub fn record(
+        &mut self,
+        ctx: &GpuContext,
+        tensors: &Tensors,
+        store: &StateStore,
+        encoder: &mut wgpu::CommandEncoder,
+        scalars: impl Fn(usize, u64) -> Scalars,
+        timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> Result<()> {
+        let device = &ctx.device;
+        let scopes = Scopes::push(device);
+        let plan = match self.plan.take() {
+            Some(plan) => plan,
+            None => Plan::build(device, &self.pipeline.layout, &self.unused, tensors, store),
+        };
+        // Each group's flags, and whether a dispatch's slices start inside their bindings, pick a
+        // pipeline specialized for them (compiled the first time a step needs it).
+        let per_dispatch: Result<Vec<(Scalars, wgpu::ComputePipeline)>> = plan
+            .dispatches
+            .iter()
+            .map(|d| {
+                let s = scalars(d.group, d.added_at);
+                let h = &d.header;
+                let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
+                Ok((s, self.pipeline.variant(device, s.flags, offsets, d.wide)?))
+            })
+            .collect();
+        // A plan wgpu refused is dropped: the next step builds it again and says why again.
+        scopes.pop("preparing the step")?;
+        let per_dispatch = per_dispatch?;
+        let plan = self.plan.insert(plan);
+
+        let Some(uniform) = &plan.uniform else {
+            return Ok(()); // Only empty tensors: nothing to update.
+        };
+        let scopes = Scopes::push(device);
+        let size = NonZeroU64::new(uniform.size()).expect("a uniform buffer is never empty");
+        let mut bytes = vec![0u8; size.get() as usize];
+        for (slot, (d, (s, _))) in
+            bytes.chunks_exact_mut(plan.slot_size as usize).zip(plan.dispatches.iter().zip(&per_dispatch))
+        {
+            let u = StepUniform { flags: s.flags, scalars: s.values, ..d.header };
+            slot[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
+        }
+        self.belt.write_buffer(encoder, uniform, 0, size).copy_from_slice(&bytes);
+        self.belt.finish_and_recall_on_submit(encoder);
+        {
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.kernel.name), timestamp_writes });
+            let mut current: Option<&wgpu::ComputePipeline> = None;
+            for (d, (_, pipeline)) in plan.dispatches.iter().zip(&per_dispatch) {
+                if current != Some(pipeline) {
+                    pass.set_pipeline(pipeline);
+                    current = Some(pipeline);
+                }
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.workgroups.0, d.workgroups.1, 1);
+            }
+        }
+        scopes.pop("recording the step")
+    }
+}

@@ -1,0 +1,325 @@
+//! The registered tensors: their checks, their pieces (chunks small enough for one binding), and
+//! where each piece's state lies.
+
+use std::num::NonZeroU64;
+use std::ops::Range;
+
+use crate::context::GpuContext;
+use crate::error::{Error, Result};
+
+use super::store::{Request, Slot, StateStore};
+use super::F32;
+
+/// Where one parameter tensor and its gradient live: ranges of f32 elements in the engine's
+/// buffers. Both buffers need `BufferUsages::STORAGE` and must be distinct.
+#[derive(Clone, Debug)]
+pub struct ParamBinding {
+    /// The parameter's buffer, updated in place.
+    pub param: wgpu::Buffer,
+    /// The parameter's first element in `param`.
+    pub param_offset: u64,
+    /// The gradient's buffer, only read.
+    pub grad: wgpu::Buffer,
+    /// The gradient's first element in `grad`.
+    pub grad_offset: u64,
+    /// Elements in the tensor.
+    pub len: u64,
+}
+
+impl ParamBinding {
+    /// A tensor that fills `param` and `grad` from their first element.
+    pub fn whole(param: &wgpu::Buffer, grad: &wgpu::Buffer, len: u64) -> Self {
+        Self { param: param.clone(), param_offset: 0, grad: grad.clone(), grad_offset: 0, len }
+    }
+}
+
+/// What the optimizer keeps of one registered tensor, for checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TensorInfo {
+    /// Its group's index.
+    pub group: usize,
+    /// Elements.
+    pub len: u64,
+    /// The optimizer's step count when it was registered: its own step count is the optimizer's
+    /// less this, as PyTorch keeps `state["step"]` per tensor.
+    pub added_at: u64,
+}
+
+#[derive(Debug)]
+struct Param {
+    binding: ParamBinding,
+    info: TensorInfo,
+    /// Its chunks, in order.
+    chunks: Range<usize>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Chunk {
+    param: usize,
+    /// First element within the tensor.
+    start: u64,
+    len: u64,
+    slot: Slot,
+}
+
+/// Elements of one tensor in the engine's buffers, and what decides whether they can share a
+/// dispatch with the elements before them.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Span<'a> {
+    /// The tensor's group.
+    pub group: usize,
+    /// The tensor's [`TensorInfo::added_at`].
+    pub added_at: u64,
+    /// The parameter buffer.
+    pub param: &'a wgpu::Buffer,
+    /// The first element in `param`.
+    pub param_start: u64,
+    /// The gradient buffer.
+    pub grad: &'a wgpu::Buffer,
+    /// The first element in `grad`.
+    pub grad_start: u64,
+    /// Elements.
+    pub len: u64,
+}
+
+impl Span<'_> {
+    /// Whether this span continues `prev` (one span, or several merged): the same group and step
+    /// count, and the next elements of the same parameter and gradient buffers. Registration lays
+    /// out the state of such a span right after `prev`'s, and the plan merges the two into one
+    /// dispatch.
+    pub fn continues(&self, prev: &Span<'_>) -> bool {
+        self.group == prev.group
+            && self.added_at == prev.added_at
+            && self.param == prev.param
+            && prev.param_start + prev.len == self.param_start
+            && self.grad == prev.grad
+            && prev.grad_start + prev.len == self.grad_start
+    }
+}
+
+/// One piece of a registered tensor (a chunk small enough for one binding) and where its state lies.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Piece<'a> {
+    /// The piece's first element within its tensor.
+    pub start: u64,
+    /// Its elements in the engine's buffers.
+    pub span: Span<'a>,
+    /// Where its state lies.
+    pub slot: Slot,
+}
+
+/// Every registered tensor, in registration order.
+#[derive(Debug)]
+pub(super) struct Tensors {
+    params: Vec<Param>,
+    chunks: Vec<Chunk>,
+    /// Elements in one chunk at most: what one binding, one grid and a u32 index can reach.
+    max_chunk: u64,
+}
+
+impl Tensors {
+    /// No tensors; chunks of at most `max_chunk` elements.
+    pub fn new(max_chunk: u64) -> Self {
+        Self { params: Vec::new(), chunks: Vec::new(), max_chunk }
+    }
+
+    /// Elements in one chunk at most.
+    pub fn max_chunk(&self) -> u64 {
+        self.max_chunk
+    }
+
+    /// Tensors registered.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Whether no tensor is registered.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// Tensor `i`'s group, length and step count at registration.
+    pub fn info(&self, i: usize) -> Option<TensorInfo> {
+        self.params.get(i).map(|p| p.info)
+    }
+
+    /// Replaces each tensor's registration step (a checkpoint's); `added_at` has one per tensor.
+    pub fn set_added_at(&mut self, added_at: &[u64]) {
+        for (p, &at) in self.params.iter_mut().zip(added_at) {
+            p.info.added_at = at;
+        }
+    }
+
+    /// Every piece, in registration order.
+    pub fn pieces(&self) -> impl Iterator<Item = Piece<'_>> + '_ {
+        self.chunks.iter().map(|c| self.piece(c))
+    }
+
+    /// Tensor `i`'s pieces, in order.
+    pub fn pieces_of(&self, i: usize) -> impl Iterator<Item = Piece<'_>> + '_ {
+        self.chunks[self.params[i].chunks.clone()].iter().map(|c| self.piece(c))
+    }
+
+    fn piece(&self, c: &Chunk) -> Piece<'_> {
+        let p = &self.params[c.param];
+        let span = Span {
+            group: p.info.group,
+            added_at: p.info.added_at,
+            param: &p.binding.param,
+            param_start: p.binding.param_offset + c.start,
+            grad: &p.binding.grad,
+            grad_start: p.binding.grad_offset + c.start,
+            len: c.len,
+        };
+        Piece { start: c.start, span, slot: c.slot }
+    }
+
+    /// Checks `bindings`, then registers them in `group` at step `added_at` and lays out their
+    /// state in `store` (array `k` starting at `init[k]`, not kept where `None`). Returns their
+    /// indices.
+    ///
+    /// # Errors
+    /// Checked before anything changes: [`Error::BufferUsage`], [`Error::ParamIsGrad`],
+    /// [`Error::OutOfBounds`], [`Error::ForeignBuffer`] and [`Error::Overlap`] (with each other or
+    /// with tensors already registered); [`Error::Wgpu`] if the device cannot allocate the state,
+    /// in which case nothing is registered either.
+    pub fn add(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut StateStore,
+        group: usize,
+        added_at: u64,
+        init: &[Option<f32>],
+        bindings: &[ParamBinding],
+    ) -> Result<Range<usize>> {
+        let first = self.params.len();
+        for (i, b) in bindings.iter().enumerate() {
+            check_binding(first + i, b)?;
+            // Buffer identity is only meaningful on one device, so that is checked first.
+            check_device(&ctx.device, first + i, b)?;
+            if b.param == b.grad {
+                return Err(Error::ParamIsGrad { index: first + i });
+            }
+        }
+        self.check_overlaps(bindings)?;
+
+        // Cut each tensor into chunks; each follows its group's previous chunk where it continues it.
+        let last = self.chunks.iter().rev().find(|c| self.params[c.param].info.group == group);
+        let mut prev = last.map(|c| self.piece(c).span);
+        let mut pieces = Vec::new();
+        let mut counts = Vec::with_capacity(bindings.len());
+        for (i, b) in bindings.iter().enumerate() {
+            let before = pieces.len();
+            let mut start = 0;
+            while start < b.len {
+                let len = (b.len - start).min(self.max_chunk);
+                let span = Span {
+                    group,
+                    added_at,
+                    param: &b.param,
+                    param_start: b.param_offset + start,
+                    grad: &b.grad,
+                    grad_start: b.grad_offset + start,
+                    len,
+                };
+                let continues = prev.is_some_and(|prev| span.continues(&prev));
+                pieces.push((first + i, start, Request { len, continues }));
+                prev = Some(span);
+                start += len;
+            }
+            counts.push(pieces.len() - before);
+        }
+        let requests: Vec<Request> = pieces.iter().map(|&(_, _, r)| r).collect();
+        let slots = store.reserve(ctx, group, init, &requests)?;
+
+        let mut chunk_index = self.chunks.len();
+        for (b, n) in bindings.iter().zip(counts) {
+            self.params.push(Param {
+                binding: b.clone(),
+                info: TensorInfo { group, len: b.len, added_at },
+                chunks: chunk_index..chunk_index + n,
+            });
+            chunk_index += n;
+        }
+        for ((param, start, r), slot) in pieces.into_iter().zip(slots) {
+            self.chunks.push(Chunk { param, start, len: r.len, slot });
+        }
+        Ok(first..self.params.len())
+    }
+
+    fn check_overlaps(&self, new: &[ParamBinding]) -> Result<()> {
+        let mut ranges: Vec<(&wgpu::Buffer, u64, u64, usize)> = self
+            .params
+            .iter()
+            .map(|p| &p.binding)
+            .chain(new)
+            .enumerate()
+            .filter(|(_, b)| b.len > 0)
+            .map(|(i, b)| (&b.param, b.param_offset, b.param_offset + b.len, i))
+            .collect();
+        ranges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for w in ranges.windows(2) {
+            let ((buf_a, _, end_a, a), (buf_b, start_b, _, b)) = (w[0], w[1]);
+            if buf_a == buf_b && start_b < end_a {
+                return Err(Error::Overlap { what: "param", a: a.min(b), b: a.max(b) });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_binding(index: usize, b: &ParamBinding) -> Result<()> {
+    for (role, buffer) in [("param", &b.param), ("grad", &b.grad)] {
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::BufferUsage { label: format!("{role} {index}"), missing: "STORAGE" });
+        }
+    }
+    for (role, buffer, offset) in [("param", &b.param, b.param_offset), ("grad", &b.grad, b.grad_offset)] {
+        let buffer_len = buffer.size() / F32;
+        let end = offset.saturating_add(b.len);
+        if end > buffer_len {
+            return Err(Error::OutOfBounds { what: format!("{role} {index}"), offset, end, buffer_len });
+        }
+    }
+    Ok(())
+}
+
+/// Binds the tensor's buffers once, inside an error scope: a buffer of another device (or one
+/// already destroyed) is refused here, by name, rather than when a step first binds it.
+fn check_device(device: &wgpu::Device, index: usize, b: &ParamBinding) -> Result<()> {
+    for (role, buffer, read_only) in [("param", &b.param, false), ("grad", &b.grad, true)] {
+        if buffer.size() < F32 {
+            continue; // Never bound: only a zero-length tensor fits in it.
+        }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: None,
+            entries: &[wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            }],
+        });
+        let _ = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size: NonZeroU64::new(F32),
+                }),
+            }],
+        });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::ForeignBuffer { label: format!("{role} {index}"), message: error.to_string() });
+        }
+    }
+    Ok(())
+}
