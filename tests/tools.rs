@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::gpu;
+use wgpu_optim::algorithm::OPTIMIZER_NAMES;
 use wgpu_optim::tools::bench::{self, transformer_shapes};
 use wgpu_optim::tools::validate::{self, ValidateOptions, Verdict};
 
@@ -95,7 +96,7 @@ fn bench_json_has_the_documented_keys() {
     let (code, text) = run(&[
         "bench",
         "--optimizer",
-        "sgd,Adam-amsgrad",
+        "sgd,Adam-amsgrad,lion",
         "--sizes",
         "1000",
         "--tensors",
@@ -111,7 +112,7 @@ fn bench_json_has_the_documented_keys() {
     assert!(text.contains("Adam-amsgrad"), "{text}");
     let records: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let records = records.as_array().unwrap();
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), 6);
     for r in records {
         for key in [
             "adapter",
@@ -134,6 +135,14 @@ fn bench_json_has_the_documented_keys() {
     assert_eq!(records[2]["bytes_per_element"], 36);
     assert_eq!(records[3]["tensors"], 148);
     assert_eq!(records[3]["unfused_dispatches"], 8);
+    // Lion has no unfused baseline: null, and n/a in the table.
+    assert_eq!(records[4]["optimizer"], "Lion");
+    assert!(
+        records[4]["unfused_ms_per_step"].is_null() && records[4]["unfused_dispatches"].is_null(),
+        "{}",
+        records[4]
+    );
+    assert!(text.lines().any(|l| l.starts_with("Lion") && l.trim_end().ends_with("n/a    n/a")), "{text}");
 }
 
 #[test]
@@ -156,23 +165,21 @@ fn every_bench_workload_runs_on_the_device() {
 
 #[test]
 fn bytes_per_element_are_the_documented_ones() {
-    let bytes: Vec<(&str, u64)> = bench::variants().iter().map(|v| (v.name, v.bytes_per_element())).collect();
-    assert_eq!(
-        bytes,
-        [
-            ("SGD", 12),
-            ("SGD-momentum", 20),
-            ("Adagrad", 20),
-            ("RMSprop", 20),
-            ("RMSprop-centered-momentum", 36),
-            ("Adam", 28),
-            ("Adam-amsgrad", 36),
-            ("AdamW", 28),
-            ("Adamax", 28),
-            ("NAdam", 28),
-            ("RAdam", 28)
-        ]
-    );
+    let variants = bench::variants();
+    // Every algorithm of the registry is benched, by its PyTorch name, in registry order.
+    let plain: Vec<&str> = variants.iter().filter(|v| OPTIMIZER_NAMES.contains(&v.name)).map(|v| v.name).collect();
+    assert_eq!(plain, OPTIMIZER_NAMES);
+    for v in &variants {
+        assert!(v.name == v.config.name() || v.name.starts_with(&format!("{}-", v.config.name())), "{}", v.name);
+        let states = v.config.algorithm().states_used().iter().filter(|&&used| used).count() as u64;
+        assert_eq!(v.bytes_per_element(), 12 + 8 * states, "{}", v.name);
+        assert_eq!(variants.iter().filter(|w| w.name.eq_ignore_ascii_case(v.name)).count(), 1, "{}", v.name);
+    }
+    // Spot checks of the documented figures, not computed the same way.
+    let bytes = |name: &str| bench::find(name).unwrap()[0].bytes_per_element();
+    assert_eq!(bytes("SGD"), 12);
+    assert_eq!(bytes("Adam"), 28);
+    assert_eq!(bytes("Adam-amsgrad"), 36);
 }
 
 #[test]
@@ -206,7 +213,7 @@ fn tool_kernels_are_valid_wgsl() {
 #[test]
 fn bad_flags_are_exit_2_with_a_message() {
     let cases: [(&[&str], &str); 5] = [
-        (&["bench", "--optimizer", "Rprop"], "unknown optimizer \"Rprop\" (known: SGD, SGD-momentum"),
+        (&["bench", "--optimizer", "Lamb"], "unknown optimizer \"Lamb\" (known: SGD, SGD-momentum"),
         (&["bench", "--sizes", "4M"], "invalid value '4M' for '--sizes"),
         (&["bench", "--tensors", "0"], "invalid value '0' for '--tensors"),
         (&["validate", "--backend", "glide"], "unknown backend \"glide\" (known: vulkan, gl, metal, dx12, all)"),

@@ -22,10 +22,7 @@ use serde::Serialize;
 
 use super::program::Program;
 use super::{backend_name, ceiling, progress, unfused, Rng};
-use crate::algorithm::{
-    AdaGradConfig, AdamConfig, AdamWConfig, AdamaxConfig, NAdamConfig, OptimizerConfig, RAdamConfig, RmsPropConfig,
-    SgdConfig,
-};
+use crate::algorithm::OptimizerConfig;
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, ParamBinding};
 use crate::{GpuContext, ParamArena};
@@ -54,22 +51,38 @@ impl Variant {
     }
 }
 
-/// Every configuration `bench` knows, with PyTorch's defaults except where the name says.
+/// Every configuration `bench` knows, read from the registry ([`OptimizerConfig::defaults`] and
+/// [`OptimizerConfig::cases`]), in registry order: each algorithm with its reference's defaults,
+/// named by its PyTorch name (`Adam`); then, where one of the algorithm's cases keeps more state
+/// arrays than its defaults do, the first case with the most state arrays, named by the PyTorch
+/// name and the case's flags (`adam amsgrad` → `Adam-amsgrad`, `rmsprop centered momentum` →
+/// `RMSprop-centered-momentum`). Built once.
 pub fn variants() -> Vec<Variant> {
-    let v = |name, config: OptimizerConfig| Variant { name, config };
-    vec![
-        v("SGD", SgdConfig::default().into()),
-        v("SGD-momentum", SgdConfig { momentum: 0.9, ..Default::default() }.into()),
-        v("Adagrad", AdaGradConfig::default().into()),
-        v("RMSprop", RmsPropConfig::default().into()),
-        v("RMSprop-centered-momentum", RmsPropConfig { centered: true, momentum: 0.9, ..Default::default() }.into()),
-        v("Adam", AdamConfig::default().into()),
-        v("Adam-amsgrad", AdamConfig { amsgrad: true, ..Default::default() }.into()),
-        v("AdamW", AdamWConfig::default().into()),
-        v("Adamax", AdamaxConfig::default().into()),
-        v("NAdam", NAdamConfig::default().into()),
-        v("RAdam", RAdamConfig::default().into()),
-    ]
+    static VARIANTS: std::sync::OnceLock<Vec<Variant>> = std::sync::OnceLock::new();
+    VARIANTS.get_or_init(registry_variants).clone()
+}
+
+fn registry_variants() -> Vec<Variant> {
+    let states = |config: &OptimizerConfig| config.algorithm().states_used().iter().filter(|&&used| used).count();
+    let cases = OptimizerConfig::cases();
+    let mut variants = Vec::new();
+    for config in OptimizerConfig::defaults() {
+        let name = config.name();
+        let mut most: Option<(&str, &OptimizerConfig)> = None;
+        for (case, c) in cases.iter().filter(|(_, c)| c.name() == name) {
+            if states(c) > most.map_or(states(&config), |(_, m)| states(m)) {
+                most = Some((case, c));
+            }
+        }
+        let extra = most.map(|(case, c)| {
+            let flags: Vec<&str> = case.split_whitespace().skip(1).collect();
+            let name: &'static str = format!("{name}-{}", flags.join("-")).leak();
+            Variant { name, config: c.clone() }
+        });
+        variants.push(Variant { name, config });
+        variants.extend(extra);
+    }
+    variants
 }
 
 /// The variants named in a comma-separated list (case-insensitive).
@@ -454,10 +467,11 @@ pub struct Record {
     pub ratio: f64,
     /// GB/s of `copy_buffer_to_buffer` moving the same bytes.
     pub copy_gbps: f64,
-    /// Median milliseconds per unfused step.
-    pub unfused_ms_per_step: f64,
-    /// Dispatches of one unfused step.
-    pub unfused_dispatches: usize,
+    /// Median milliseconds per unfused step; `None` (JSON `null`, `n/a` in the table) for an
+    /// algorithm the unfused baseline does not cover.
+    pub unfused_ms_per_step: Option<f64>,
+    /// Dispatches of one unfused step; `None` where there is no unfused baseline.
+    pub unfused_dispatches: Option<usize>,
     /// Steps measured.
     pub reps: usize,
 }
@@ -504,9 +518,14 @@ fn measure(
     bar: &indicatif::ProgressBar,
 ) -> Result<Record> {
     let info = ctx.adapter_info();
+    // Adadelta, ASGD, Rprop and Lion have no unfused baseline: nothing to time.
+    let unfused_dispatches = Some(setup.dispatches(Kind::Unfused)).filter(|&d| d > 0);
     let mut times: [Vec<f64>; 4] = Default::default();
     for rep in 0..options.warmup + options.reps {
         for (k, kind) in Kind::ALL.into_iter().enumerate() {
+            if kind == Kind::Unfused && unfused_dispatches.is_none() {
+                continue;
+            }
             let t = timer.time(ctx, setup, kind)?;
             if rep >= options.warmup {
                 times[k].push(t);
@@ -531,8 +550,8 @@ fn measure(
         ceiling_gbps: gb / ceiling,
         ratio: ceiling / fused,
         copy_gbps: gb / copy,
-        unfused_ms_per_step: unfused * 1e3,
-        unfused_dispatches: setup.dispatches(Kind::Unfused),
+        unfused_ms_per_step: unfused_dispatches.map(|_| unfused * 1e3),
+        unfused_dispatches,
         reps: options.reps,
     })
 }
@@ -544,8 +563,12 @@ pub fn table(records: &[Record]) -> String {
         "optimizer", "n", "tensors", "layout", "disp", "ms/step", "GB/s", "ceiling", "ratio", "copy", "unfused ms", "x"
     );
     for r in records {
+        let (unfused, x) = match r.unfused_ms_per_step {
+            Some(ms) => (format!("{ms:.3}"), format!("{:.2}", ms / r.ms_per_step)),
+            None => ("n/a".to_string(), "n/a".to_string()),
+        };
         out += &format!(
-            "{:<26} {:>10} {:>7} {:>7} {:>5} {:>10.3} {:>8.2} {:>9.2} {:>6.2} {:>8.2} {:>11.3} {:>6.2}\n",
+            "{:<26} {:>10} {:>7} {:>7} {:>5} {:>10.3} {:>8.2} {:>9.2} {:>6.2} {:>8.2} {:>11} {:>6}\n",
             r.optimizer,
             r.n,
             r.tensors,
@@ -556,8 +579,8 @@ pub fn table(records: &[Record]) -> String {
             r.ceiling_gbps,
             r.ratio,
             r.copy_gbps,
-            r.unfused_ms_per_step,
-            r.unfused_ms_per_step / r.ms_per_step
+            unfused,
+            x
         );
     }
     out

@@ -148,8 +148,12 @@ fn adam(c: &AdamConfig) -> Vec<Op> {
 
 /// The unfused step of `config` over `n` elements, on buffers of its own (param and grad from
 /// `param` and `grad`, state and temporaries zero; AdaGrad's sum starts at one, so that its
-/// square root is not zero).
+/// square root is not zero). Empty, with no buffers, for an algorithm without a baseline.
 pub(crate) fn program(device: &wgpu::Device, config: &OptimizerConfig, n: u64, param: &[f32], grad: &[f32]) -> Program {
+    let ops = ops(config);
+    if ops.is_empty() {
+        return Program::default();
+    }
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("wgpu-optim unfused"),
         source: wgpu::ShaderSource::Wgsl(SOURCE.into()),
@@ -170,7 +174,7 @@ pub(crate) fn program(device: &wgpu::Device, config: &OptimizerConfig, n: u64, p
     };
     let mut program = Program::default();
     let mut entries: Vec<(&'static str, usize)> = Vec::new();
-    for Op(entry, out, a, b, c) in ops(config) {
+    for Op(entry, out, a, b, c) in ops {
         let index = match entries.iter().find(|(e, _)| *e == entry) {
             Some(&(_, index)) => index,
             None => {
