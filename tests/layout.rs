@@ -13,6 +13,20 @@ fn odd_lens() -> Vec<u64> {
     (0..148u64).map(|i| if i < 4 { 2 * i + 1 } else { 2 * ((i * 37 + 11) % 500) + 1 }).collect()
 }
 
+/// Below this length a tensor whose length is no multiple of four is one `main` dispatch
+/// (`SMALL_RUN` in src/optim/plan.rs).
+const SMALL_RUN: u64 = 4096;
+
+/// The dispatches of a tensor of `n` elements in buffers of its own: one four-wide where `n` is a
+/// multiple of four; one `main` for a small ragged tensor; four-wide and a tail otherwise.
+fn dispatches(n: u64) -> usize {
+    match n {
+        0 => 0,
+        n if n % 4 == 0 || n < SMALL_RUN => 1,
+        _ => 2,
+    }
+}
+
 /// Where the engine keeps its tensors.
 #[derive(Clone, Copy, Debug)]
 enum Layout {
@@ -96,12 +110,22 @@ fn an_arena_registered_one_call_at_a_time_is_planned_and_updated_as_in_one_call(
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn tensors_in_buffers_of_their_own_run_four_elements_per_invocation() {
     let ctx = gpu();
-    let lens = odd_lens();
-    // Each tensor: a four-wide dispatch unless it is shorter than four, one more for its remainder.
-    let wide = lens.iter().filter(|&&n| n >= 4).count();
-    let remainders = lens.iter().filter(|&&n| n % 4 != 0).count();
+    // Lengths that are multiples of four, small ragged ones and large ragged ones.
+    let lens: Vec<u64> = odd_lens()
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| match i % 3 {
+            0 => n,
+            1 => (n + 1).next_multiple_of(4),
+            _ => SMALL_RUN + n,
+        })
+        .collect();
     let (one_call, expected) = adam(&ctx, &lens, Layout::Buffers, true);
-    assert_eq!(one_call, wide + remainders, "every tensor's four-wide part runs four-wide");
+    assert_eq!(
+        one_call,
+        lens.iter().map(|&n| dispatches(n)).sum::<usize>(),
+        "every tensor's four-wide part runs four-wide"
+    );
     assert!(one_call <= 2 * lens.len());
     let (each_call, results) = adam(&ctx, &lens, Layout::Buffers, false);
     assert_eq!(each_call, one_call, "148 calls");
@@ -192,7 +216,7 @@ fn bench_runs_one_buffer_per_tensor() {
     let timer = Timer::new(&ctx);
     let adam = find("Adam").unwrap().remove(0);
     let lens = transformer_shapes(4099, 7);
-    let expected = lens.iter().map(|&n| usize::from(n >= 4) + usize::from(n % 4 != 0)).sum::<usize>();
+    let expected = lens.iter().map(|&n| dispatches(n)).sum::<usize>();
     let mut setup = Setup::with_layout(&ctx, &adam, 4099, 7, Layout::Buffers).unwrap();
     assert_eq!(setup.layout, Layout::Buffers);
     for kind in Kind::ALL {

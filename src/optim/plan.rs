@@ -38,6 +38,10 @@ pub(super) struct Plan {
     pub dispatches: Vec<Dispatch>,
 }
 
+/// Below this many elements, a run whose length is no multiple of four is one `main` dispatch
+/// instead of two (four-wide, then its tail).
+const SMALL_RUN: u64 = 4096;
+
 /// One dispatch before its bind group exists: a run (pieces merged), and which part of it runs how.
 struct Part<'a> {
     run: Piece<'a>,
@@ -73,7 +77,11 @@ fn parts<'a>(tensors: &'a Tensors, store: &StateStore, align: u64) -> Vec<Part<'
         let aligned = within(run.span.param_start) % 4 == 0
             && within(run.span.grad_start) % 4 == 0
             && (!store.keeps_state(run.slot.block) || within(run.slot.offset) % 4 == 0);
-        let wide = if aligned { run.span.len / 4 * 4 } else { 0 };
+        // A small run whose length is no multiple of four takes one dispatch of `main` rather
+        // than a four-wide one and another for its tail: what a dispatch costs beyond its
+        // elements (tens of microseconds on a CPU adapter) outweighs four-wide access there.
+        let ragged_and_small = run.span.len % 4 != 0 && run.span.len < SMALL_RUN;
+        let wide = if aligned && !ragged_and_small { run.span.len / 4 * 4 } else { 0 };
         if wide > 0 {
             parts.push(Part { run, wide: true, first: 0, n: wide });
         }
