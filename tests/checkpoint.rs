@@ -15,32 +15,27 @@ use wgpu_optim::*;
 const T: u64 = 6;
 const LENS: &[u64] = &[300, 7, 1000];
 
+/// Per algorithm of the registry, named by its PyTorch name: the last of its own cases that keeps
+/// the most state arrays, so that every state array a checkpoint can carry is resumed.
 fn configs() -> Vec<(&'static str, OptimizerConfig)> {
-    vec![
-        ("sgd", SgdConfig { lr: 0.01, ..Default::default() }.into()),
-        (
-            "sgd nesterov",
-            SgdConfig { lr: 0.01, momentum: 0.9, nesterov: true, weight_decay: 0.01, ..Default::default() }.into(),
-        ),
-        ("adagrad", AdaGradConfig { lr_decay: 0.01, initial_accumulator_value: 0.1, ..Default::default() }.into()),
-        ("rmsprop centered momentum", RmsPropConfig { centered: true, momentum: 0.9, ..Default::default() }.into()),
-        ("adam amsgrad", AdamConfig { amsgrad: true, weight_decay: 0.01, ..Default::default() }.into()),
-        ("adamw", AdamWConfig::default().into()),
-        ("adamax", AdamaxConfig::default().into()),
-        ("nadam", NAdamConfig { weight_decay: 0.01, decoupled_weight_decay: true, ..Default::default() }.into()),
-        ("radam", RAdamConfig::default().into()),
-        ("adadelta", AdadeltaConfig::default().into()),
-        ("asgd", AsgdConfig { t0: 3.0, ..Default::default() }.into()),
-        ("rprop", RpropConfig::default().into()),
-    ]
+    let mut out: Vec<(&'static str, OptimizerConfig, usize)> = Vec::new();
+    for (_, config) in OptimizerConfig::cases() {
+        let states = config.algorithm().states_used().iter().filter(|&&used| used).count();
+        match out.iter_mut().find(|(name, _, _)| *name == config.name()) {
+            Some(best) if states >= best.2 => *best = (config.name(), config, states),
+            Some(_) => {}
+            None => out.push((config.name(), config, states)),
+        }
+    }
+    out.into_iter().map(|(name, config, _)| (name, config)).collect()
 }
 
 /// A schedule per case: milestones that fall on both sides of the save, or a plateau.
 fn schedule_for(name: &str, lr: f64) -> Option<LrScheduler> {
     let spec = match name {
-        "sgd" => json!({"name": "MultiStepLR", "milestones": [2, T, T + 3], "gamma": 0.5}),
-        "adam amsgrad" => json!({"name": "ReduceLROnPlateau", "patience": 1, "factor": 0.5, "cooldown": 1}),
-        "adamw" => json!({"name": "OneCycleLR", "max_lr": 0.01, "total_steps": 2 * T}),
+        "SGD" => json!({"name": "MultiStepLR", "milestones": [2, T, T + 3], "gamma": 0.5}),
+        "Adam" => json!({"name": "ReduceLROnPlateau", "patience": 1, "factor": 0.5, "cooldown": 1}),
+        "AdamW" => json!({"name": "OneCycleLR", "max_lr": 0.01, "total_steps": 2 * T}),
         _ => return None,
     };
     Some(schedule::from_json(&spec, lr).unwrap())
@@ -144,7 +139,7 @@ fn resume_on_a_fresh_device_is_bit_exact_for_every_optimizer() {
 #[ignore = "run by resume_in_a_fresh_process_is_bit_exact in a process of its own"]
 fn resume_child() {
     let dir = PathBuf::from(std::env::var("WGPU_OPTIM_RESUME_DIR").expect("set by the parent test"));
-    let (name, config) = configs().into_iter().find(|(n, _)| *n == "adam amsgrad").unwrap();
+    let (name, config) = configs().into_iter().find(|(n, _)| *n == "Adam").unwrap();
     let mut run = Run::new(name, &config, Some(load_params(&dir.join("params.json"))));
     run.opt.load_state(dir.join("state.safetensors")).unwrap();
     run.steps(T, 2 * T);
@@ -155,7 +150,7 @@ fn resume_child() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn resume_in_a_fresh_process_is_bit_exact() {
-    let (name, config) = configs().into_iter().find(|(n, _)| *n == "adam amsgrad").unwrap();
+    let (name, config) = configs().into_iter().find(|(n, _)| *n == "Adam").unwrap();
     let mut straight = Run::new(name, &config, None);
     straight.steps(0, 2 * T);
 
@@ -179,7 +174,7 @@ fn resume_in_a_fresh_process_is_bit_exact() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn refused_checkpoints_are_named_and_change_nothing() {
-    let (name, config) = configs().into_iter().find(|(n, _)| *n == "adam amsgrad").unwrap();
+    let (name, config) = configs().into_iter().find(|(n, _)| *n == "Adam").unwrap();
     let mut saved = Run::new(name, &config, None);
     saved.steps(0, T);
     let good = scratch("good.safetensors");

@@ -82,11 +82,10 @@ fn non_finite_hyperparameters_are_refused() {
 
 #[test]
 fn malformed_configs_name_the_problem() {
-    assert_eq!(
-        config_error(json!({"name": "Adamm"})),
-        "unknown optimizer \"Adamm\" (known: SGD, Adagrad, RMSprop, Adam, AdamW, Adamax, NAdam, RAdam, Adadelta, ASGD, \
-         Rprop, Lion)"
-    );
+    // Every name of the registry, in its order.
+    let known = wgpu_optim::algorithm::OPTIMIZER_NAMES.join(", ");
+    assert!(known.starts_with("SGD, Adagrad, RMSprop, Adam, AdamW"), "{known}");
+    assert_eq!(config_error(json!({"name": "Adamm"})), format!("unknown optimizer \"Adamm\" (known: {known})"));
     let unknown = config_error(json!({"name": "Adam", "lrr": 0.1}));
     assert!(unknown.starts_with("invalid optimizer config: unknown field `lrr`, expected one of"), "{unknown}");
     let adamw_flag = config_error(json!({"name": "AdamW", "decoupled_weight_decay": true}));
