@@ -196,7 +196,10 @@ pub(crate) struct KernelPipeline {
 
 impl KernelPipeline {
     /// The kernel's bind-group layout and its most common pipelines, for these storage formats.
-    pub fn with_storage(device: &wgpu::Device, kernel: &'static Kernel, storage: Storage) -> Self {
+    ///
+    /// # Errors
+    /// [`crate::Error::Wgpu`] if wgpu refuses the composed module or its pipelines.
+    pub fn with_storage(device: &wgpu::Device, kernel: &'static Kernel, storage: Storage) -> crate::Result<Self> {
         let storage_entry = |binding, read_only| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -227,11 +230,10 @@ impl KernelPipeline {
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
         let pipeline = Self { layout, kernel, storage, modules: Mutex::default(), variants: Mutex::default() };
-        // The most common variants, compiled now so that shader errors surface at construction
-        // (the error is kept out of the cache and reaches the caller's error scope as well).
-        let _ = pipeline.variant(device, 0, true, false);
-        let _ = pipeline.variant(device, 0, false, true);
-        pipeline
+        // The most common variants, compiled now so that shader errors surface at construction.
+        pipeline.variant(device, 0, true, false)?;
+        pipeline.variant(device, 0, false, true)?;
+        Ok(pipeline)
     }
 
     /// The pipeline with these flags, with or without offsets into its bindings, running `main4`

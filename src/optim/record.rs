@@ -35,6 +35,11 @@ impl Recorder {
         let device = &ctx.device;
         let scopes = Scopes::push(device);
         let pipeline = KernelPipeline::with_storage(device, kernel, storage);
+        // Pop the scopes before returning an error from the pipeline, whichever came first.
+        let popped = scopes.pop(&format!("kernel {}", kernel.name));
+        let pipeline = pipeline?;
+        popped?;
+        let scopes = Scopes::push(device);
         let unused = (0..kernel.states.len())
             .map(|_| {
                 device.create_buffer(&wgpu::BufferDescriptor {
