@@ -101,7 +101,9 @@ impl Optimizer {
     /// `momentum` alike) and the same tensors in the same order; each group with a schedule needs
     /// the same schedule set before loading. Like PyTorch's `load_state_dict`, the groups'
     /// hyperparameters are taken from the checkpoint. Everything is checked before anything
-    /// changes: a refused checkpoint leaves the optimizer as it was.
+    /// changes: a refused checkpoint leaves the optimizer as it was. The state is queued on the
+    /// device's queue and lands at the start of the next submit: submit any encoder that holds a
+    /// recorded step first, or that step runs on the loaded state.
     ///
     /// # Errors
     /// [`Error::Io`] if the file cannot be read; [`Error::Checkpoint`] naming the problem for a

@@ -204,7 +204,8 @@ impl Optimizer {
     /// Registering tensors one call at a time gives the same layout, and so the same dispatches,
     /// as registering them in one call. The state grows in place: a registration may copy the
     /// state registered before into larger buffers, on the device, at once; submit any encoder
-    /// that holds a recorded step before registering more tensors.
+    /// that holds a recorded step before registering more tensors (or loading a checkpoint, whose
+    /// state lands at the start of the next submit).
     ///
     /// # Errors
     /// Checked before anything changes: [`Error::UnknownGroup`], [`Error::BufferUsage`] (no
@@ -384,9 +385,12 @@ impl Optimizer {
     /// [`Optimizer::set_step_count`]. The encoder should be submitted (wgpu reclaims the upload
     /// buffers when it is). Prefer [`Optimizer::step`] when the optimizer may submit by itself.
     ///
-    /// Everything `record` asks of wgpu runs in error scopes, so a refusal is an error here even
-    /// on a device whose uncaptured errors panic. What wgpu checks only at submit (a buffer
-    /// destroyed after a step has bound it) reaches the engine's submit.
+    /// Everything `record` asks of the device (bind groups, pipelines, the upload buffer) runs in
+    /// error scopes, so a refusal there is an error here even on a device whose uncaptured errors
+    /// panic. What wgpu checks only in the encoder itself is reported by wgpu at the engine's
+    /// `finish()` or submit, after this step was counted: a buffer destroyed after a step has
+    /// bound it, timestamp writes out of the query set's range, an encoder that was already
+    /// invalid. An engine that sees such an error rewinds with [`Optimizer::set_step_count`].
     ///
     /// # Errors
     /// [`Error::NoParameters`] if no tensor is registered; [`Error::InvalidHyperparameter`] if a
