@@ -18,8 +18,7 @@ use super::{Kernel, Storage, MAX_SCALARS};
 pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
     let mut out = String::with_capacity(kernel.source.len() + 6000);
     let w = &mut out;
-    let on: Vec<&str> =
-        kernel.flags.iter().enumerate().filter(|(bit, _)| flags >> bit & 1 == 1).map(|(_, f)| *f).collect();
+    let on = kernel.flags_on(flags);
     let command = match on.is_empty() {
         true => format!("wgpu-optim shader {} --storage {}", kernel.name, storage.name()),
         false => format!("wgpu-optim shader {} --storage {} --flags {}", kernel.name, storage.name(), on.join(",")),
@@ -152,7 +151,7 @@ impl Variant {
 
     /// The names of the flags that are on.
     pub fn flag_names(&self) -> Vec<&'static str> {
-        self.kernel.flags.iter().enumerate().filter(|(bit, _)| self.flags >> bit & 1 == 1).map(|(_, f)| *f).collect()
+        self.kernel.flags_on(self.flags)
     }
 
     /// A file name that says what the variant is: `adam.f32-f32-f32.AMSGRAD+MAXIMIZE.wgsl`

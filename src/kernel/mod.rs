@@ -82,6 +82,11 @@ impl Kernel {
         self.states.iter().map(|s| s.flag.is_none_or(|f| self.flag_on(flags, f))).collect()
     }
 
+    /// The names of the flags set in `flags`, in bit order.
+    pub fn flags_on(&self, flags: u32) -> Vec<&'static str> {
+        self.flags.iter().enumerate().filter(|(bit, _)| flags >> bit & 1 == 1).map(|(_, f)| *f).collect()
+    }
+
     /// Whether the flag called `name` is set in `flags` (false for a name the kernel lacks).
     pub fn flag_on(&self, flags: u32, name: &str) -> bool {
         self.flags.iter().position(|f| *f == name).is_some_and(|bit| flags >> bit & 1 == 1)
