@@ -29,7 +29,8 @@ impl ParamArena {
     /// An arena of tensors of the given lengths (in elements), zero-filled.
     ///
     /// # Errors
-    /// [`Error::OutOfBounds`] if the total exceeds the device's `max_buffer_size`.
+    /// [`Error::OutOfBounds`] if the total exceeds the device's `max_buffer_size`;
+    /// [`Error::Wgpu`] if the device cannot allocate it; [`Error::DeviceLost`].
     pub fn new(ctx: &GpuContext, lens: &[u64]) -> Result<Self> {
         let mut offsets = Vec::with_capacity(lens.len());
         let mut total = 0u64;
@@ -41,6 +42,8 @@ impl ParamArena {
         if total > max {
             return Err(Error::OutOfBounds { what: "parameter arena".into(), offset: 0, end: total, buffer_len: max });
         }
+        ctx.check_alive()?;
+        let scopes = crate::optim::Scopes::push(&ctx.device);
         let buffer = |label| {
             ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -49,12 +52,9 @@ impl ParamArena {
                 mapped_at_creation: false,
             })
         };
-        Ok(Self {
-            params: buffer("wgpu-optim params"),
-            grads: buffer("wgpu-optim grads"),
-            offsets,
-            lens: lens.to_vec(),
-        })
+        let (params, grads) = (buffer("wgpu-optim params"), buffer("wgpu-optim grads"));
+        scopes.pop("allocating the parameter arena")?;
+        Ok(Self { params, grads, offsets, lens: lens.to_vec() })
     }
 
     /// The parameter buffer.

@@ -112,7 +112,8 @@ impl GpuContext {
         Self { device, queue, health: Arc::default() }
     }
 
-    /// Why the device was lost, if it was (on a device [`GpuContext::new`] opened).
+    /// Why the device was lost, if it was: as wgpu reported it on a device [`GpuContext::new`]
+    /// opened, or as an optimizer call found out (on any device).
     pub fn lost(&self) -> Option<String> {
         self.health.lost.lock().ok().and_then(|l| l.clone())
     }
@@ -124,11 +125,59 @@ impl GpuContext {
         self.health.uncaptured.lock().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default()
     }
 
-    /// [`Error::DeviceLost`] if the device is gone.
+    /// [`Error::DeviceLost`] if the device is gone, whether or not wgpu has said so yet.
+    ///
+    /// wgpu reports a loss through the device-lost callback, which an engine's device keeps for
+    /// itself, and only once it notices (at a poll, say). A lost device otherwise fails quietly:
+    /// what is created on it is invalid, and error scopes report nothing. So the device is asked
+    /// directly: a buffer created mapped can be written only on a live device. That costs one
+    /// 4-byte buffer, which is why the step path does not call this but asks the same question
+    /// of the buffer it uploads the step's scalars with ([`GpuContext::mapped_buffer`]).
     pub(crate) fn check_alive(&self) -> Result<()> {
-        match self.lost() {
-            Some(reason) => Err(Error::DeviceLost(reason)),
-            None => Ok(()),
+        self.check_known_lost()?;
+        self.mapped_buffer("wgpu-optim liveness", &[0; 4], wgpu::BufferUsages::COPY_SRC).map(|_| ())
+    }
+
+    /// A new buffer holding `contents` (whose length is a multiple of 4, and not 0) with `usage`,
+    /// written while mapped at creation: `create_buffer_init` without its panic on a lost device.
+    ///
+    /// # Errors
+    /// [`Error::DeviceLost`] if the buffer cannot be mapped: on a live device a small buffer always
+    /// can, so that failure means the device is gone (and is remembered); [`Error::Wgpu`] if the
+    /// device refuses the buffer itself (out of memory, or too large).
+    pub(crate) fn mapped_buffer(
+        &self,
+        label: &str,
+        contents: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        let out_of_memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: contents.len() as u64,
+            usage,
+            mapped_at_creation: true,
+        });
+        let mapped = buffer.slice(..).get_mapped_range_mut().map(|mut view| view.copy_from_slice(contents));
+        let refused = [pollster::block_on(invalid.pop()), pollster::block_on(out_of_memory.pop())];
+        if let Some(error) = refused.into_iter().flatten().next() {
+            return Err(Error::Wgpu(format!("{label}: {error}")));
+        }
+        if mapped.is_err() {
+            // wgpu's own words here only say that the new buffer is invalid.
+            let reason = "the device no longer creates buffers (destroyed, or lost by the driver)".to_string();
+            self.mark_lost(&reason);
+            return Err(Error::DeviceLost(reason));
+        }
+        buffer.unmap();
+        Ok(buffer)
+    }
+
+    /// Remembers that the device is gone, when a call found out before wgpu said so.
+    pub(crate) fn mark_lost(&self, reason: &str) {
+        if let Ok(mut slot) = self.health.lost.lock() {
+            slot.get_or_insert_with(|| reason.to_string());
         }
     }
 
@@ -145,9 +194,18 @@ impl GpuContext {
     /// Blocks until the queue has finished everything submitted so far.
     ///
     /// # Errors
-    /// [`Error::DeviceLost`] if the device is gone or the wait timed out.
+    /// [`Error::DeviceLost`] if the wait timed out, or if the device is known to be gone: wgpu
+    /// reported it, or an optimizer call found out (a wait on a lost device returns at once).
     pub fn wait(&self) -> Result<()> {
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::DeviceLost(e.to_string()))
+        // Only what is known already: `bench` times waits, and a probe would cost a buffer.
+        self.check_known_lost()?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::DeviceLost(e.to_string()))?;
+        self.check_known_lost()
+    }
+
+    /// [`Error::DeviceLost`] if the device is known to be gone, without asking the device.
+    pub(crate) fn check_known_lost(&self) -> Result<()> {
+        self.lost().map_or(Ok(()), |reason| Err(Error::DeviceLost(reason)))
     }
 }
 

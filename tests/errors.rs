@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{buffer, gpu};
+use common::{buffer, device_with_default_handler, gpu};
 use serde_json::json;
 use wgpu_optim::readback::read_f32;
 use wgpu_optim::*;
@@ -328,17 +328,6 @@ fn every_public_input_is_checked() {
     assert_eq!((opt.param_count(), opt.steps()), (0, 0), "nothing was registered or stepped");
     // A zero-length tensor in a zero-size buffer is fine: there is nothing to update.
     opt.add_params(group, &[ParamBinding::whole(&zero, &g, 0)]).unwrap();
-}
-
-/// A device with wgpu's default error handler, which panics on any error no scope captures, as
-/// an engine's device may.
-fn device_with_default_handler() -> GpuContext {
-    pollster::block_on(async {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = instance.request_adapter(&Default::default()).await.expect("an adapter");
-        let (device, queue) = adapter.request_device(&Default::default()).await.expect("a device");
-        GpuContext::from_device(device, queue)
-    })
 }
 
 #[test]

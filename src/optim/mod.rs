@@ -31,16 +31,16 @@ const F32: u64 = 4;
 /// The error scopes around device work whose errors must come back as [`crate::Error::Wgpu`]
 /// rather than reach wgpu's uncaptured-error handler (which panics by default): validation and
 /// out-of-memory.
-struct Scopes(wgpu::ErrorScopeGuard, wgpu::ErrorScopeGuard);
+pub(crate) struct Scopes(wgpu::ErrorScopeGuard, wgpu::ErrorScopeGuard);
 
 impl Scopes {
-    fn push(device: &wgpu::Device) -> Self {
+    pub(crate) fn push(device: &wgpu::Device) -> Self {
         let out_of_memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         Self(out_of_memory, device.push_error_scope(wgpu::ErrorFilter::Validation))
     }
 
     /// The first error either scope caught, as [`crate::Error::Wgpu`] after `what: `.
-    fn pop(self, what: &str) -> crate::Result<()> {
+    pub(crate) fn pop(self, what: &str) -> crate::Result<()> {
         let Scopes(out_of_memory, invalid) = self;
         let errors = [pollster::block_on(invalid.pop()), pollster::block_on(out_of_memory.pop())];
         match errors.into_iter().flatten().next() {

@@ -3,8 +3,6 @@
 use std::num::NonZeroU64;
 use std::sync::OnceLock;
 
-use wgpu::util::DeviceExt;
-
 use super::plan::window;
 use super::Scopes;
 use crate::context::GpuContext;
@@ -70,7 +68,7 @@ impl NonfiniteScan {
         ctx: &GpuContext,
         slices: impl Iterator<Item = (&'a wgpu::Buffer, u64, u64)>,
     ) -> Result<bool> {
-        ctx.check_alive()?;
+        ctx.check_known_lost()?;
         let device = &ctx.device;
         let scopes = Scopes::push(device);
         let scan = self.pipeline.get_or_init(|| NonfinitePipeline::new(device));
@@ -90,16 +88,10 @@ impl NonfiniteScan {
             let range = RangeUniform { n: len as u32, off, _pad: [0; 2] };
             uniforms[i * slot as usize..][..size_of::<RangeUniform>()].copy_from_slice(bytemuck::bytes_of(&range));
         }
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("nonfinite ranges"),
-            contents: &uniforms,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let found = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("nonfinite flag"),
-            contents: &[0; 4],
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        });
+        // Mapped at creation rather than `create_buffer_init`, which panics on a lost device.
+        let uniform = ctx.mapped_buffer("nonfinite ranges", &uniforms, wgpu::BufferUsages::UNIFORM)?;
+        let found =
+            ctx.mapped_buffer("nonfinite flag", &[0; 4], wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC)?;
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nonfinite") });
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());

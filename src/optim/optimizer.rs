@@ -143,6 +143,8 @@ impl Optimizer {
         let config = config.into();
         let algorithm = config.algorithm();
         algorithm.validate()?;
+        // Pipelines and buffers created on a lost device are quietly invalid: refuse it here.
+        ctx.check_alive()?;
         let kernel = algorithm.kernel();
         let limits = ctx.device.limits();
         let align = limits.min_storage_buffer_offset_alignment as u64;
@@ -215,6 +217,7 @@ impl Optimizer {
     /// registered either.
     pub fn add_params(&mut self, group: GroupId, bindings: &[ParamBinding]) -> Result<Range<usize>> {
         let g = self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?;
+        self.ctx.check_alive()?;
         let algorithm = g.config.algorithm();
         let lr = g.hyper(self.steps).0;
         let init: Vec<Option<f32>> = (algorithm.states_used().iter().enumerate())
@@ -413,7 +416,9 @@ impl Optimizer {
         encoder: &mut wgpu::CommandEncoder,
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
-        self.ctx.check_alive()?;
+        // The step's upload asks the device whether it is alive (record.rs); a known loss is
+        // said before anything else.
+        self.ctx.check_known_lost()?;
         if self.tensors.is_empty() {
             return Err(Error::NoParameters);
         }
@@ -426,7 +431,9 @@ impl Optimizer {
             hyper.push((lr, momentum));
         }
         if self.recorder.needs_plan() {
-            // Registration is over for now: give back what growing the state left unused.
+            // Registration is over for now: give back what growing the state left unused (on a
+            // live device only: a copy on a lost one would quietly drop the state).
+            self.ctx.check_alive()?;
             self.store.compact(&self.ctx);
         }
         let groups = &self.groups;

@@ -1,8 +1,6 @@
 //! Recording a step: the kernel's pipelines, the plan (built when the tensors change), the
 //! upload of the step's scalars and the compute pass.
 
-use std::num::NonZeroU64;
-
 use crate::context::GpuContext;
 use crate::error::Result;
 use crate::kernel::{Kernel, KernelPipeline, Scalars, StepUniform, Storage};
@@ -13,7 +11,7 @@ use super::store::StateStore;
 use super::Scopes;
 
 /// What records steps of one kernel: its pipelines, the buffers bound where a group keeps no
-/// state, the plan, and the staging belt that uploads each step's scalars.
+/// state, and the plan.
 #[derive(Debug)]
 pub(super) struct Recorder {
     kernel: &'static Kernel,
@@ -22,7 +20,6 @@ pub(super) struct Recorder {
     /// forbids one writable buffer at two bindings of a dispatch).
     unused: Vec<wgpu::Buffer>,
     plan: Option<Plan>,
-    belt: wgpu::util::StagingBelt,
 }
 
 impl Recorder {
@@ -51,8 +48,7 @@ impl Recorder {
             })
             .collect();
         scopes.pop(&format!("kernel {}", kernel.name))?;
-        let belt = wgpu::util::StagingBelt::new(device.clone(), 4096);
-        Ok(Self { kernel, pipeline, unused, plan: None, belt })
+        Ok(Self { kernel, pipeline, unused, plan: None })
     }
 
     /// Forgets the plan: the tensors changed.
@@ -108,17 +104,19 @@ impl Recorder {
         let Some(uniform) = &plan.uniform else {
             return Ok(()); // Only empty tensors: nothing to update.
         };
-        let scopes = Scopes::push(device);
-        let size = NonZeroU64::new(uniform.size()).expect("a uniform buffer is never empty");
-        let mut bytes = vec![0u8; size.get() as usize];
+        let mut bytes = vec![0u8; uniform.size() as usize];
         for (slot, (d, (s, _))) in
             bytes.chunks_exact_mut(plan.slot_size as usize).zip(plan.dispatches.iter().zip(&per_dispatch))
         {
             let u = StepUniform { flags: s.flags, scalars: s.values, ..d.header };
             slot[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
         }
-        self.belt.write_buffer(encoder, uniform, 0, size).copy_from_slice(&bytes);
-        self.belt.finish_and_recall_on_submit(encoder);
+        // The scalars go through a buffer of this step's own, copied in the encoder, so that steps
+        // recorded before one submit each see theirs. Mapping it is also what tells a lost
+        // device (which fails everything else quietly) before the encoder is touched.
+        let staging = ctx.mapped_buffer("wgpu-optim step scalars", &bytes, wgpu::BufferUsages::COPY_SRC)?;
+        let scopes = Scopes::push(device);
+        encoder.copy_buffer_to_buffer(&staging, 0, uniform, 0, uniform.size());
         {
             let mut pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.kernel.name), timestamp_writes });

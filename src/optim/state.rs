@@ -30,12 +30,7 @@ pub(super) fn read(
     param: usize,
     k: usize,
 ) -> Result<Vec<f32>> {
-    let mut out = Vec::new();
-    for piece in tensors.pieces_of(param) {
-        let buffer = store.buffer(piece.slot.block, k).expect("a kept state array is allocated");
-        out.extend(crate::readback::read_f32(ctx, buffer, piece.slot.offset, piece.span.len)?);
-    }
-    Ok(out)
+    Ok(export_arrays(ctx, tensors, store, &[(param, k)])?.pop().unwrap_or_default())
 }
 
 /// Every state array of every tensor that its group keeps (`kept(group)[k]`), in tensor order
@@ -49,14 +44,57 @@ pub(super) fn export(
     store: &StateStore,
     kept: impl Fn(usize) -> Vec<bool>,
 ) -> Result<Vec<TensorState<Vec<f32>>>> {
-    let mut out = Vec::new();
+    let mut arrays = Vec::new();
     for param in 0..tensors.len() {
         let group = tensors.info(param).expect("param < len").group;
-        for (state, _) in kept(group).iter().enumerate().filter(|(_, &kept)| kept) {
-            out.push(TensorState { param, state, values: read(ctx, tensors, store, param, state)? });
+        arrays.extend(kept(group).iter().enumerate().filter(|(_, &kept)| kept).map(|(state, _)| (param, state)));
+    }
+    let values = export_arrays(ctx, tensors, store, &arrays)?;
+    Ok(arrays.into_iter().zip(values).map(|((param, state), values)| TensorState { param, state, values }).collect())
+}
+
+/// The state arrays `(param, k)`, each read back whole. The copies are made per state buffer,
+/// not per tensor: each buffer's elements from its first piece asked for to its last, in one
+/// readback for all, then cut into the tensors on the host. That keeps a checkpoint of 10^5
+/// tensors to a few large copies and one wait.
+fn export_arrays(
+    ctx: &GpuContext,
+    tensors: &Tensors,
+    store: &StateStore,
+    arrays: &[(usize, usize)],
+) -> Result<Vec<Vec<f32>>> {
+    use std::collections::BTreeMap;
+    // (block, k) -> the element range of that buffer the pieces need.
+    let mut spans: BTreeMap<(usize, usize), (u64, u64)> = BTreeMap::new();
+    for &(param, k) in arrays {
+        for piece in tensors.pieces_of(param) {
+            let (start, end) = (piece.slot.offset, piece.slot.offset + piece.span.len);
+            let span = spans.entry((piece.slot.block, k)).or_insert((start, end));
+            *span = (span.0.min(start), span.1.max(end));
         }
     }
-    Ok(out)
+    let keys: Vec<(usize, usize)> = spans.keys().copied().collect();
+    let ranges = (keys.iter().zip(spans.values()))
+        .map(|(&(block, k), &(start, end))| {
+            let buffer = store.buffer(block, k).expect("a kept state array is allocated");
+            (buffer, start, end - start)
+        })
+        .collect::<Vec<_>>();
+    let copies = crate::readback::read_ranges(ctx, &ranges)?;
+    let copied: BTreeMap<(usize, usize), (u64, Vec<f32>)> =
+        keys.into_iter().zip(ranges.iter().map(|r| r.1).zip(copies)).collect();
+    Ok(arrays
+        .iter()
+        .map(|&(param, k)| {
+            let mut out = Vec::with_capacity(tensors.info(param).map_or(0, |t| t.len as usize));
+            for piece in tensors.pieces_of(param) {
+                let (first, values) = &copied[&(piece.slot.block, k)];
+                let at = (piece.slot.offset - first) as usize;
+                out.extend_from_slice(&values[at..at + piece.span.len as usize]);
+            }
+            out
+        })
+        .collect())
 }
 
 /// Writes each array of `states` (bytes of f32) into its tensor's state. Every length is checked

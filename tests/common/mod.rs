@@ -22,6 +22,17 @@ pub fn gpu_with(options: &ContextOptions) -> GpuContext {
     })
 }
 
+/// A device with wgpu's default error handler, which panics on any error no scope captures, as
+/// an engine's device may.
+pub fn device_with_default_handler() -> GpuContext {
+    pollster::block_on(async {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance.request_adapter(&Default::default()).await.expect("an adapter");
+        let (device, queue) = adapter.request_device(&Default::default()).await.expect("a device");
+        GpuContext::from_device(device, queue)
+    })
+}
+
 /// A buffer the optimizer can use and tests can read back.
 pub fn buffer(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
     let data = if data.is_empty() { &[0.0][..] } else { data };
