@@ -39,6 +39,8 @@ pub struct GpuContext {
 struct Health {
     lost: Mutex<Option<String>>,
     uncaptured: Mutex<Vec<String>>,
+    /// The buffer [`GpuContext::check_alive`] asks the device with, made on first use.
+    probe: Mutex<Option<wgpu::Buffer>>,
 }
 
 impl GpuContext {
@@ -130,12 +132,38 @@ impl GpuContext {
     /// wgpu reports a loss through the device-lost callback, which an engine's device keeps for
     /// itself, and only once it notices (at a poll, say). A lost device otherwise fails quietly:
     /// what is created on it is invalid, and error scopes report nothing. So the device is asked
-    /// directly: a buffer created mapped can be written only on a live device. That costs one
-    /// 4-byte buffer, which is why the step path does not call this but asks the same question
-    /// of the buffer it uploads the step's scalars with ([`GpuContext::mapped_buffer`]).
+    /// directly: wgpu refuses to map a buffer of a lost device at once (a live one only queues
+    /// the map, which is then cancelled). The question allocates nothing after the first time,
+    /// so every call that touches the device can afford it.
     pub(crate) fn check_alive(&self) -> Result<()> {
         self.check_known_lost()?;
-        self.mapped_buffer("wgpu-optim liveness", &[0; 4], wgpu::BufferUsages::COPY_SRC).map(|_| ())
+        let Ok(mut probe) = self.health.probe.lock() else {
+            return Ok(()); // Another thread panicked while asking; nothing is known.
+        };
+        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let buffer = probe.get_or_insert_with(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim liveness"),
+                size: 4,
+                usage: wgpu::BufferUsages::MAP_READ,
+                mapped_at_creation: false,
+            })
+        });
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answer = std::sync::Arc::clone(&refused);
+        buffer.map_async(wgpu::MapMode::Read, .., move |result| {
+            // Called at once when wgpu refuses; later, with the cancellation, when it did not.
+            answer.fetch_or(result.is_err(), std::sync::atomic::Ordering::SeqCst);
+        });
+        let lost = refused.load(std::sync::atomic::Ordering::SeqCst);
+        buffer.unmap();
+        let _ = pollster::block_on(invalid.pop());
+        if lost {
+            let reason = "the device refuses all work (destroyed, or lost by the driver)";
+            self.mark_lost(reason);
+            return Err(Error::DeviceLost(reason.into()));
+        }
+        Ok(())
     }
 
     /// A new buffer holding `contents` (whose length is a multiple of 4, and not 0) with `usage`,

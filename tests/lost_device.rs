@@ -14,13 +14,13 @@ fn lost<T: std::fmt::Debug>(what: &str, result: Result<T>) {
     }
 }
 
-fn every_call_says_lost(ctx: GpuContext, polled: bool) {
+fn every_call_says_lost(name: &str, ctx: GpuContext, polled: bool) {
     let (param, grad) = (buffer(&ctx, &[1.0; 8]), buffer(&ctx, &[0.5; 8]));
     let (param2, grad2) = (buffer(&ctx, &[1.0; 8]), buffer(&ctx, &[0.5; 8]));
     let mut opt = Optimizer::new(&ctx, AdamConfig::default()).unwrap();
     opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 8)]).unwrap();
     opt.step().unwrap();
-    let dir = std::env::temp_dir().join(format!("wgpu-optim-lost-{}-{polled}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("wgpu-optim-lost-{}-{name}-{polled}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let saved = dir.join("before.ckpt");
     opt.save_state(&saved).unwrap();
@@ -53,7 +53,7 @@ fn every_call_says_lost(ctx: GpuContext, polled: bool) {
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn a_lost_device_of_our_own_is_device_lost_before_and_after_wgpu_says_so() {
     for polled in [false, true] {
-        every_call_says_lost(gpu(), polled);
+        every_call_says_lost("ours", gpu(), polled);
     }
 }
 
@@ -61,6 +61,6 @@ fn a_lost_device_of_our_own_is_device_lost_before_and_after_wgpu_says_so() {
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn a_lost_engine_device_is_device_lost_not_a_panic_before_and_after_wgpu_says_so() {
     for polled in [false, true] {
-        every_call_says_lost(device_with_default_handler(), polled);
+        every_call_says_lost("engine", device_with_default_handler(), polled);
     }
 }

@@ -1,6 +1,8 @@
 //! Recording a step: the kernel's pipelines, the plan (built when the tensors change), the
 //! upload of the step's scalars and the compute pass.
 
+use std::num::NonZeroU64;
+
 use crate::context::GpuContext;
 use crate::error::Result;
 use crate::kernel::{Kernel, KernelPipeline, Scalars, StepUniform, Storage};
@@ -11,7 +13,7 @@ use super::store::StateStore;
 use super::Scopes;
 
 /// What records steps of one kernel: its pipelines, the buffers bound where a group keeps no
-/// state, and the plan.
+/// state, the plan, and the staging belt that uploads each step's scalars.
 #[derive(Debug)]
 pub(super) struct Recorder {
     kernel: &'static Kernel,
@@ -20,6 +22,7 @@ pub(super) struct Recorder {
     /// forbids one writable buffer at two bindings of a dispatch).
     unused: Vec<wgpu::Buffer>,
     plan: Option<Plan>,
+    belt: wgpu::util::StagingBelt,
 }
 
 impl Recorder {
@@ -48,7 +51,8 @@ impl Recorder {
             })
             .collect();
         scopes.pop(&format!("kernel {}", kernel.name))?;
-        Ok(Self { kernel, pipeline, unused, plan: None })
+        let belt = wgpu::util::StagingBelt::new(device.clone(), 4096);
+        Ok(Self { kernel, pipeline, unused, plan: None, belt })
     }
 
     /// Forgets the plan: the tensors changed.
@@ -111,12 +115,13 @@ impl Recorder {
             let u = StepUniform { flags: s.flags, scalars: s.values, ..d.header };
             slot[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
         }
-        // The scalars go through a buffer of this step's own, copied in the encoder, so that steps
-        // recorded before one submit each see theirs. Mapping it is also what tells a lost
-        // device (which fails everything else quietly) before the encoder is touched.
-        let staging = ctx.mapped_buffer("wgpu-optim step scalars", &bytes, wgpu::BufferUsages::COPY_SRC)?;
+        // The belt panics where it cannot map its buffers, as on a lost device (which fails
+        // everything else quietly): ask the device first, before the encoder is touched.
+        ctx.check_alive()?;
         let scopes = Scopes::push(device);
-        encoder.copy_buffer_to_buffer(&staging, 0, uniform, 0, uniform.size());
+        let size = NonZeroU64::new(uniform.size()).expect("a uniform buffer is never empty");
+        self.belt.write_buffer(encoder, uniform, 0, size).copy_from_slice(&bytes);
+        self.belt.finish_and_recall_on_submit(encoder);
         {
             let mut pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.kernel.name), timestamp_writes });

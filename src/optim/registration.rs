@@ -1,6 +1,7 @@
 //! The registered tensors: their checks, their pieces (chunks small enough for one binding), and
 //! where each piece's state lies.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::ops::Range;
 
@@ -115,12 +116,18 @@ pub(super) struct Tensors {
     chunks: Vec<Chunk>,
     /// Elements in one chunk at most: what one binding, one grid and a u32 index can reach.
     max_chunk: u64,
+    /// Each non-empty tensor's parameter range, `(buffer, first element) -> (end, index)`, kept
+    /// sorted so that a registration checks overlaps against its neighbours only: O(log n) per
+    /// tensor, rather than sorting every range again on each call.
+    ranges: BTreeMap<(wgpu::Buffer, u64), (u64, usize)>,
+    /// Each group's last chunk, which a new chunk of the group may continue.
+    last_chunk: Vec<Option<usize>>,
 }
 
 impl Tensors {
     /// No tensors; chunks of at most `max_chunk` elements.
     pub fn new(max_chunk: u64) -> Self {
-        Self { params: Vec::new(), chunks: Vec::new(), max_chunk }
+        Self { params: Vec::new(), chunks: Vec::new(), max_chunk, ranges: BTreeMap::new(), last_chunk: Vec::new() }
     }
 
     /// Elements in one chunk at most.
@@ -204,8 +211,8 @@ impl Tensors {
         self.check_overlaps(bindings)?;
 
         // Cut each tensor into chunks; each follows its group's previous chunk where it continues it.
-        let last = self.chunks.iter().rev().find(|c| self.params[c.param].info.group == group);
-        let mut prev = last.map(|c| self.piece(c).span);
+        let last = self.last_chunk.get(group).copied().flatten();
+        let mut prev = last.map(|c| self.piece(&self.chunks[c]).span);
         let mut pieces = Vec::new();
         let mut counts = Vec::with_capacity(bindings.len());
         for (i, b) in bindings.iter().enumerate() {
@@ -241,27 +248,47 @@ impl Tensors {
             });
             chunk_index += n;
         }
+        let added_chunks = !pieces.is_empty();
         for ((param, start, r), slot) in pieces.into_iter().zip(slots) {
             self.chunks.push(Chunk { param, start, len: r.len, slot });
+        }
+        if added_chunks {
+            if self.last_chunk.len() <= group {
+                self.last_chunk.resize(group + 1, None);
+            }
+            self.last_chunk[group] = Some(self.chunks.len() - 1);
+        }
+        for (i, b) in bindings.iter().enumerate().filter(|(_, b)| b.len > 0) {
+            self.ranges.insert((b.param.clone(), b.param_offset), (b.param_offset + b.len, first + i));
         }
         Ok(first..self.params.len())
     }
 
+    /// Whether the parameter ranges of `new` overlap each other or a registered tensor's: the new
+    /// ranges sorted among themselves, and each looked up between its registered neighbours.
     fn check_overlaps(&self, new: &[ParamBinding]) -> Result<()> {
-        let mut ranges: Vec<(&wgpu::Buffer, u64, u64, usize)> = self
-            .params
-            .iter()
-            .map(|p| &p.binding)
-            .chain(new)
-            .enumerate()
+        let first = self.params.len();
+        let overlap = |a: usize, b: usize| Error::Overlap { what: "param", a: a.min(b), b: a.max(b) };
+        let mut ranges: Vec<(&wgpu::Buffer, u64, u64, usize)> = (new.iter().enumerate())
             .filter(|(_, b)| b.len > 0)
-            .map(|(i, b)| (&b.param, b.param_offset, b.param_offset + b.len, i))
+            .map(|(i, b)| (&b.param, b.param_offset, b.param_offset + b.len, first + i))
             .collect();
         ranges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         for w in ranges.windows(2) {
             let ((buf_a, _, end_a, a), (buf_b, start_b, _, b)) = (w[0], w[1]);
             if buf_a == buf_b && start_b < end_a {
-                return Err(Error::Overlap { what: "param", a: a.min(b), b: a.max(b) });
+                return Err(overlap(a, b));
+            }
+        }
+        for &(buffer, start, end, i) in &ranges {
+            let key = (buffer.clone(), start);
+            let before = self.ranges.range(..=key.clone()).next_back();
+            if let Some((_, &(_, j))) = before.filter(|((b, _), (e, _))| b == buffer && *e > start) {
+                return Err(overlap(i, j));
+            }
+            let after = self.ranges.range(key..).next();
+            if let Some((_, &(_, j))) = after.filter(|((b, s), _)| b == buffer && *s < end) {
+                return Err(overlap(i, j));
             }
         }
         Ok(())
