@@ -196,8 +196,9 @@ fn shader(name: Option<&str>, flags: &[String], storage: &str, all: bool, out: O
 /// Builds the schedule of `spec` and draws it; returns the schedule's name.
 fn plot(spec: &Path, output: &Path, steps: Option<u64>, lr: Option<f64>) -> wgpu_optim::Result<String> {
     let text = std::fs::read_to_string(spec).map_err(|source| Error::Io { path: spec.into(), source })?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::Parse { path: spec.into(), message: e.to_string() })?;
+    // A repeated key (`"gamma"` twice) is refused, as in a case file, not quietly its last value.
+    let value =
+        replay::parse_unique_keys(&text).map_err(|e| Error::Parse { path: spec.into(), message: e.to_string() })?;
     // A golden case carries its scheduler next to the optimizer whose lr it starts from.
     let (scheduler, case_lr, case_steps) = match value.get("scheduler") {
         Some(scheduler) => {

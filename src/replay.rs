@@ -7,11 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::algorithm::OptimizerConfig;
+use crate::algorithm::{check_non_negative, OptimizerConfig};
 use crate::cpu::CpuOptimizer;
-use crate::error::{Error, Result};
+use crate::error::{py_float, Error, Result};
 use crate::optim::{Optimizer, ParamBinding};
 use crate::schedule::{self, LrScheduler};
 use crate::GpuContext;
@@ -25,13 +26,13 @@ pub const LR_RTOL: f64 = 1e-12;
 
 /// One golden case, as read from its JSON file.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(from = "CaseFile")]
 pub struct GoldenCase {
     /// The case's name.
     pub name: String,
     /// The optimizer's class name and arguments.
     pub optimizer: serde_json::Value,
     /// The scheduler's class name and arguments, or `null`.
-    #[serde(default)]
     pub scheduler: serde_json::Value,
     /// Steps `T`.
     pub steps: usize,
@@ -44,41 +45,209 @@ pub struct GoldenCase {
     /// The parameter after each step, computed in float64 (T rows of n).
     pub params_f64: Vec<Vec<f64>>,
     /// The metric passed to ReduceLROnPlateau after each step.
-    #[serde(default)]
     pub losses: Option<Vec<f64>>,
 }
 
+/// A case file as the schema (`../shared/goldens/README.md`) writes it: every documented key and
+/// no other, so that a misspelt key (`"schedular"`) is an error instead of a case that quietly runs
+/// without it. The keys replay does not use are read past and dropped.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "the keys replay does not use are fields only so that they are not unknown")]
+struct CaseFile {
+    name: String,
+    #[serde(deserialize_with = "unique_keys")]
+    optimizer: serde_json::Value,
+    #[serde(default, deserialize_with = "unique_keys")]
+    scheduler: serde_json::Value,
+    steps: usize,
+    init: Vec<f32>,
+    grads: Vec<Vec<f32>>,
+    lr: Vec<f64>,
+    params_f64: Vec<Vec<f64>>,
+    #[serde(default)]
+    losses: Option<Vec<f64>>,
+    // Documented, not used here: PyTorch's float32 run, the package that made the case, a note
+    // for readers, a matrix shape (elementwise kernels do not depend on it), and the extra
+    // trajectories of Schedule-Free and Muon (optimizers replay does not run).
+    #[serde(default)]
+    params: IgnoredAny,
+    #[serde(default)]
+    reference: IgnoredAny,
+    #[serde(default)]
+    note: IgnoredAny,
+    #[serde(default)]
+    shape: IgnoredAny,
+    #[serde(default)]
+    eval_params: IgnoredAny,
+    #[serde(default)]
+    eval_params_f64: IgnoredAny,
+    #[serde(default)]
+    params_bf16_ns: IgnoredAny,
+}
+
+impl From<CaseFile> for GoldenCase {
+    fn from(f: CaseFile) -> Self {
+        Self {
+            name: f.name,
+            optimizer: f.optimizer,
+            scheduler: f.scheduler,
+            steps: f.steps,
+            init: f.init,
+            grads: f.grads,
+            lr: f.lr,
+            params_f64: f.params_f64,
+            losses: f.losses,
+        }
+    }
+}
+
+/// Deserializes a JSON value that repeats no key in any of its objects. serde_json's `Value`
+/// keeps the last of two equal keys, so `{"lr": 0.1, "lr": 10}` would run with 10 and say
+/// nothing; in a constructor's arguments a repeated key is a mistake, not an override.
+fn unique_keys<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<serde_json::Value, D::Error> {
+    deserializer.deserialize_any(UniqueKeys)
+}
+
+/// Parses JSON text as [`unique_keys`] does: like `serde_json::from_str::<Value>`, except that an
+/// object that repeats a key is an error naming the key (and where it is), not its last value.
+///
+/// # Errors
+/// serde_json's error for text that is not JSON, or that repeats a key.
+pub fn parse_unique_keys(text: &str) -> serde_json::Result<serde_json::Value> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = unique_keys(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// The visitor behind [`unique_keys`]: builds a `serde_json::Value` as serde_json's own does,
+/// refusing a key an object already holds.
+struct UniqueKeys;
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        unique_keys(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(Unique(value)) = seq.next_element()? {
+            values.push(value);
+        }
+        Ok(serde_json::Value::Array(values))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key \"{key}\" (say it once)")));
+            }
+            let Unique(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
+
+/// A nested value, checked by the same visitor.
+struct Unique(serde_json::Value);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        unique_keys(d).map(Unique)
+    }
+}
+
 impl GoldenCase {
-    /// Reads and checks a case file: every row must have the lengths `steps` and `init` imply.
+    /// Reads and checks a case file (see [`GoldenCase::check`]).
     ///
     /// # Errors
     /// [`Error::Io`] if the file cannot be read, [`Error::Parse`] if it is not a valid case
-    /// (bad JSON, a missing key, a row of the wrong length).
+    /// (bad JSON, a missing, unknown or repeated key, an empty case, a row of the wrong length).
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
         let parse = |message: String| Error::Parse { path: path.into(), message };
         let case: Self = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
-        let (t, n) = (case.steps, case.init.len());
+        case.check().map_err(|e| parse(e.to_string()))?;
+        Ok(case)
+    }
+
+    /// Checks that the case has something to compare (a step and an element: an empty case
+    /// would pass having checked nothing) and that every row has the length `steps` and `init`
+    /// imply.
+    ///
+    /// # Errors
+    /// [`Error::Config`] (`what: "case"`) for no steps or no elements, [`Error::LengthMismatch`]
+    /// naming the first row of the wrong length.
+    pub fn check(&self) -> Result<()> {
+        let (t, n) = (self.steps, self.init.len());
+        let empty = |message: &str| Err(Error::Config { what: "case", message: message.into() });
+        if t == 0 {
+            return empty("\"steps\" is 0: a case needs at least one step to compare");
+        }
+        if n == 0 {
+            return empty("\"init\" is empty: a case needs at least one element to compare");
+        }
         let expect = |what: String, expected: usize, got: usize| {
             if expected == got {
                 Ok(())
             } else {
-                Err(parse(Error::LengthMismatch { what, expected, got }.to_string()))
+                Err(Error::LengthMismatch { what, expected, got })
             }
         };
-        expect("grads".into(), t, case.grads.len())?;
-        expect("lr".into(), t, case.lr.len())?;
-        expect("params_f64".into(), t, case.params_f64.len())?;
-        for (i, row) in case.grads.iter().enumerate() {
+        expect("grads".into(), t, self.grads.len())?;
+        expect("lr".into(), t, self.lr.len())?;
+        expect("params_f64".into(), t, self.params_f64.len())?;
+        for (i, row) in self.grads.iter().enumerate() {
             expect(format!("grads[{i}]"), n, row.len())?;
         }
-        for (i, row) in case.params_f64.iter().enumerate() {
+        for (i, row) in self.params_f64.iter().enumerate() {
             expect(format!("params_f64[{i}]"), n, row.len())?;
         }
-        if let Some(losses) = &case.losses {
+        if let Some(losses) = &self.losses {
             expect("losses".into(), t, losses.len())?;
         }
-        Ok(case)
+        Ok(())
     }
 }
 
@@ -152,18 +321,51 @@ fn plan(case: &GoldenCase, config: &OptimizerConfig) -> Result<Vec<(f64, Option<
     Ok(out)
 }
 
+/// Checks the lr and momentum of every step of the plan as the GPU optimizer checks its own: the
+/// lr finite and non-negative (what [`Optimizer::record`] refuses), a cycled momentum (or beta1)
+/// only on a config with a momentum above 0 (what [`Optimizer::set_schedule`] refuses) and in
+/// `[0, 1)` (what [`Optimizer::set_momentum`] refuses). Done for both targets before anything
+/// runs, so that the CPU reference, which checks none of these, gives the GPU's answer, and a
+/// schedule that drives beta1 past 1 is refused on either rather than run.
+fn check_plan(config: &OptimizerConfig, plan: &[(f64, Option<f64>)]) -> Result<()> {
+    let cycled = plan.iter().any(|(_, momentum)| momentum.is_some());
+    if cycled && config.algorithm().momentum().is_none_or(|m| m == 0.0) {
+        return Err(Error::invalid(
+            "cycle_momentum",
+            format!(
+                "the schedule cycles the momentum (cycle_momentum), but {} has none to cycle: configure its \
+                 momentum (or beta1) above 0, or turn cycle_momentum off",
+                config.name()
+            ),
+        ));
+    }
+    for (t, &(lr, momentum)) in plan.iter().enumerate() {
+        let at_step = |e: Error| Error::invalid("lr", format!("{e} (the schedule's, at step {t})"));
+        check_non_negative("lr", "Invalid learning rate", lr).map_err(at_step)?;
+        if let Some(m) = momentum.filter(|m| !(0.0..1.0).contains(m)) {
+            return Err(Error::invalid(
+                "momentum",
+                format!("Invalid momentum value: {} (the schedule's, at step {t}; it must be in [0, 1))", py_float(m)),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a case and judges it.
 ///
 /// # Errors
-/// Bad input: [`Error::UnknownOptimizer`], [`Error::Config`], [`Error::InvalidHyperparameter`],
-/// [`Error::UnsupportedScheduler`]; or a device failure on the GPU.
+/// Bad input: [`Error::Config`] or [`Error::LengthMismatch`] (see [`GoldenCase::check`]),
+/// [`Error::UnknownOptimizer`], [`Error::InvalidHyperparameter`] (also for a schedule's lr or
+/// momentum out of range at any step, checked before either target runs), [`Error::UnsupportedScheduler`]; or a
+/// device failure on the GPU.
 pub fn run_case(case: &GoldenCase, target: Target<'_>) -> Result<CaseReport> {
+    case.check()?;
     let config = OptimizerConfig::from_json(&case.optimizer)?;
+    let plan = plan(case, &config)?;
+    check_plan(&config, &plan)?;
     let (trajectory, plan) = match target {
-        Target::Cpu => {
-            let plan = plan(case, &config)?;
-            (run_cpu(case, &config, &plan)?, plan)
-        }
+        Target::Cpu => (run_cpu(case, &config, &plan)?, plan),
         Target::Gpu(ctx) => run_gpu(ctx, case, &config)?,
     };
     Ok(judge(case, &plan, &trajectory, matches!(target, Target::Gpu(_))))
@@ -181,6 +383,51 @@ fn run_cpu(case: &GoldenCase, config: &OptimizerConfig, plan: &[(f64, Option<f64
     Ok(out)
 }
 
+/// Runs `f` inside an out-of-memory and a validation error scope and returns what they caught as
+/// [`Error::Wgpu`] after `what: `, out of memory first (the validation errors that follow it only
+/// say that a buffer is invalid). Outside a scope, a buffer wgpu cannot create reaches the
+/// uncaptured-error handler (wgpu's default panics; a [`GpuContext`]'s own prints) and the caller
+/// carries on with an invalid buffer. Shared with the tools; the optimizer has its own.
+pub(crate) fn scoped<T>(device: &wgpu::Device, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let out_of_memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let invalid = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let value = f();
+    let invalid = pollster::block_on(invalid.pop());
+    let out_of_memory = pollster::block_on(out_of_memory.pop());
+    match (out_of_memory, invalid) {
+        (Some(error), _) => {
+            let cause = std::error::Error::source(&error).map(|s| format!(" ({s})")).unwrap_or_default();
+            Err(Error::Wgpu(format!("{what}: out of memory{cause}")))
+        }
+        (None, Some(error)) => Err(Error::Wgpu(format!("{what}: {error}"))),
+        (None, None) => value,
+    }
+}
+
+/// A buffer of `usage` holding `data` (at least 4 bytes). Unlike wgpu's `create_buffer_init`,
+/// which panics (`expect`) when the buffer it maps could not be created, a failure comes back as
+/// [`Error::Wgpu`]; call it within [`scoped`] to hear wgpu's reason.
+pub(crate) fn buffer_init(
+    device: &wgpu::Device,
+    label: &str,
+    data: &[u8],
+    usage: wgpu::BufferUsages,
+) -> Result<wgpu::Buffer> {
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (data.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT).max(wgpu::COPY_BUFFER_ALIGNMENT),
+        usage,
+        mapped_at_creation: true,
+    });
+    buffer
+        .get_mapped_range_mut(..)
+        .map_err(|e| Error::Wgpu(format!("{label}: {e}")))?
+        .slice(..data.len())
+        .copy_from_slice(data);
+    buffer.unmap();
+    Ok(buffer)
+}
+
 /// Runs the case through the optimizer's own schedule handling; returns the parameters and the
 /// (lr, momentum) the optimizer used at each step.
 #[allow(clippy::type_complexity)]
@@ -189,28 +436,21 @@ fn run_gpu(
     case: &GoldenCase,
     config: &OptimizerConfig,
 ) -> Result<(Vec<Vec<f64>>, Vec<(f64, Option<f64>)>)> {
-    use wgpu::util::DeviceExt;
+    let device = &ctx.device;
     let n = case.init.len() as u64;
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    // wgpu refuses empty buffers; a zero-length case still gets one element of room.
-    let room = |data: &[f32]| if data.is_empty() { vec![0.0f32] } else { data.to_vec() };
-    let param = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("replay param"),
-        contents: bytemuck::cast_slice(&room(&case.init)),
-        usage,
-    });
-    let grad = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("replay grad"),
-        size: n.max(1) * 4,
-        usage,
-        mapped_at_creation: false,
-    });
-    let history = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("replay history"),
-        size: (n * case.steps as u64).max(1) * 4,
-        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
+    let buffer = |label, size, usage| {
+        device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
+    };
+    // A long case's history can pass the device's limits; a size that overflows is refused by wgpu.
+    let history_bytes = n.saturating_mul(case.steps as u64).saturating_mul(4);
+    let (param, grad, history) = scoped(device, "replay buffers", || {
+        Ok((
+            buffer_init(device, "replay param", bytemuck::cast_slice(&case.init), usage)?,
+            buffer("replay grad", n * 4, usage),
+            buffer("replay history", history_bytes, wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC),
+        ))
+    })?;
     let mut opt = Optimizer::new(ctx, config.clone())?;
     let group = opt.default_group();
     opt.add_params(group, &[ParamBinding::whole(&param, &grad, n)])?;
@@ -219,20 +459,18 @@ fn run_gpu(
     }
     let mut used = Vec::with_capacity(case.steps);
     for (t, row) in case.grads.iter().enumerate() {
-        if n > 0 {
-            ctx.queue.write_buffer(&grad, 0, bytemuck::cast_slice(row));
-        }
+        ctx.queue.write_buffer(&grad, 0, bytemuck::cast_slice(row));
         used.push((opt.lr(group)?, opt.momentum(group)?));
         opt.step()?;
         if let Some(losses) = &case.losses {
             opt.observe(losses[t]);
         }
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let mut encoder = device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&param, 0, &history, t as u64 * n * 4, n * 4);
         ctx.queue.submit([encoder.finish()]);
     }
     let flat = crate::readback::read_f32(ctx, &history, 0, n * case.steps as u64)?;
-    let rows = flat.chunks(n.max(1) as usize).take(case.steps).map(|row| row.iter().map(|&x| x as f64).collect());
+    let rows = flat.chunks(n as usize).take(case.steps).map(|row| row.iter().map(|&x| x as f64).collect());
     Ok((rows.collect(), used))
 }
 

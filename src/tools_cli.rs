@@ -139,6 +139,14 @@ fn run_validate(choice: &AdapterArgs, options: &ValidateOptions) -> ExitCode {
         Ok(targets) => targets,
         Err(e) => return error(e),
     };
+    // Sizes a user named must fit every adapter asked for, checked before any row runs.
+    for target in &targets {
+        if let (Ok(ctx), Some(sizes)) = (&target.context, &options.sizes) {
+            if let Err(e) = validate::check_sizes(ctx, sizes) {
+                return error(format!("--sizes on {}: {e}", target.info.name));
+            }
+        }
+    }
     let mut failed = false;
     for target in targets {
         let info = &target.info;
@@ -189,6 +197,9 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         warmup: args.warmup,
         reps: args.reps as usize,
     };
+    if let Err(e) = options.check() {
+        return error(e);
+    }
     run_bench(&args.adapters, &options, args.json.as_ref())
 }
 

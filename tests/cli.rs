@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -17,11 +19,40 @@ fn scratch() -> PathBuf {
     dir
 }
 
+/// How long a command may take before it counts as hung: every command here answers in seconds.
+const HANG: Duration = Duration::from_secs(60);
+
 fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wgpu-optim")).args(args).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    run_within(args, HANG)
+}
+
+/// Runs the tool and fails the test, killing it, if it has not answered within `limit`: a hang
+/// fails instead of stalling the suite. Output goes to files, so that nothing blocks on a pipe.
+fn run_within(args: &[&str], limit: Duration) -> (i32, String) {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let out = scratch().join(format!("run-{}.out", RUNS.fetch_add(1, Ordering::Relaxed)));
+    let file = std::fs::File::create(&out).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgpu-optim"))
+        .args(args)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("{args:?} did not answer within {limit:?}:\n{}", std::fs::read_to_string(&out).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
     assert!(!text.contains("panicked"), "the tool panicked on {args:?}:\n{text}");
-    (out.status.code().unwrap_or(-1), text)
+    (status.code().unwrap_or(-1), text)
 }
 
 /// `adam.json` with one change, written to a file of its own.
@@ -223,5 +254,160 @@ fn shader_all_writes_every_variant_and_refuses_bad_names() {
         let (code, text) = run(args);
         assert_eq!(code, 2, "{args:?}: {text}");
         assert!(text.contains(needle), "{args:?}: {text}");
+    }
+}
+
+/// Where the tests below run replay: the CPU reference, and the GPU unless GPU tests are off.
+fn targets() -> Vec<&'static str> {
+    if cfg!(skip_gpu_tests) {
+        vec!["--cpu"]
+    } else {
+        vec!["--cpu", "--gpu"]
+    }
+}
+
+/// `replay` on `path` on a target of [`targets`] (`--gpu` is the default, no flag).
+fn replay_on(target: &str, path: &str) -> (i32, String) {
+    run(&if target == "--gpu" { vec!["replay", path] } else { vec!["replay", target, path] })
+}
+
+#[test]
+fn plot_schedule_refuses_values_too_large_to_draw() {
+    // 1.79e308 hung the command (plotters' tick spacing overflowed to infinity); 1e308 drew an
+    // axis past what f64 ticks can label. Both are refused at once.
+    let out = scratch().join("huge.png").display().to_string();
+    for (spec, lr, value) in
+        [("sched_constant.json", "1.79e308", "5.966666666666666e307"), ("sched_step.json", "1e308", "1e308")]
+    {
+        let spec = data(spec).display().to_string();
+        let start = Instant::now();
+        let (code, text) = run_within(&["plot-schedule", &spec, "-o", &out, "--lr", lr], Duration::from_secs(30));
+        assert_eq!(code, 2, "--lr {lr}: {text}");
+        assert!(text.contains(&format!("the learning rate reaches {value} at step 0: too large to draw")), "{text}");
+        assert!(start.elapsed() < Duration::from_secs(30));
+    }
+    // The largest values that draw still do.
+    let spec = data("sched_constant.json").display().to_string();
+    let (code, text) = run(&["plot-schedule", &spec, "-o", &out, "--lr", "1e300"]);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn plot_schedule_refuses_a_repeated_key() {
+    let spec = scratch().join("repeated.json");
+    std::fs::write(&spec, r#"{"name": "StepLR", "step_size": 3, "gamma": 0.5, "gamma": 2.0}"#).unwrap();
+    let out = scratch().join("repeated.png").display().to_string();
+    let (code, text) = run(&["plot-schedule", &spec.display().to_string(), "-o", &out]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("duplicate key \"gamma\""), "{text}");
+}
+
+#[test]
+fn replay_refuses_unknown_keys_and_accepts_every_documented_one() {
+    // A misspelt "scheduler" used to run without the schedule (and pass or fail on that).
+    let typo = variant("schedular", |c| {
+        c["schedular"] = serde_json::json!({"name": "StepLR", "step_size": 7, "gamma": 0.5});
+    });
+    let (code, text) = run(&["replay", "--cpu", &typo]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("unknown field `schedular`"), "{text}");
+    // The schema's optional keys (../shared/goldens/README.md) are not unknown.
+    let documented = variant("documented", |c| {
+        c["reference"] = "torch 2.15.0".into();
+        c["note"] = "a sentence for readers".into();
+        c["shape"] = serde_json::json!([1, 257]);
+        c["eval_params"] = c["init"].clone();
+        c["eval_params_f64"] = c["init"].clone();
+        c["params_bf16_ns"] = c["params"].clone();
+    });
+    let (code, text) = run(&["replay", "--cpu", &documented]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("PASS adam"), "{text}");
+}
+
+#[test]
+fn replay_refuses_empty_cases() {
+    let no_steps = variant("no-steps", |c| {
+        for key in ["grads", "lr", "params", "params_f64"] {
+            c[key] = serde_json::json!([]);
+        }
+        c["steps"] = 0.into();
+    });
+    let no_elements = variant("no-elements", |c| {
+        c["init"] = serde_json::json!([]);
+        for key in ["grads", "params", "params_f64"] {
+            c[key] = serde_json::json!(vec![Vec::<f64>::new(); 40]);
+        }
+    });
+    for target in targets() {
+        for (path, message) in [
+            (&no_steps, "\"steps\" is 0: a case needs at least one step"),
+            (&no_elements, "\"init\" is empty: a case needs at least one element"),
+        ] {
+            let (code, text) = replay_on(target, path);
+            assert_eq!(code, 2, "{target} {path}: {text}");
+            assert!(text.contains(message), "{target} {path}: {text}");
+        }
+    }
+}
+
+#[test]
+fn replay_refuses_repeated_keys() {
+    let full = std::fs::read_to_string(data("adam.json")).unwrap();
+    let write = |name: &str, text: String| {
+        assert_ne!(text, full, "{name}: the edit did not apply");
+        let path = scratch().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    // serde_json's Value keeps the last of two equal keys: this ran with lr 5 and said nothing.
+    let optimizer = write("repeated-lr.json", full.replacen("\"optimizer\": {", "\"optimizer\": {\"lr\": 5.0, ", 1));
+    let scheduler = write(
+        "repeated-gamma.json",
+        full.replacen(
+            "\"scheduler\": null",
+            r#""scheduler": {"name": "StepLR", "step_size": 7, "gamma": 0.5, "gamma": 2}"#,
+            1,
+        ),
+    );
+    let top = write("repeated-steps.json", full.replacen("\"steps\": 40", "\"steps\": 40, \"steps\": 40", 1));
+    for (path, message) in [
+        (&optimizer, "duplicate key \"lr\""),
+        (&scheduler, "duplicate key \"gamma\""),
+        (&top, "duplicate field `steps`"),
+    ] {
+        let (code, text) = run(&["replay", "--cpu", path]);
+        assert_eq!(code, 2, "{path}: {text}");
+        assert!(text.contains(message), "{path}: expected {message:?} in\n{text}");
+    }
+}
+
+#[test]
+fn replay_refuses_a_schedule_out_of_range_alike_on_both_targets() {
+    let adamw = serde_json::json!({"name": "AdamW", "lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-08,
+        "weight_decay": 0.01, "amsgrad": false, "maximize": false});
+    let beta1 = variant("beta1-past-1", |c| {
+        c["optimizer"] = adamw.clone();
+        c["scheduler"] = serde_json::json!({"name": "OneCycleLR", "max_lr": 0.01, "total_steps": 40,
+            "base_momentum": 0.85, "max_momentum": 1.5});
+    });
+    // The lr overflows to infinity at step 31: the GPU refused it, the CPU reference ran to NaN.
+    let infinite = variant("lr-inf", |c| c["scheduler"] = serde_json::json!({"name": "ExponentialLR", "gamma": 1e10}));
+    // Nothing to cycle: the GPU refused it, the CPU reference ran without it.
+    let no_momentum = variant("no-momentum", |c| {
+        c["optimizer"] = serde_json::json!({"name": "SGD", "lr": 0.01});
+        c["scheduler"] = serde_json::json!({"name": "OneCycleLR", "max_lr": 0.01, "total_steps": 40});
+    });
+    let cases = [
+        (&beta1, "Invalid momentum value: 1.5 (the schedule's, at step 0"),
+        (&infinite, "Invalid learning rate: inf (the schedule's, at step 31)"),
+        (&no_momentum, "the schedule cycles the momentum (cycle_momentum), but SGD has none to cycle"),
+    ];
+    for target in targets() {
+        for (path, message) in cases {
+            let (code, text) = replay_on(target, path);
+            assert_eq!(code, 2, "{target} {path}: {text}");
+            assert!(text.contains(message), "{target} {path}: expected {message:?} in\n{text}");
+        }
     }
 }

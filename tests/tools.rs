@@ -237,3 +237,81 @@ fn adapters_lists_what_wgpu_sees() {
         }
     }
 }
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn sizes_whose_bytes_overflow_or_pass_the_buffer_limit_are_exit_2() {
+    // 2^62 elements of 12 or 28 bytes came to 0 bytes, passed the size check and panicked with
+    // "capacity overflow" when the host asked for 2^62 values.
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["bench", "--sizes", "4611686018427387904", "--optimizer", "SGD"],
+            "SGD at 4611686018427387904 elements: 12 bytes per element overflow a 64-bit byte count",
+        ),
+        (&["bench", "--sizes", "4611686018427387904", "--optimizer", "Adam"], "28 bytes per element overflow"),
+        (&["bench", "--sizes", "288230376151711744", "--optimizer", "SGD"], "do not fit in a buffer of"),
+        (
+            &["validate", "--sizes", "4611686018427387904", "--case", "sgd"],
+            "a tensor of 4611686018427387904 f32 is 2^64 bytes or more, past this adapter's max_buffer_size",
+        ),
+        (
+            &["validate", "--sizes", "1,2305843009213693952", "--case", "sgd"],
+            "a tensor of 2305843009213693952 f32 is 8388608 TiB, past this adapter's max_buffer_size",
+        ),
+    ];
+    for (args, message) in cases {
+        let (code, text) = run(args);
+        assert_eq!(code, 2, "{args:?}:\n{text}");
+        assert!(text.contains(message), "{args:?}: expected {message:?} in\n{text}");
+    }
+}
+
+#[test]
+fn bench_refuses_counts_it_cannot_run() {
+    // The warm-up count wrapped around: no step was measured and the table said NaN, exit 0.
+    let (code, text) =
+        run(&["bench", "--warmup", "18446744073709551615", "--optimizer", "SGD", "--sizes", "1024", "--tensors", "1"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("warmup 18446744073709551615 + reps 10 overflow") && !text.contains("NaN"), "{text}");
+    let sgd = bench::BenchOptions {
+        variants: bench::find("SGD").unwrap(),
+        sizes: vec![1024],
+        tensors: vec![1, 7],
+        warmup: 3,
+        reps: 10,
+        ..Default::default()
+    };
+    assert_eq!(sgd.check().unwrap(), 26, "13 steps at each of two tensor counts");
+    let none_measured = bench::BenchOptions { reps: 0, ..sgd.clone() };
+    assert_eq!(
+        none_measured.check().unwrap_err().to_string(),
+        "invalid bench config: reps is 0: at least one step must be measured"
+    );
+    // The sum fits, the product over the two tensor counts does not.
+    let too_many = bench::BenchOptions { warmup: usize::MAX / 2, reps: 1, ..sgd };
+    let message = too_many.check().unwrap_err().to_string();
+    assert!(message.contains("overflow") && message.contains("2 tensor counts"), "{message}");
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn bench_out_of_device_memory_is_exit_2_not_a_panic() {
+    // Within a 3 GB address space, 100M elements of SGD leave room for the host's data (0.8 GB)
+    // but not for the device's buffers: wgpu's create_buffer_init panicked on the failed buffer.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 3000000 && exec '{}' bench --sizes 100000000 --optimizer SGD --tensors 1 --warmup 0 --reps 1",
+            env!("CARGO_BIN_EXE_wgpu-optim")
+        ))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("panicked"), "{text}");
+    // On a CPU adapter (lavapipe) device memory is the process's; a GPU may hold the buffers.
+    if text.contains(", Cpu)") {
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(text.contains("out of memory") || text.contains("of memory, "), "{text}");
+    }
+}

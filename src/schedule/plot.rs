@@ -38,7 +38,8 @@ const MOMENTUM_COLOR: RGBColor = RGBColor(214, 39, 40);
 ///
 /// # Errors
 /// [`Error::Config`] (`what: "plot"`) for an extension other than `png` or `svg`, for `steps` 0,
-/// or when no step has a finite lr; [`Error::Io`] when the file cannot be written.
+/// when no step has a finite lr, or for a value too large for an axis (past 1e300 in magnitude);
+/// [`Error::Io`] when the file cannot be written.
 pub fn plot_schedule(sched: &LrScheduler, title: &str, steps: u64, path: &Path) -> Result<()> {
     let format = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     if !matches!(format.as_deref(), Some("png" | "svg")) {
@@ -97,20 +98,38 @@ impl Series {
             at.iter().filter_map(|&t| f(t).filter(|v| v.is_finite()).map(|v| (t as f64, v))).collect()
         };
         let lr = points(&|t| Some(sched.lr(t)));
-        let lr_range = range(&lr).ok_or_else(|| plot_error("no step has a finite learning rate".into()))?;
+        let lr_range =
+            range("learning rate", &lr)?.ok_or_else(|| plot_error("no step has a finite learning rate".into()))?;
         let momentum = points(&|t| sched.momentum(t));
-        let momentum = range(&momentum).map(|r| (momentum, r));
+        let momentum = range("momentum", &momentum)?.map(|r| (momentum, r));
         Ok(Self { last_step: (steps - 1).max(1) as f64, lr, lr_range, momentum })
     }
 }
 
+/// The largest magnitude a value on an axis may have. plotters spaces the ticks by a power of ten
+/// up to ten times the axis's span; past about 1e307 that power overflows to infinity and its
+/// tick loop never ends (a schedule started from `--lr 1e308` hung the command). No schedule
+/// worth drawing comes near this.
+const AXIS_LIMIT: f64 = 1e300;
+
 /// `(low, high)` with a margin, or `None` for no points.
-fn range(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    let lo = points.iter().map(|p| p.1).reduce(f64::min)?;
-    let hi = points.iter().map(|p| p.1).reduce(f64::max)?;
+///
+/// # Errors
+/// [`Error::Config`] naming the first point of `what` past [`AXIS_LIMIT`] in magnitude.
+fn range(what: &str, points: &[(f64, f64)]) -> Result<Option<(f64, f64)>> {
+    if let Some(&(step, value)) = points.iter().find(|p| p.1.abs() > AXIS_LIMIT) {
+        return Err(plot_error(format!(
+            "the {what} reaches {value:e} at step {step}: too large to draw (at most {AXIS_LIMIT:e} in magnitude)"
+        )));
+    }
+    let (Some(lo), Some(hi)) =
+        (points.iter().map(|p| p.1).reduce(f64::min), points.iter().map(|p| p.1).reduce(f64::max))
+    else {
+        return Ok(None);
+    };
     let pad = if hi > lo { (hi - lo) * 0.05 } else { hi.abs().max(1e-12) * 0.05 };
     let low = if lo >= 0.0 { (lo - pad).max(0.0) } else { lo - pad };
-    Some((low, hi + pad))
+    Ok(Some((low, hi + pad)))
 }
 
 /// Tick labels for an axis over `(lo, hi)`: one style for the whole axis, with enough decimals

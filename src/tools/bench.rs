@@ -20,11 +20,13 @@
 
 use serde::Serialize;
 
+use super::adapters::bytes as bytes_text;
 use super::program::Program;
-use super::{backend_name, ceiling, progress, unfused, Rng};
+use super::{available_memory, backend_name, ceiling, progress, unfused, Rng};
 use crate::algorithm::OptimizerConfig;
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, ParamBinding};
+use crate::replay::scoped;
 use crate::{GpuContext, ParamArena};
 
 pub use super::ceiling::{source as ceiling_source, source_wide as ceiling_source_wide};
@@ -201,43 +203,32 @@ impl Setup {
     /// `layout` says.
     ///
     /// # Errors
-    /// [`Error::OutOfBounds`] past the adapter's `max_buffer_size`, [`Error::Wgpu`] if wgpu
-    /// refuses a buffer or a pipeline (out of memory, say).
+    /// [`Error::Config`] (`what: "bench"`) for no elements, a byte count past 64 bits, or more
+    /// memory than the machine has available (counting the host's copies, and the device's
+    /// buffers on a CPU adapter); [`Error::OutOfBounds`] past the adapter's `max_buffer_size`;
+    /// [`Error::Wgpu`] if wgpu refuses a buffer or a pipeline (out of memory, say).
     pub fn with_layout(ctx: &GpuContext, variant: &Variant, n: u64, tensors: usize, layout: Layout) -> Result<Self> {
         let device = &ctx.device;
-        let copy_bytes = (n * variant.bytes_per_element() / 2).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
-        if n == 0 || copy_bytes > device.limits().max_buffer_size {
-            return Err(Error::OutOfBounds {
-                what: format!("bench of {} elements", n),
-                offset: 0,
-                end: copy_bytes / 4,
-                buffer_len: device.limits().max_buffer_size / 4,
-            });
-        }
-        let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut rng = Rng(0xbe4c_0000 ^ n);
-        let (param, grad) = (rng.vector(n as usize), rng.vector(n as usize));
-        let bindings = tensors_in(ctx, layout, &transformer_shapes(n, tensors), &param, &grad)?;
-        let mut optimizer = Optimizer::new(ctx, variant.config.clone())?;
-        optimizer.add_params(optimizer.default_group(), &bindings)?;
-        let ceiling = ceiling::program(device, n, variant.states(), &param, &grad);
-        let unfused = unfused::program(device, &variant.config, n, &param, &grad);
-        let copy_buffer = |usage| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("bench copy"),
-                size: copy_bytes,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
-        let copy = (copy_buffer(wgpu::BufferUsages::COPY_SRC), copy_buffer(wgpu::BufferUsages::COPY_DST));
-        for scope in [validation, scope] {
-            if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(Error::Wgpu(e.to_string()));
-            }
-        }
-        Ok(Self { variant: variant.clone(), n, tensors, layout, optimizer, ceiling, copy, unfused })
+        let copy_bytes = check_size(ctx, variant, n)?;
+        scoped(device, &format!("bench of {} at {n} elements", variant.name), || {
+            let mut rng = Rng(0xbe4c_0000 ^ n);
+            let (param, grad) = (rng.vector(n as usize), rng.vector(n as usize));
+            let bindings = tensors_in(ctx, layout, &transformer_shapes(n, tensors), &param, &grad)?;
+            let mut optimizer = Optimizer::new(ctx, variant.config.clone())?;
+            optimizer.add_params(optimizer.default_group(), &bindings)?;
+            let ceiling = ceiling::program(device, n, variant.states(), &param, &grad)?;
+            let unfused = unfused::program(device, &variant.config, n, &param, &grad)?;
+            let copy_buffer = |usage| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("bench copy"),
+                    size: copy_bytes,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            let copy = (copy_buffer(wgpu::BufferUsages::COPY_SRC), copy_buffer(wgpu::BufferUsages::COPY_DST));
+            Ok(Self { variant: variant.clone(), n, tensors, layout, optimizer, ceiling, copy, unfused })
+        })
     }
 
     /// Dispatches one step of `kind` records (the copy: none).
@@ -292,6 +283,55 @@ impl Setup {
     /// half written).
     pub fn bytes(&self) -> u64 {
         self.n * self.variant.bytes_per_element()
+    }
+}
+
+/// Bytes a [`Setup`] of `n` elements of `variant` takes, about: on the host, the random parameter
+/// and gradient (and AdaGrad's ones for the unfused baseline), 12 bytes per element; on the
+/// device, the optimizer's and the ceiling's arrays (`2 + states` each), the copy's
+/// `bytes_per_element` and the unfused baseline's seven arrays. `None` past 64 bits.
+fn memory_needed(variant: &Variant, n: u64, device_type: wgpu::DeviceType) -> Option<u64> {
+    let host = 12;
+    let device = 2 * 4 * (2 + variant.states() as u64) + variant.bytes_per_element() + 7 * 4;
+    // A CPU adapter's device memory is host memory too.
+    let per_element = if device_type == wgpu::DeviceType::Cpu { host + device } else { host };
+    n.checked_mul(per_element)
+}
+
+/// Refuses `n` elements of `variant` before anything is allocated; returns the bytes of each copy
+/// buffer. The byte counts are checked: unchecked, 2^62 elements of Adam came to 0 bytes, passed
+/// the size check and asked the host for 2^62 values (a capacity-overflow panic).
+fn check_size(ctx: &GpuContext, variant: &Variant, n: u64) -> Result<u64> {
+    let refuse = |message: String| Err(Error::Config { what: "bench", message });
+    let what = || format!("{} at {n} elements", variant.name);
+    if n == 0 {
+        return refuse(format!("{}: nothing to measure", what()));
+    }
+    let max = ctx.limits().max_buffer_size;
+    let Some(bytes) = n.checked_mul(variant.bytes_per_element()) else {
+        return refuse(format!(
+            "{}: {} bytes per element overflow a 64-bit byte count (this adapter's largest buffer is {})",
+            what(),
+            variant.bytes_per_element(),
+            bytes_text(max)
+        ));
+    };
+    // The copy moves the update's bytes, half read and half written: its buffers are the largest.
+    let copy_bytes = (bytes / 2).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+    if copy_bytes > max {
+        return Err(Error::OutOfBounds {
+            what: format!("bench of {}", what()),
+            offset: 0,
+            end: copy_bytes / 4,
+            buffer_len: max / 4,
+        });
+    }
+    let need = memory_needed(variant, n, ctx.adapter_info().device_type).unwrap_or(u64::MAX);
+    match available_memory() {
+        Some(free) if need > free / 10 * 8 => {
+            refuse(format!("{} needs about {} of memory, {} is available", what(), bytes_text(need), bytes_text(free)))
+        }
+        _ => Ok(copy_bytes),
     }
 }
 
@@ -423,6 +463,38 @@ pub struct BenchOptions {
     pub reps: usize,
 }
 
+impl BenchOptions {
+    /// The steps [`run`] takes in all (warm-up and measured, over every configuration, size,
+    /// tensor count and layout), refusing counts it cannot run: no measured step (the median of
+    /// none is NaN), or a sum or product past 64 bits (`--warmup 18446744073709551615` wrapped to
+    /// a handful of steps, measured none and reported NaN).
+    ///
+    /// # Errors
+    /// [`Error::Config`] (`what: "bench"`) naming the counts.
+    pub fn check(&self) -> Result<u64> {
+        let refuse = |message: String| Error::Config { what: "bench", message };
+        if self.reps == 0 {
+            return Err(refuse("reps is 0: at least one step must be measured".into()));
+        }
+        let steps = self
+            .warmup
+            .checked_add(self.reps)
+            .ok_or_else(|| refuse(format!("warmup {} + reps {} overflow", self.warmup, self.reps)))?;
+        [self.variants.len(), self.sizes.len(), self.tensors.len(), self.layouts.len()]
+            .into_iter()
+            .try_fold(steps as u64, |total, count| total.checked_mul(count as u64))
+            .ok_or_else(|| {
+                refuse(format!(
+                    "{steps} steps for each of {} configurations, {} sizes, {} tensor counts and {} layouts overflow",
+                    self.variants.len(),
+                    self.sizes.len(),
+                    self.tensors.len(),
+                    self.layouts.len()
+                ))
+            })
+    }
+}
+
 impl Default for BenchOptions {
     fn default() -> Self {
         Self {
@@ -488,11 +560,11 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// Measures every variant at every size, tensor count and layout on one device.
 ///
 /// # Errors
-/// As [`Setup::new`] and [`Timer::time`].
+/// As [`BenchOptions::check`], [`Setup::with_layout`] and [`Timer::time`].
 pub fn run(ctx: &GpuContext, options: &BenchOptions) -> Result<Vec<Record>> {
+    let total = options.check()?;
     let timer = Timer::new(ctx);
-    let runs = options.variants.len() * options.sizes.len() * options.tensors.len() * options.layouts.len();
-    let bar = progress::bar((runs * (options.warmup + options.reps)) as u64, "bench");
+    let bar = progress::bar(total, "bench");
     let mut records = Vec::new();
     for variant in &options.variants {
         for &n in &options.sizes {

@@ -13,6 +13,7 @@
 //! no load or store can be dropped by the compiler. The one add keeps the gradient's read alive.
 
 use super::program::{layout, storage, Access, Program};
+use crate::error::Result;
 use crate::kernel::compute_pipeline;
 
 /// The ceiling kernel's WGSL for an update with `states` state arrays, one element per invocation.
@@ -60,7 +61,10 @@ fn source_of(states: usize, wide: bool) -> String {
 
 /// The ceiling over `n` elements with `states` state arrays, on buffers of its own (param and
 /// grad from `param` and `grad`, the state zero).
-pub(crate) fn program(device: &wgpu::Device, n: u64, states: usize, param: &[f32], grad: &[f32]) -> Program {
+///
+/// # Errors
+/// As [`storage`].
+pub(crate) fn program(device: &wgpu::Device, n: u64, states: usize, param: &[f32], grad: &[f32]) -> Result<Program> {
     let wide = super::program::chunks(device, n).iter().all(|(_, len)| len % 4 == 0);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("wgpu-optim ceiling"),
@@ -72,9 +76,11 @@ pub(crate) fn program(device: &wgpu::Device, n: u64, states: usize, param: &[f32
     let mut program = Program::default();
     let index = program.add_pipeline(compute_pipeline(device, &layout, &module, "main", &[]));
     let mut buffers =
-        vec![storage(device, "ceiling param", n, Some(param)), storage(device, "ceiling grad", n, Some(grad))];
-    buffers.extend((0..states).map(|_| storage(device, "ceiling state", n, None)));
+        vec![storage(device, "ceiling param", n, Some(param))?, storage(device, "ceiling grad", n, Some(grad))?];
+    for _ in 0..states {
+        buffers.push(storage(device, "ceiling state", n, None)?);
+    }
     let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
-    program.dispatch_wide(device, index, &layout, &refs, n, [0.0; 4], if wide { 4 } else { 1 });
-    program
+    program.dispatch_wide(device, index, &layout, &refs, n, [0.0; 4], if wide { 4 } else { 1 })?;
+    Ok(program)
 }

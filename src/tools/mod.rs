@@ -87,6 +87,15 @@ pub fn backend_name(backend: wgpu::Backend) -> String {
     format!("{backend:?}")
 }
 
+/// `MemAvailable` from `/proc/meminfo`, where there is one: what `validate` and `bench` compare
+/// their needs with before allocating.
+pub(crate) fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// splitmix64, and f32 values spread over magnitudes 2^-10 .. 2^4 with both signs and some exact
 /// zeros: cheap enough for 40M elements per step.
 pub(crate) struct Rng(pub u64);

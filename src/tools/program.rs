@@ -4,9 +4,9 @@
 
 use std::num::NonZeroU64;
 
-use wgpu::util::DeviceExt;
-
+use crate::error::Result;
 use crate::kernel::{workgroups, WORKGROUP_SIZE};
+use crate::replay::buffer_init;
 
 /// The uniform of every tool kernel: the chunk's length and up to four scalars.
 /// Keep in sync with `struct Args` in `shaders/unfused.wgsl` and in [`super::ceiling::source`].
@@ -64,20 +64,20 @@ pub(crate) fn chunks(device: &wgpu::Device, n: u64) -> Vec<(u64, u64)> {
 }
 
 /// A storage buffer of `n` f32 (at least one), filled with `data` if given.
-pub(crate) fn storage(device: &wgpu::Device, label: &str, n: u64, data: Option<&[f32]>) -> wgpu::Buffer {
+///
+/// # Errors
+/// [`crate::Error::Wgpu`] if the buffer could not be created and filled (call within
+/// [`crate::replay::scoped`] for wgpu's reason).
+pub(crate) fn storage(device: &wgpu::Device, label: &str, n: u64, data: Option<&[f32]>) -> Result<wgpu::Buffer> {
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     match data {
-        Some(data) if !data.is_empty() => device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage,
-        }),
-        _ => device.create_buffer(&wgpu::BufferDescriptor {
+        Some(data) if !data.is_empty() => buffer_init(device, label, bytemuck::cast_slice(data), usage),
+        _ => Ok(device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: n.max(1) * 4,
             usage,
             mapped_at_creation: false,
-        }),
+        })),
     }
 }
 
@@ -104,6 +104,9 @@ impl Program {
     /// Adds one dispatch per chunk of `n` elements: `buffers` bound at 1, 2, ... (each at the
     /// chunk's offset; a buffer of 16 bytes or less is a placeholder and bound whole), `c` in
     /// the uniform.
+    ///
+    /// # Errors
+    /// As [`storage`], for the uniforms.
     pub fn dispatch(
         &mut self,
         device: &wgpu::Device,
@@ -112,12 +115,15 @@ impl Program {
         buffers: &[&wgpu::Buffer],
         n: u64,
         c: [f32; 4],
-    ) {
-        self.dispatch_wide(device, pipeline, layout, buffers, n, c, 1);
+    ) -> Result<()> {
+        self.dispatch_wide(device, pipeline, layout, buffers, n, c, 1)
     }
 
     /// [`Program::dispatch`] for a kernel that handles `width` elements per invocation (and is
     /// told the element count, `n`, as usual).
+    ///
+    /// # Errors
+    /// As [`storage`], for the uniforms.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch_wide(
         &mut self,
@@ -128,14 +134,11 @@ impl Program {
         n: u64,
         c: [f32; 4],
         width: u64,
-    ) {
+    ) -> Result<()> {
         for (start, len) in chunks(device, n) {
             let args = Args { n: len as u32, c, ..Default::default() };
-            let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgpu-optim tools args"),
-                contents: bytemuck::bytes_of(&args),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let uniform =
+                buffer_init(device, "wgpu-optim tools args", bytemuck::bytes_of(&args), wgpu::BufferUsages::UNIFORM)?;
             let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
             for (i, buffer) in buffers.iter().enumerate() {
                 let resource = if buffer.size() <= 16 {
@@ -160,6 +163,7 @@ impl Program {
                 workgroups: workgroups(len.div_ceil(width), device.limits().max_compute_workgroups_per_dimension),
             });
         }
+        Ok(())
     }
 
     /// Dispatches per run.

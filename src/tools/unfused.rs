@@ -11,6 +11,7 @@
 
 use super::program::{layout, storage, Access, Program};
 use crate::algorithm::{AdamConfig, OptimizerConfig};
+use crate::error::Result;
 use crate::kernel::compute_pipeline;
 
 /// The WGSL of the elementwise operations.
@@ -149,22 +150,33 @@ fn adam(c: &AdamConfig) -> Vec<Op> {
 /// The unfused step of `config` over `n` elements, on buffers of its own (param and grad from
 /// `param` and `grad`, state and temporaries zero; AdaGrad's sum starts at one, so that its
 /// square root is not zero). Empty, with no buffers, for an algorithm without a baseline.
-pub(crate) fn program(device: &wgpu::Device, config: &OptimizerConfig, n: u64, param: &[f32], grad: &[f32]) -> Program {
+///
+/// # Errors
+/// As [`storage`].
+pub(crate) fn program(
+    device: &wgpu::Device,
+    config: &OptimizerConfig,
+    n: u64,
+    param: &[f32],
+    grad: &[f32],
+) -> Result<Program> {
     let ops = ops(config);
     if ops.is_empty() {
-        return Program::default();
+        return Ok(Program::default());
     }
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("wgpu-optim unfused"),
         source: wgpu::ShaderSource::Wgsl(SOURCE.into()),
     });
     let layout = layout(device, &[Access::ReadWrite, Access::Read, Access::Read]);
-    let placeholder = storage(device, "unfused placeholder", 1, None);
-    let p = storage(device, "unfused param", n, Some(param));
-    let g = storage(device, "unfused grad", n, Some(grad));
+    let placeholder = storage(device, "unfused placeholder", 1, None)?;
+    let p = storage(device, "unfused param", n, Some(param))?;
+    let g = storage(device, "unfused grad", n, Some(grad))?;
     let ones = matches!(config, OptimizerConfig::AdaGrad(_)).then(|| vec![1.0f32; n as usize]);
-    let states: Vec<wgpu::Buffer> = (0..3).map(|_| storage(device, "unfused state", n, ones.as_deref())).collect();
-    let temps: Vec<wgpu::Buffer> = (0..2).map(|_| storage(device, "unfused temporary", n, None)).collect();
+    let states: Vec<wgpu::Buffer> =
+        (0..3).map(|_| storage(device, "unfused state", n, ones.as_deref())).collect::<Result<_>>()?;
+    let temps: Vec<wgpu::Buffer> =
+        (0..2).map(|_| storage(device, "unfused temporary", n, None)).collect::<Result<_>>()?;
     let buffer = |a: Option<Array>| match a {
         Some(P) => &p,
         Some(G) => &g,
@@ -184,7 +196,7 @@ pub(crate) fn program(device: &wgpu::Device, config: &OptimizerConfig, n: u64, p
             }
         };
         let buffers = [buffer(Some(out)), buffer(a), buffer(b)];
-        program.dispatch(device, index, &layout, &buffers, n, [c as f32, 0.0, 0.0, 0.0]);
+        program.dispatch(device, index, &layout, &buffers, n, [c as f32, 0.0, 0.0, 0.0])?;
     }
-    program
+    Ok(program)
 }

@@ -17,7 +17,7 @@ use crate::optim::{Optimizer, ParamBinding};
 use crate::readback::read_f32;
 use crate::replay::{PARAM_RTOL, SCALE_FLOOR};
 use crate::tools::adapters::bytes;
-use crate::tools::{progress, Rng};
+use crate::tools::{available_memory, progress, Rng};
 use crate::GpuContext;
 
 pub use super::cases::cases;
@@ -160,6 +160,36 @@ pub fn run_case(ctx: &GpuContext, name: &str, config: &OptimizerConfig, n: u64, 
     row
 }
 
+/// Refuses sizes this adapter cannot hold at all: for sizes a user named, where a skipped row
+/// would read as a pass (the default sizes past a limit are skipped, saying why).
+///
+/// # Errors
+/// [`Error::Config`] (`what: "validate"`) naming the first such size.
+pub fn check_sizes(ctx: &GpuContext, sizes: &[u64]) -> Result<()> {
+    let limits = ctx.limits();
+    match sizes.iter().find_map(|&n| too_large(&limits, n)) {
+        Some(reason) => Err(Error::Config { what: "validate", message: reason }),
+        None => Ok(()),
+    }
+}
+
+/// Why a tensor of `n` f32 cannot exist on a device of these limits: no elements, or past
+/// `max_buffer_size`. The byte count is checked: unchecked, 2^62 elements came to 0 bytes, passed,
+/// and asked the host for 2^62 values (a capacity-overflow panic).
+fn too_large(limits: &wgpu::Limits, n: u64) -> Option<String> {
+    if n == 0 {
+        return Some("a tensor of 0 elements: nothing to compare".into());
+    }
+    match n.checked_mul(4) {
+        Some(b) if b <= limits.max_buffer_size => None,
+        b => Some(format!(
+            "a tensor of {n} f32 is {}, past this adapter's max_buffer_size of {}",
+            b.map_or_else(|| "2^64 bytes or more".into(), bytes),
+            bytes(limits.max_buffer_size)
+        )),
+    }
+}
+
 /// Why this adapter cannot run `config` at `n`, if it cannot: too few storage bindings per
 /// stage, a buffer past `max_buffer_size`, or more memory than the machine has free.
 fn unsupported(ctx: &GpuContext, config: &OptimizerConfig, n: u64) -> Option<String> {
@@ -172,16 +202,14 @@ fn unsupported(ctx: &GpuContext, config: &OptimizerConfig, n: u64) -> Option<Str
             limits.max_storage_buffers_per_shader_stage
         ));
     }
-    if n * 4 > limits.max_buffer_size {
-        return Some(format!(
-            "a tensor of {n} f32 is {}, past this adapter's max_buffer_size of {}",
-            bytes(n * 4),
-            bytes(limits.max_buffer_size)
-        ));
+    // Checked: unchecked, 2^62 elements came to 0 bytes, passed and asked the host for 2^62
+    // values (a capacity-overflow panic).
+    if let Some(reason) = too_large(&limits, n) {
+        return Some(reason);
     }
     // Device buffers (param, grad, state), and on the host the f64 reference (param, grad,
     // state, scale) with the f32 data and one readback. A CPU adapter's device memory is host
-    // memory too.
+    // memory too. Within max_buffer_size these products stay far below 64 bits.
     let arrays = 2 + algorithm.states_used().iter().filter(|&&u| u).count() as u64;
     let device = arrays * n * 4;
     let host = (arrays + 1) * n * 8 + 3 * n * 4;
@@ -192,14 +220,6 @@ fn unsupported(ctx: &GpuContext, config: &OptimizerConfig, n: u64) -> Option<Str
         }
         _ => None,
     }
-}
-
-/// `MemAvailable` from `/proc/meminfo`, where there is one.
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 struct Comparison {
