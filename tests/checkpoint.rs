@@ -355,6 +355,15 @@ fn non_finite_gradients_propagate_and_are_reported() {
     assert!(p[400].is_nan(), "the NaN propagates");
     assert!(p.iter().enumerate().filter(|(i, _)| *i != 400 && *i != 260).all(|(_, x)| x.is_finite()));
     assert!(opt.read_state(1, "exp_avg").unwrap().unwrap()[100].is_nan());
+    // Such a state is not saved: load_state would refuse it.
+    let path = scratch("nan.safetensors");
+    let _ = std::fs::remove_file(&path);
+    let error = opt.save_state(&path).unwrap_err().to_string();
+    assert!(
+        error.contains("not written: parameter 1's exp_avg: element 100 is NaN: optimizer state is always finite"),
+        "{error}"
+    );
+    assert!(!path.exists());
 }
 
 #[test]
@@ -740,14 +749,19 @@ fn stale_partial_files_of_dead_processes_are_removed() {
         "ckpt.x-1.partial".to_string(),        // not our pattern
         "other.4294967295-1.partial".to_string(),
     ];
+    // Written by a dead process an hour ago, unless a name below says otherwise.
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3601);
     for name in dead.iter().chain(&kept) {
-        std::fs::write(dir.join(name), b"partial").unwrap();
+        std::fs::File::create(dir.join(name)).unwrap().set_modified(hour_ago).unwrap();
     }
+    // Dead, but written a minute ago: perhaps a process this one cannot see, still saving.
+    let recent = format!("ckpt.{}-4.partial", u32::MAX);
+    std::fs::File::create(dir.join(&recent)).unwrap().set_modified(hour_ago + Duration::from_secs(3540)).unwrap();
     run.opt.save_state(dir.join("ckpt")).unwrap();
     for name in &dead {
         assert!(!dir.join(name).exists(), "{name} was left");
     }
-    for name in &kept {
+    for name in kept.iter().chain([&recent]) {
         assert!(dir.join(name).exists(), "{name} was removed");
     }
 }

@@ -93,7 +93,8 @@ impl Optimizer {
     /// place, so a crash never leaves a half-written checkpoint under the final name, and two
     /// threads or processes saving to one path at once both succeed (the last rename wins; the
     /// file is whole either way). `.partial` files of that name left by a process that no longer
-    /// runs (a crash) are removed on Linux, where `/proc` tells; elsewhere they are left alone.
+    /// runs (a crash), untouched for an hour, are removed on Linux, where `/proc` tells;
+    /// elsewhere they are left alone.
     ///
     /// The destination must be a regular file or a new path: a directory, device node, FIFO or
     /// socket is refused, since replacing it would break it (as root, `/dev/null`). A symlink is
@@ -118,7 +119,7 @@ impl Optimizer {
         for s in self.export_state()? {
             check_values(&arrays[s.state], s.values.iter().copied()).map_err(|e| {
                 fail(format!(
-                    "not written: parameter {}'s {} {e} (a NaN or infinite gradient reached the state?); load_state \
+                    "not written: parameter {}'s {}: {e} (a NaN or infinite gradient reached it?), and load_state \
                      would refuse the file",
                     s.param, names[s.state]
                 ))
@@ -223,6 +224,7 @@ impl Optimizer {
         if let Some(key) = metadata.keys().filter(|k| !expected_keys.contains(&k.as_str())).min() {
             return Err(fail(format!("metadata has the key \"{key}\", which no version-{version} writer writes")));
         }
+        let stored_checksum = if version >= 2 { Some(get(CHECKSUM_KEY)?) } else { None };
         let algorithm = self.algorithm_name();
         if get("optimizer")? != algorithm {
             return Err(fail(format!("checkpoint is of {}, but the optimizer is {algorithm}", get("optimizer")?)));
@@ -353,8 +355,8 @@ impl Optimizer {
         if file.read(&mut [0u8; 1]).map_err(io)? != 0 {
             return Err(fail("the file grew while it was read".into()));
         }
-        if version >= 2 {
-            verify_checksum(&bytes, get(CHECKSUM_KEY)?).map_err(fail)?;
+        if let Some(stored) = stored_checksum {
+            verify_checksum(&bytes, stored).map_err(fail)?;
         }
         let data = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a safetensors file ({e})")))?;
         let arrays = self.state_arrays()?;
@@ -604,6 +606,9 @@ fn save_target(path: &Path) -> Result<(PathBuf, Option<FileMetadata>)> {
     Err(refuse(format!("more than {MAX_LINKS} symlinks in a row")))
 }
 
+/// How long a partial file of a dead process must have been left before it counts as a crash's.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Saves so far in this process: with the pid, a name no other save (thread or process) uses.
 static SAVES: AtomicU64 = AtomicU64::new(0);
 
@@ -650,11 +655,13 @@ fn write_durably(path: &Path, existing: Option<&FileMetadata>, bytes: &[u8]) -> 
 }
 
 /// Removes `{name}.{pid}-{n}.partial` files beside `path` (and `{name}.{pid}.partial`, the name
-/// earlier versions used) whose process no longer runs: what a crash during `save_state` leaves.
-/// Only on Linux with `/proc` mounted, where a pid can be looked up; a pid now reused by another
+/// earlier versions used) whose process no longer runs and that were last written over an hour
+/// ago: what a crash during `save_state` leaves. Only on Linux with `/proc` mounted, where a pid
+/// can be looked up. The hour spares a save in progress by a process this one cannot see (in
+/// another pid namespace, or on another host sharing the directory); a pid now reused by another
 /// process keeps its file until a later save. The dash keeps the pattern from matching the
 /// partial files of another checkpoint whose name starts with this one's (`ckpt.7`). Best
-/// effort: a file that cannot be listed or removed is left.
+/// effort: a file that cannot be listed, dated or removed is left.
 fn remove_stale_partials(path: &Path, name: &std::ffi::OsStr) {
     if !cfg!(target_os = "linux") || !Path::new("/proc/self").exists() {
         return;
@@ -672,7 +679,9 @@ fn remove_stale_partials(path: &Path, name: &std::ffi::OsStr) {
             Some(_) => None,
             None => canonical_number::<u32>(middle),
         };
-        if pid.is_some_and(|pid| pid != ours && !Path::new(&format!("/proc/{pid}")).exists()) {
+        let dead = pid.is_some_and(|pid| pid != ours && !Path::new(&format!("/proc/{pid}")).exists());
+        let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if dead && age.is_some_and(|age| age >= STALE_AFTER) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
