@@ -1,10 +1,14 @@
 //! Checkpoints: bit-exact resume for every optimizer (and for schedules with milestones and a
 //! plateau), in a fresh device and in a fresh process; every refused checkpoint named and
-//! harmless; non-finite gradients; device faults.
+//! harmless (damage, values no writer produces, version 1); where `save_state` writes (no device
+//! node, FIFO or directory; symlinks followed; concurrent saves; stale partial files);
+//! non-finite gradients; device faults. The bit-flip and fuzz tests are in `checkpoint_fuzz.rs`.
 
 mod common;
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::{buffer, gpu, Rng};
 use serde_json::json;
@@ -115,6 +119,66 @@ fn load_params(path: &Path) -> Vec<Vec<f32>> {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The checksum as the format defines it, computed here on its own: the CRC-32 of the whole
+/// file with the eight hex digits of the `checksum` value taken as zeros.
+fn seal(mut bytes: Vec<u8>) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let key = b"\"checksum\":\"";
+    let at = 8 + bytes[8..8 + n].windows(key.len()).position(|w| w == key).expect("a checksum") + key.len();
+    bytes[at..at + 8].copy_from_slice(b"00000000");
+    let sum = crc32fast::hash(&bytes);
+    bytes[at..at + 8].copy_from_slice(format!("{sum:08x}").as_bytes());
+    bytes
+}
+
+type Tensors = BTreeMap<String, Vec<u8>>;
+/// An edit of a checkpoint's metadata and tensors.
+type Edit = Box<dyn FnOnce(&mut HashMap<String, String>, &mut Tensors)>;
+
+/// `bytes` re-serialized with its metadata and tensors edited (f32 tensors, shape from length).
+fn rewrite(bytes: &[u8], edit: impl FnOnce(&mut HashMap<String, String>, &mut Tensors)) -> Vec<u8> {
+    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+    let mut metadata = header.metadata().clone().unwrap();
+    let mut tensors: Tensors = file.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect();
+    edit(&mut metadata, &mut tensors);
+    let views: Vec<_> = (tensors.iter())
+        .map(|(name, data)| {
+            (
+                name.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![data.len() / 4], data).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, Some(metadata)).unwrap()
+}
+
+/// Sets element `i` of a tensor's f32 bytes.
+fn set_f32(data: &mut [u8], i: usize, x: f32) {
+    data[4 * i..4 * i + 4].copy_from_slice(&x.to_le_bytes());
+}
+
+/// A metadata entry that holds JSON, edited.
+fn edit_json(metadata: &mut HashMap<String, String>, key: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut value: serde_json::Value = serde_json::from_str(&metadata[key]).unwrap();
+    edit(&mut value);
+    metadata.insert(key.into(), value.to_string());
+}
+
+/// An empty scratch directory.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_scratch(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = scratch(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn resume_on_a_fresh_device_is_bit_exact_for_every_optimizer() {
@@ -191,7 +255,7 @@ fn refused_checkpoints_are_named_and_change_nothing() {
 
     let truncated = scratch("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    refuse(&mut target, &truncated, "not a safetensors file");
+    refuse(&mut target, &truncated, "but its header describes");
     let garbage = scratch("garbage.safetensors");
     std::fs::write(&garbage, b"this is not a checkpoint").unwrap();
     refuse(&mut target, &garbage, "not a safetensors file");
@@ -208,9 +272,11 @@ fn refused_checkpoints_are_named_and_change_nothing() {
         std::fs::write(&path, out).unwrap();
         path
     };
-    refuse(&mut target, &with_metadata("format_version", "2"), "format version 2 is newer than this library's (1)");
+    refuse(&mut target, &with_metadata("format_version", "3"), "format version 3 is newer than this library's (2)");
     refuse(&mut target, &with_metadata("format", "other"), "format is \"other\"");
-    refuse(&mut target, &with_metadata("steps", "many"), "steps is not a number");
+    refuse(&mut target, &with_metadata("steps", "many"), "steps is \"many\", not a number as a writer writes it");
+    refuse(&mut target, &with_metadata("steps", "06"), "steps is \"06\", not a number");
+    refuse(&mut target, &with_metadata("format_version", "0"), "format version 0 does not exist");
     refuse(&mut target, &with_metadata("groups", "[{"), "groups metadata");
     refuse(&mut target, &with_metadata("steps", "18446744073709551615"), "past 2^53");
     let groups = |edit: &dyn Fn(&mut serde_json::Value)| {
@@ -289,6 +355,15 @@ fn non_finite_gradients_propagate_and_are_reported() {
     assert!(p[400].is_nan(), "the NaN propagates");
     assert!(p.iter().enumerate().filter(|(i, _)| *i != 400 && *i != 260).all(|(_, x)| x.is_finite()));
     assert!(opt.read_state(1, "exp_avg").unwrap().unwrap()[100].is_nan());
+    // Such a state is not saved: load_state would refuse it.
+    let path = scratch("nan.safetensors");
+    let _ = std::fs::remove_file(&path);
+    let error = opt.save_state(&path).unwrap_err().to_string();
+    assert!(
+        error.contains("not written: parameter 1's exp_avg: element 100 is NaN: optimizer state is always finite"),
+        "{error}"
+    );
+    assert!(!path.exists());
 }
 
 #[test]
@@ -421,4 +496,331 @@ fn rprop_starts_its_step_size_at_the_groups_current_rate() {
     opt.set_lr(opt.default_group(), 0.05).unwrap();
     opt.add_params(opt.default_group(), &[ParamBinding::whole(&p, &g, 8)]).unwrap();
     assert_eq!(opt.read_state(0, "step_size").unwrap().unwrap(), vec![0.05f32; 8]);
+}
+
+/// Adam (AMSGrad, a plateau schedule on group 0) after `T` steps, and its checkpoint's bytes.
+fn adam_checkpoint(file: &str) -> (Run, Vec<u8>) {
+    let (name, config) = configs().into_iter().find(|(n, _)| *n == "Adam").unwrap();
+    let mut run = Run::new(name, &config, None);
+    run.steps(0, T);
+    let path = scratch(file);
+    run.opt.save_state(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    (run, bytes)
+}
+
+fn adam_target() -> Run {
+    let (name, config) = configs().into_iter().find(|(n, _)| *n == "Adam").unwrap();
+    let mut target = Run::new(name, &config, None);
+    target.steps(0, 2);
+    target
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn the_checksum_is_the_crc32_of_the_file_with_its_digits_zeroed() {
+    let (_, bytes) = adam_checkpoint("sealed.safetensors");
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().as_ref().unwrap();
+    assert_eq!(metadata["format_version"], "2");
+    let checksum = &metadata["checksum"];
+    assert!(checksum.len() == 8 && checksum.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(seal(bytes.clone()) == bytes, "the stored checksum is not the CRC-32 of the file with its digits zeroed");
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn values_no_writer_produces_are_refused_and_change_nothing() {
+    let (_, bytes) = adam_checkpoint("strict.safetensors");
+    let mut target = adam_target();
+    let before = target.snapshot();
+    // Each file is sealed with a valid checksum: only the value checks can refuse it.
+    let cases: Vec<(&str, Edit)> = vec![
+        ("metadata has the key \"note\", which no version-2 writer writes", Box::new(|m, _| {
+            m.insert("note".into(), "hi".into());
+        })),
+        ("groups metadata: unknown field `extra`", Box::new(|m, _| edit_json(m, "groups", |g| g[1]["extra"] = 1.into()))),
+        ("params metadata: unknown field `extra`", Box::new(|m, _| edit_json(m, "params", |p| p[0]["extra"] = 1.into()))),
+        (
+            "params metadata: parameter 2 lacks \"added_at\"",
+            Box::new(|m, _| edit_json(m, "params", |p| drop(p[2].as_object_mut().unwrap().remove("added_at")))),
+        ),
+        (
+            "group 0: config.amsgrad is missing",
+            Box::new(|m, _| edit_json(m, "groups", |g| drop(g[0]["config"].as_object_mut().unwrap().remove("amsgrad")))),
+        ),
+        (
+            "groups metadata: [0].lr is 1, which a writer writes as 1.0",
+            Box::new(|m, _| edit_json(m, "groups", |g| g[0]["lr"] = 1.into())),
+        ),
+        (
+            "groups metadata: unknown field `extra`, expected one of `lr`, `best`",
+            Box::new(|m, _| edit_json(m, "groups", |g| g[0]["schedule"]["state"]["extra"] = 1.into())),
+        ),
+        (
+            "group 0: invalid scheduler config: ReduceLROnPlateau state: num_bad_epochs is 18446744073709551615, over patience (1)",
+            Box::new(|m, _| edit_json(m, "groups", |g| g[0]["schedule"]["state"]["num_bad_epochs"] = u64::MAX.into())),
+        ),
+        (
+            "ReduceLROnPlateau state: last_epoch is 18446744073709551615, past 2^53",
+            Box::new(|m, _| edit_json(m, "groups", |g| g[0]["schedule"]["state"]["last_epoch"] = u64::MAX.into())),
+        ),
+        (
+            "ReduceLROnPlateau state: cooldown_counter is 18446744073709551615, over cooldown (1)",
+            Box::new(|m, _| edit_json(m, "groups", |g| g[0]["schedule"]["state"]["cooldown_counter"] = u64::MAX.into())),
+        ),
+        (
+            "ReduceLROnPlateau state: best is nan",
+            Box::new(|m, _| edit_json(m, "groups", |g| g[0]["schedule"]["state"]["best"] = "nan".into())),
+        ),
+        (
+            "tensor param.0.exp_avg: element 5 is NaN: optimizer state is always finite",
+            Box::new(|_, t| set_f32(t.get_mut("param.0.exp_avg").unwrap(), 5, f32::NAN)),
+        ),
+        (
+            "tensor param.1.max_exp_avg_sq: element 0 is inf: optimizer state is always finite",
+            Box::new(|_, t| set_f32(t.get_mut("param.1.max_exp_avg_sq").unwrap(), 0, f32::INFINITY)),
+        ),
+        (
+            "tensor param.2.exp_avg_sq: element 999 is -0.5, but exp_avg_sq is never negative",
+            Box::new(|_, t| set_f32(t.get_mut("param.2.exp_avg_sq").unwrap(), 999, -0.5)),
+        ),
+        (
+            "holds tensor param.3.exp_avg, which this optimizer does not keep",
+            Box::new(|_, t| drop(t.insert("param.3.exp_avg".into(), vec![0; 8]))),
+        ),
+        (
+            "checksum \"ABCDEF01\" is not eight lowercase hex digits",
+            Box::new(|m, _| drop(m.insert("checksum".into(), "ABCDEF01".into()))),
+        ),
+    ];
+    for (i, (message, edit)) in cases.into_iter().enumerate() {
+        let sealed = if message.starts_with("checksum") { rewrite(&bytes, edit) } else { seal(rewrite(&bytes, edit)) };
+        let path = write_scratch(&format!("strict-{i}.safetensors"), &sealed);
+        let error = target.opt.load_state(&path).unwrap_err().to_string();
+        assert!(error.contains(message), "expected \"{message}\" in: {error}");
+    }
+    let unsealed = write_scratch(
+        "unsealed.safetensors",
+        &rewrite(&bytes, |_, t| {
+            set_f32(t.get_mut("param.0.exp_avg").unwrap(), 0, 1.0);
+        }),
+    );
+    let error = target.opt.load_state(&unsealed).unwrap_err().to_string();
+    assert!(error.contains("checksum mismatch: the file says "), "{error}");
+    assert!(target.snapshot() == before, "a refused checkpoint changed the optimizer");
+    // The same file re-serialized and sealed, unedited, loads: the refusals were the edits'.
+    target.opt.load_state(write_scratch("resealed.safetensors", &seal(rewrite(&bytes, |_, _| {})))).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn a_version_1_file_loads_and_resumes_bit_exactly() {
+    let (name, config) = configs().into_iter().find(|(n, _)| *n == "Adam").unwrap();
+    let mut straight = Run::new(name, &config, None);
+    straight.steps(0, 2 * T);
+    let (first, bytes) = adam_checkpoint("v2.safetensors");
+    // What a version-1 writer wrote: no checksum, and (early ones) no `added_at`.
+    let v1 = rewrite(&bytes, |m, _| {
+        m.remove("checksum");
+        m.insert("format_version".into(), "1".into());
+        edit_json(m, "params", |p| {
+            for param in p.as_array_mut().unwrap() {
+                param.as_object_mut().unwrap().remove("added_at");
+            }
+        });
+    });
+    let mut second = Run::new(name, &config, Some(first.params()));
+    second.opt.load_state(write_scratch("v1.safetensors", &v1)).unwrap();
+    second.steps(T, 2 * T);
+    assert!(straight.snapshot() == second.snapshot(), "resumed from a version-1 file differs");
+    // A version-1 file has no checksum to hold.
+    let with_checksum = rewrite(&bytes, |m, _| drop(m.insert("format_version".into(), "1".into())));
+    let error = second.opt.load_state(write_scratch("v1-sum.safetensors", &with_checksum)).unwrap_err().to_string();
+    assert!(error.ends_with("metadata has the key \"checksum\", which no version-1 writer writes"), "{error}");
+}
+
+#[cfg(unix)]
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn save_state_writes_only_to_a_regular_file_or_a_new_path() {
+    use std::os::unix::fs::FileTypeExt;
+    let (run, _) = adam_checkpoint("regular.safetensors");
+    let dir = fresh_dir("not-regular");
+    std::fs::create_dir(dir.join("a-directory")).unwrap();
+    let fifo = dir.join("a-fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let socket = dir.join("a-socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let dev_null = PathBuf::from("/dev/null");
+    let link_to_fifo = dir.join("link");
+    std::os::unix::fs::symlink("a-fifo", &link_to_fifo).unwrap();
+    for (path, what) in [
+        (dir.join("a-directory"), "is a directory, not a regular file"),
+        (fifo.clone(), "is a FIFO, not a regular file"),
+        (socket.clone(), "is a socket, not a regular file"),
+        (dev_null.clone(), "is a character device, not a regular file"),
+        (link_to_fifo.clone(), &format!("is a symlink to {}, which is a FIFO, not a regular file", fifo.display())),
+    ] {
+        let error = run.opt.save_state(&path).unwrap_err();
+        assert!(matches!(error, Error::Checkpoint { .. }), "{error}");
+        let message = error.to_string();
+        assert!(message.starts_with(&format!("checkpoint {}: {what}", path.display())), "{message}");
+    }
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+    assert!(std::fs::metadata(&socket).unwrap().file_type().is_socket(), "the socket was replaced");
+    assert!(std::fs::metadata(&dev_null).unwrap().file_type().is_char_device(), "/dev/null was replaced");
+    assert!(std::fs::symlink_metadata(&link_to_fifo).unwrap().file_type().is_symlink());
+    let partials: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(partials.is_empty(), "left {partials:?}");
+
+    // Loading opens only a regular file: a FIFO would block the open until a writer came.
+    let mut target = adam_target();
+    let error = target.opt.load_state(&fifo).unwrap_err().to_string();
+    assert!(error.ends_with("a-fifo: is a FIFO, not a regular file"), "{error}");
+    let error = target.opt.load_state(&dev_null).unwrap_err().to_string();
+    assert!(error.ends_with("is a character device, not a regular file"), "{error}");
+}
+
+#[cfg(unix)]
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn save_state_through_a_symlink_replaces_its_target() {
+    use std::os::unix::fs::PermissionsExt;
+    let (run, _) = adam_checkpoint("linked.safetensors");
+    let dir = fresh_dir("links");
+    std::fs::create_dir(dir.join("runs")).unwrap();
+    let target = dir.join("runs").join("step-6.safetensors");
+    std::fs::write(&target, b"old").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // latest -> runs/step-6.safetensors (relative, read from the link's directory)
+    let latest = dir.join("latest.safetensors");
+    std::os::unix::fs::symlink("runs/step-6.safetensors", &latest).unwrap();
+    run.opt.save_state(&latest).unwrap();
+    assert!(std::fs::symlink_metadata(&latest).unwrap().file_type().is_symlink(), "the link was replaced");
+    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600, "permissions changed");
+    adam_target().opt.load_state(&target).unwrap();
+    // A dangling link: its target is created.
+    let dangling = dir.join("next.safetensors");
+    std::os::unix::fs::symlink("runs/step-7.safetensors", &dangling).unwrap();
+    run.opt.save_state(&dangling).unwrap();
+    adam_target().opt.load_state(dir.join("runs/step-7.safetensors")).unwrap();
+    assert!(std::fs::symlink_metadata(&dangling).unwrap().file_type().is_symlink());
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn two_threads_saving_to_one_path_both_succeed() {
+    let (a, _) = adam_checkpoint("thread-a.safetensors");
+    let (b, _) = adam_checkpoint("thread-b.safetensors");
+    let path = scratch("shared.safetensors");
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        for run in [&a, &b] {
+            let (path, barrier) = (&path, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                for _ in 0..8 {
+                    run.opt.save_state(path).unwrap();
+                }
+            });
+        }
+    });
+    adam_target().opt.load_state(&path).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn stale_partial_files_of_dead_processes_are_removed() {
+    let (run, _) = adam_checkpoint("stale-source.safetensors");
+    let dir = fresh_dir("stale");
+    let ours = std::process::id();
+    // No pid reaches u32::MAX (Linux's pid_max is at most 2^22).
+    let dead = [format!("ckpt.{}-3.partial", u32::MAX), format!("ckpt.{}.partial", u32::MAX - 1)];
+    let kept = [
+        format!("ckpt.{ours}-999999.partial"), // this process: another thread may be writing it
+        "ckpt.1-0.partial".to_string(),        // a live process
+        format!("ckpt.7.{}-0.partial", u32::MAX), // another checkpoint's (ckpt.7)
+        "ckpt.x-1.partial".to_string(),        // not our pattern
+        "other.4294967295-1.partial".to_string(),
+    ];
+    // Written by a dead process an hour ago, unless a name below says otherwise.
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3601);
+    for name in dead.iter().chain(&kept) {
+        std::fs::File::create(dir.join(name)).unwrap().set_modified(hour_ago).unwrap();
+    }
+    // Dead, but written a minute ago: perhaps a process this one cannot see, still saving.
+    let recent = format!("ckpt.{}-4.partial", u32::MAX);
+    std::fs::File::create(dir.join(&recent)).unwrap().set_modified(hour_ago + Duration::from_secs(3540)).unwrap();
+    run.opt.save_state(dir.join("ckpt")).unwrap();
+    for name in &dead {
+        assert!(!dir.join(name).exists(), "{name} was left");
+    }
+    for name in kept.iter().chain([&recent]) {
+        assert!(dir.join(name).exists(), "{name} was removed");
+    }
+}
+
+/// Sets the file at `path` to `len` bytes without writing them (sparse where the file system
+/// allows), as `truncate -s` does.
+fn extend_sparse(path: &Path, len: u64) {
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn a_huge_file_is_refused_from_its_header_without_reading_the_rest() {
+    const HUGE: u64 = 4 << 30;
+    let (_, bytes) = adam_checkpoint("huge-source.safetensors");
+    let mut target = adam_target();
+    let timed = |target: &mut Run, path: &Path| {
+        let start = Instant::now();
+        let error = target.opt.load_state(path).unwrap_err().to_string();
+        (start.elapsed(), error)
+    };
+    // A valid checkpoint followed by 4 GiB of nothing.
+    let padded = write_scratch("huge-padded.safetensors", &bytes);
+    extend_sparse(&padded, HUGE);
+    let (took, error) = timed(&mut target, &padded);
+    assert!(
+        error.ends_with(&format!(
+            "the file is {HUGE} bytes, but its header describes {}: truncated or damaged",
+            bytes.len()
+        )),
+        "{error}"
+    );
+    eprintln!("4 GiB after a valid checkpoint: refused in {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+
+    // A valid header that describes a 4 GiB tensor, in a file of that size.
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().clone().unwrap();
+    let json = serde_json::json!({
+        "__metadata__": metadata,
+        "param.0.exp_avg": {"dtype": "F32", "shape": [HUGE / 4], "data_offsets": [0, HUGE]},
+    })
+    .to_string();
+    let mut head = json.into_bytes();
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut file = (head.len() as u64).to_le_bytes().to_vec();
+    file.extend(&head);
+    let described = write_scratch("huge-tensor.safetensors", &file);
+    extend_sparse(&described, file.len() as u64 + HUGE);
+    let (took, error) = timed(&mut target, &described);
+    assert!(error.ends_with("tensor param.0.exp_avg is F32 [1073741824], expected F32 [300]"), "{error}");
+    eprintln!("a header describing a 4 GiB tensor: refused in {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+
+    // A header length past safetensors' cap is refused before the header is read.
+    let mut capped = bytes.clone();
+    capped[..8].copy_from_slice(&(100_000_001u64).to_le_bytes());
+    let (_, error) = timed(&mut target, &write_scratch("huge-header.safetensors", &capped));
+    assert!(error.contains("a header of 100000001 bytes, past safetensors' limit of 100000000"), "{error}");
+    let _ = std::fs::remove_file(&padded);
+    let _ = std::fs::remove_file(&described);
 }

@@ -9,7 +9,7 @@ use crate::kernel::{Kernel, Scalars, StateArray};
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adadelta",
     source: include_str!("../../shaders/adadelta.wgsl"),
-    states: &[StateArray::always("square_avg"), StateArray::always("acc_delta")],
+    states: &[StateArray::always("square_avg").non_negative(), StateArray::always("acc_delta").non_negative()],
     flags: AdadeltaScalars::FLAGS,
     scalars: AdadeltaScalars::NAMES,
     scalar_docs: AdadeltaScalars::DOCS,

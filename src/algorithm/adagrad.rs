@@ -9,7 +9,7 @@ use crate::kernel::{Kernel, Scalars, StateArray};
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adagrad",
     source: include_str!("../../shaders/adagrad.wgsl"),
-    states: &[StateArray::always("sum")],
+    states: &[StateArray::always("sum").non_negative()],
     flags: AdaGradScalars::FLAGS,
     scalars: AdaGradScalars::NAMES,
     scalar_docs: AdaGradScalars::DOCS,

@@ -12,8 +12,8 @@ pub(crate) static KERNEL: Kernel = Kernel {
     source: include_str!("../../shaders/adam.wgsl"),
     states: &[
         StateArray::always("exp_avg"),
-        StateArray::always("exp_avg_sq"),
-        StateArray::when("max_exp_avg_sq", "AMSGRAD"),
+        StateArray::always("exp_avg_sq").non_negative(),
+        StateArray::when("max_exp_avg_sq", "AMSGRAD").non_negative(),
     ],
     flags: AdamScalars::FLAGS,
     scalars: AdamScalars::NAMES,

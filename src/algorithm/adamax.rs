@@ -9,7 +9,7 @@ use crate::kernel::{Kernel, Scalars, StateArray};
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adamax",
     source: include_str!("../../shaders/adamax.wgsl"),
-    states: &[StateArray::always("exp_avg"), StateArray::always("exp_inf")],
+    states: &[StateArray::always("exp_avg"), StateArray::always("exp_inf").non_negative()],
     flags: AdamaxScalars::FLAGS,
     scalars: AdamaxScalars::NAMES,
     scalar_docs: AdamaxScalars::DOCS,

@@ -11,7 +11,7 @@ use crate::kernel::{Kernel, Scalars, StateArray};
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "nadam",
     source: include_str!("../../shaders/nadam.wgsl"),
-    states: &[StateArray::always("exp_avg"), StateArray::always("exp_avg_sq")],
+    states: &[StateArray::always("exp_avg"), StateArray::always("exp_avg_sq").non_negative()],
     flags: NAdamScalars::FLAGS,
     scalars: NAdamScalars::NAMES,
     scalar_docs: NAdamScalars::DOCS,

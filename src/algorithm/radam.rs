@@ -9,7 +9,7 @@ use crate::kernel::{Kernel, Scalars, StateArray};
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "radam",
     source: include_str!("../../shaders/radam.wgsl"),
-    states: &[StateArray::always("exp_avg"), StateArray::always("exp_avg_sq")],
+    states: &[StateArray::always("exp_avg"), StateArray::always("exp_avg_sq").non_negative()],
     flags: RAdamScalars::FLAGS,
     scalars: RAdamScalars::NAMES,
     scalar_docs: RAdamScalars::DOCS,

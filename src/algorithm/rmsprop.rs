@@ -10,7 +10,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     name: "rmsprop",
     source: include_str!("../../shaders/rmsprop.wgsl"),
     states: &[
-        StateArray::always("square_avg"),
+        StateArray::always("square_avg").non_negative(),
         StateArray::when("grad_avg", "CENTERED"),
         StateArray::when("momentum_buffer", "MOMENTUM"),
     ],

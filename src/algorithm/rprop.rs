@@ -9,7 +9,7 @@ use crate::kernel::{Kernel, Scalars, StateArray};
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "rprop",
     source: include_str!("../../shaders/rprop.wgsl"),
-    states: &[StateArray::always("prev"), StateArray::always("step_size")],
+    states: &[StateArray::always("prev"), StateArray::always("step_size").non_negative()],
     flags: RpropScalars::FLAGS,
     scalars: RpropScalars::NAMES,
     scalar_docs: RpropScalars::DOCS,

@@ -44,24 +44,33 @@ pub struct Kernel {
 }
 
 /// One state array of a kernel: its name (PyTorch's state key, and the field of `Values` in the
-/// WGSL) and the flag that switches it on (`None`: always used).
+/// WGSL), the flag that switches it on (`None`: always used) and whether its values are never
+/// negative.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateArray {
     /// PyTorch's state key (`"exp_avg"`).
     pub name: &'static str,
     /// The flag of [`Kernel::flags`] under which the kernel reads and writes it; `None`: always.
     pub flag: Option<&'static str>,
+    /// The kernel never makes it negative (a sum or average of squares, a step size): a
+    /// checkpoint holding a negative value there was not written by a valid run and is refused.
+    pub non_negative: bool,
 }
 
 impl StateArray {
     /// A state array every step reads and writes.
     pub const fn always(name: &'static str) -> Self {
-        Self { name, flag: None }
+        Self { name, flag: None, non_negative: false }
     }
 
     /// A state array used only when `flag` is on.
     pub const fn when(name: &'static str, flag: &'static str) -> Self {
-        Self { name, flag: Some(flag) }
+        Self { name, flag: Some(flag), non_negative: false }
+    }
+
+    /// The same array, declared never negative.
+    pub const fn non_negative(self) -> Self {
+        Self { non_negative: true, ..self }
     }
 }
 

@@ -91,6 +91,7 @@ impl Default for ReduceLrOnPlateauConfig {
 /// `"-inf"` or `"nan"`, which JSON cannot hold as numbers (before the first observation it is
 /// the worst value, `inf` in min mode).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlateauState {
     /// The current lr.
     pub lr: f64,
@@ -104,6 +105,10 @@ pub struct PlateauState {
     /// Observations so far.
     pub last_epoch: u64,
 }
+
+/// The most observations a restored state may count, as for an optimizer's steps: far beyond any
+/// run, and far from where counting on could overflow.
+const MAX_EPOCHS: u64 = 1 << 53;
 
 /// PyTorch's `ReduceLROnPlateau`: cut the lr when the metric stops improving.
 ///
@@ -162,15 +167,16 @@ impl ReduceLrOnPlateau {
         &self.config
     }
 
-    /// Reports the metric after a step (PyTorch's `scheduler.step(metric)`).
+    /// Reports the metric after a step (PyTorch's `scheduler.step(metric)`). The counters
+    /// saturate: past 2^64 observations nothing wraps or panics.
     pub fn observe(&mut self, metric: f64) {
         let s = &mut self.state;
-        s.last_epoch += 1;
+        s.last_epoch = s.last_epoch.saturating_add(1);
         if self.config.is_better(metric, s.best) {
             s.best = metric;
             s.num_bad_epochs = 0;
         } else {
-            s.num_bad_epochs += 1;
+            s.num_bad_epochs = s.num_bad_epochs.saturating_add(1);
         }
         if s.cooldown_counter > 0 {
             s.cooldown_counter -= 1;
@@ -191,13 +197,43 @@ impl ReduceLrOnPlateau {
         self.state
     }
 
-    /// Restores a state taken by [`ReduceLrOnPlateau::state`].
+    /// Restores a state taken by [`ReduceLrOnPlateau::state`] of a scheduler built with the same
+    /// arguments. Only a state such a scheduler can reach is taken: the checks below are what
+    /// [`ReduceLrOnPlateau::observe`] keeps true, so a damaged or hand-edited state is refused
+    /// rather than run.
     ///
     /// # Errors
-    /// [`crate::Error::Config`] if the state's lr is negative or not finite.
+    /// [`crate::Error::Config`] naming the value if the lr is negative or not finite, `best` is
+    /// NaN, `last_epoch` is past 2^53 (as an optimizer's step count may not be), or
+    /// `num_bad_epochs` is over `patience` or `last_epoch`, `cooldown_counter` over `cooldown`,
+    /// or `num_bad_epochs` not 0 during a cooldown.
     pub fn restore(&mut self, state: &PlateauState) -> Result<()> {
-        if !(state.lr.is_finite() && state.lr >= 0.0) {
-            return Err(config_error(format!("ReduceLROnPlateau state: invalid lr {}", py_float(state.lr))));
+        let refuse = |message: String| Err(config_error(format!("ReduceLROnPlateau state: {message}")));
+        let PlateauState { lr, best, num_bad_epochs, cooldown_counter, last_epoch } = *state;
+        let (patience, cooldown) = (self.config.patience, self.config.cooldown);
+        if !(lr.is_finite() && lr >= 0.0) {
+            return refuse(format!("invalid lr {}", py_float(lr)));
+        }
+        // A NaN metric is never better than the best, so the best is never NaN.
+        if best.is_nan() {
+            return refuse("best is nan, which no metric makes it".into());
+        }
+        if last_epoch > MAX_EPOCHS {
+            return refuse(format!("last_epoch is {last_epoch}, past 2^53"));
+        }
+        if num_bad_epochs > patience || num_bad_epochs > last_epoch {
+            return refuse(format!(
+                "num_bad_epochs is {num_bad_epochs}, over patience ({patience}) or last_epoch ({last_epoch}): not a \
+                 state of this scheduler"
+            ));
+        }
+        if cooldown_counter > cooldown {
+            return refuse(format!(
+                "cooldown_counter is {cooldown_counter}, over cooldown ({cooldown}): not a state of this scheduler"
+            ));
+        }
+        if cooldown_counter > 0 && num_bad_epochs > 0 {
+            return refuse(format!("num_bad_epochs is {num_bad_epochs} during a cooldown, where it is always 0"));
         }
         self.state = *state;
         Ok(())
@@ -252,5 +288,53 @@ mod float_or_name {
                 _ => Err(de::Error::custom(format!("expected a number, \"inf\", \"-inf\" or \"nan\", got \"{name}\""))),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `restore` refuses counters this high, but `observe` must not wrap or panic even on a
+    /// state it never checked (overflow checks are on in debug builds).
+    #[test]
+    fn observe_saturates_its_counters() {
+        let config = ReduceLrOnPlateauConfig { patience: u64::MAX, ..Default::default() };
+        let mut plateau = ReduceLrOnPlateau::new(0.1, config).unwrap();
+        plateau.state.num_bad_epochs = u64::MAX;
+        plateau.state.last_epoch = u64::MAX;
+        plateau.state.best = 0.5;
+        plateau.observe(1.0);
+        plateau.observe(f64::NAN);
+        assert_eq!((plateau.state.num_bad_epochs, plateau.state.last_epoch), (u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn restore_takes_only_states_this_scheduler_can_reach() {
+        let config = ReduceLrOnPlateauConfig { patience: 3, cooldown: 2, ..Default::default() };
+        let mut plateau = ReduceLrOnPlateau::new(0.1, config).unwrap();
+        for _ in 0..10 {
+            plateau.observe(1.0);
+        }
+        let reached = plateau.state();
+        let ok = PlateauState { lr: 0.01, best: 0.5, num_bad_epochs: 3, cooldown_counter: 0, last_epoch: 9 };
+        plateau.restore(&ok).unwrap();
+        for (state, message) in [
+            (PlateauState { num_bad_epochs: 4, ..ok }, "num_bad_epochs is 4, over patience (3) or last_epoch (9)"),
+            (
+                PlateauState { num_bad_epochs: 2, last_epoch: 1, ..ok },
+                "num_bad_epochs is 2, over patience (3) or last_epoch (1)",
+            ),
+            (PlateauState { num_bad_epochs: 0, cooldown_counter: 3, ..ok }, "cooldown_counter is 3, over cooldown (2)"),
+            (PlateauState { cooldown_counter: 1, ..ok }, "num_bad_epochs is 3 during a cooldown"),
+            (PlateauState { last_epoch: (1 << 53) + 1, ..ok }, "last_epoch is 9007199254740993, past 2^53"),
+            (PlateauState { best: f64::NAN, ..ok }, "best is nan"),
+            (PlateauState { lr: -1.0, ..ok }, "invalid lr -1"),
+        ] {
+            let error = plateau.restore(&state).unwrap_err().to_string();
+            assert!(error.contains(message), "expected \"{message}\" in: {error}");
+            assert_eq!(plateau.state(), ok, "a refused state was taken");
+        }
+        plateau.restore(&reached).unwrap();
     }
 }
