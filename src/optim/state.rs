@@ -124,11 +124,31 @@ pub(super) fn import(
             });
         }
     }
+    // Pieces that lie one after another in a state buffer go up in one write: 10^5 small writes
+    // would cost wgpu a staging allocation each. The gaps between them (under four elements,
+    // where a tensor starts at a multiple of four) belong to no tensor and are written as zeros.
+    let mut runs: Vec<((usize, usize), u64, Vec<u8>)> = Vec::new();
     for s in states {
         for piece in tensors.pieces_of(s.param) {
-            let Some(buffer) = store.buffer(piece.slot.block, s.state) else { continue };
+            let key = (piece.slot.block, s.state);
             let bytes = &s.values[(piece.start * F32) as usize..((piece.start + piece.span.len) * F32) as usize];
-            queue.write_buffer(buffer, piece.slot.offset * F32, bytes);
+            let offset = piece.slot.offset * F32;
+            let run = runs.iter_mut().rev().find(|(k, _, _)| *k == key).filter(|(_, start, run)| {
+                let end = start + run.len() as u64;
+                offset >= end && offset - end < 4 * F32
+            });
+            match run {
+                Some((_, start, run)) => {
+                    run.resize((offset - *start) as usize, 0);
+                    run.extend_from_slice(bytes);
+                }
+                None => runs.push((key, offset, bytes.to_vec())),
+            }
+        }
+    }
+    for ((block, state), offset, bytes) in runs {
+        if let Some(buffer) = store.buffer(block, state) {
+            queue.write_buffer(buffer, offset, &bytes);
         }
     }
     Ok(())
