@@ -27,9 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lens: Vec<u64> = (0..n as u64).map(|i| 1 + (i * 37) % 64).collect();
     let elements: u64 = lens.iter().sum();
     println!(
-        "{n} tensors, {elements} elements, Adam, {} on {}",
+        "{n} tensors, {elements} elements, Adam, {} on {} ({:?})",
         if buffers { "a buffer pair per tensor" } else { "one arena" },
-        ctx.adapter_info().name
+        ctx.adapter_info().name,
+        ctx.adapter_info().backend
     );
 
     let made = Instant::now();
