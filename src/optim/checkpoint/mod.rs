@@ -15,16 +15,27 @@
 //!
 //! The parameters themselves are the engine's and are not included, as in PyTorch's
 //! `optimizer.state_dict()`.
+//!
+//! This module holds the format and `save_state` / `load_state`; the rest is one job per file:
+//! - `file.rs`: where a save may write and how (beside the target, flushed, renamed into place),
+//!   and what a load may open;
+//! - `header.rs`: the header read and checked before the data, and the checksum;
+//! - `strict.rs`: values accepted only in the form a writer writes them.
+
+mod file;
+mod header;
+mod strict;
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{File, Metadata as FileMetadata};
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, Metadata as Header, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use self::file::{open_regular, save_target, write_durably};
+use self::header::{checksum, checksum_position, read_header, verify_checksum, CHECKSUM_KEY, CHECKSUM_ZEROS};
+use self::strict::{canonical_number, check_values, first_difference, parse_as_written};
 use super::optimizer::{check_momentum, GroupSnapshot, Optimizer, Restore};
 use super::registration::TensorInfo;
 use super::state::TensorState;
@@ -40,12 +51,6 @@ pub const CHECKPOINT_FORMAT: &str = "wgpu-optim";
 /// [`Optimizer::load_state`]).
 pub const CHECKPOINT_VERSION: u32 = 2;
 
-/// The metadata key of the checksum.
-const CHECKSUM_KEY: &str = "checksum";
-/// What the checksum's digits count as while it is computed.
-const CHECKSUM_ZEROS: &[u8; 8] = b"00000000";
-/// safetensors' own cap on the JSON header (`MAX_HEADER_SIZE`), checked before it is read.
-const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// The most steps a checkpoint may count: far beyond any training run; what matters is that
 /// counting on from it cannot overflow.
 const MAX_STEPS: u64 = 1 << 53;
@@ -82,6 +87,22 @@ fn tensor_name(param: usize, state: &str) -> String {
     format!("param.{param}.{state}")
 }
 
+/// The metadata of a checkpoint as its writer wrote it, before it is matched against the
+/// optimizer that loads it.
+struct SavedMeta<'h> {
+    version: u32,
+    steps: u64,
+    groups: Vec<GroupMeta>,
+    params: Vec<ParamMeta>,
+    /// The stored checksum (version 2 on), verified once the data is read.
+    checksum: Option<&'h str>,
+}
+
+/// The [`Error::Checkpoint`] for `path` with a message.
+fn refusal(path: &Path) -> impl Fn(String) -> Error + Copy + '_ {
+    move |message| Error::Checkpoint { path: path.into(), message }
+}
+
 impl Optimizer {
     /// Writes the whole optimizer state to `path` (safetensors, format version
     /// [`CHECKPOINT_VERSION`], with a CRC-32 of the whole file in its metadata; the format is
@@ -111,7 +132,7 @@ impl Optimizer {
     /// [`Error::DeviceLost`] or [`Error::Wgpu`] if the state cannot be read back.
     pub fn save_state(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let fail = |message: String| Error::Checkpoint { path: path.into(), message };
+        let fail = refusal(path);
         let (target, existing) = save_target(path)?;
         let names = self.state_names();
         let arrays = self.state_arrays()?;
@@ -193,11 +214,45 @@ impl Optimizer {
     pub fn load_state(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         self.check_alive()?;
-        let fail = |message: String| Error::Checkpoint { path: path.into(), message };
+        let fail = refusal(path);
         let io = |source| Error::Io { path: path.into(), source };
 
+        // The header, and all it says checked against this optimizer, before any data is read.
         let (mut file, file_len) = open_regular(path)?;
         let (mut bytes, header) = read_header(&mut file, file_len).map_err(|e| e.into_error(path))?;
+        let saved = self.read_metadata(path, &header)?;
+        let snapshots = self.check_groups(path, saved.groups)?;
+        let added_at = self.check_params(path, &saved.params, saved.version, saved.steps)?;
+        let expected = self.expected_tensors(path, &header, &snapshots)?;
+
+        // The data: its length is known and matches this optimizer.
+        let header_end = bytes.len();
+        bytes.resize(header_end + header.data_len(), 0);
+        file.read_exact(&mut bytes[header_end..]).map_err(io)?;
+        if file.read(&mut [0u8; 1]).map_err(io)? != 0 {
+            return Err(fail("the file grew while it was read".into()));
+        }
+        if let Some(stored) = saved.checksum {
+            verify_checksum(&bytes, stored).map_err(fail)?;
+        }
+        let data = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a safetensors file ({e})")))?;
+        let arrays = self.state_arrays()?;
+        let mut states = Vec::with_capacity(expected.len());
+        for (param, state, name) in expected {
+            let view = data.tensor(&name).map_err(|_| fail(format!("lacks tensor {name}")))?;
+            let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            check_values(&arrays[state], values).map_err(|e| fail(format!("tensor {name}: {e}")))?;
+            states.push(TensorState { param, state, values: view.data() });
+        }
+        self.restore(Restore { steps: saved.steps, groups: snapshots, added_at, states }).map_err(fail)
+    }
+
+    /// The metadata of `header`: exactly the keys a writer of its version writes, each in the
+    /// form it writes them; the format, a version this library reads, this optimizer's algorithm,
+    /// a step count that cannot overflow, and the groups and parameters parsed (matched against
+    /// this optimizer's by the checks that follow).
+    fn read_metadata<'h>(&self, path: &Path, header: &'h Header) -> Result<SavedMeta<'h>> {
+        let fail = refusal(path);
         let metadata =
             header.metadata().as_ref().ok_or_else(|| fail("no metadata: not a wgpu-optim checkpoint".into()))?;
         let get = |key: &str| metadata.get(key).ok_or_else(|| fail(format!("metadata lacks \"{key}\"")));
@@ -237,7 +292,14 @@ impl Optimizer {
             parse_as_written(get("groups")?).map_err(|e| fail(format!("groups metadata: {e}")))?;
         let params: Vec<ParamMeta> =
             parse_as_written(get("params")?).map_err(|e| fail(format!("params metadata: {e}")))?;
+        Ok(SavedMeta { version, steps, groups, params, checksum: stored_checksum.map(String::as_str) })
+    }
 
+    /// The checkpoint's groups checked against this optimizer's (count, algorithm, every config
+    /// key, state arrays, learning rate, momentum, schedule), as the snapshots to restore.
+    fn check_groups(&self, path: &Path, groups: Vec<GroupMeta>) -> Result<Vec<GroupSnapshot>> {
+        let fail = refusal(path);
+        let algorithm = self.algorithm_name();
         let our_groups = self.group_snapshots();
         if groups.len() != our_groups.len() {
             return Err(fail(format!(
@@ -292,6 +354,13 @@ impl Optimizer {
                 schedule: saved.schedule.map(|s| (s.name, s.state)),
             });
         }
+        Ok(snapshots)
+    }
+
+    /// The checkpoint's parameters checked against this optimizer's tensors (count, group,
+    /// length), as the step each was registered at (0 where a version-1 file lacks it).
+    fn check_params(&self, path: &Path, params: &[ParamMeta], version: u32, steps: u64) -> Result<Vec<u64>> {
+        let fail = refusal(path);
         let our_params: Vec<TensorInfo> = self.tensor_infos();
         if params.len() != our_params.len() {
             return Err(fail(format!(
@@ -324,6 +393,20 @@ impl Optimizer {
             }
             added_at.push(added);
         }
+        Ok(added_at)
+    }
+
+    /// The tensors the header must hold, as (parameter, state array, name) in the order they are
+    /// restored.
+    fn expected_tensors(
+        &self,
+        path: &Path,
+        header: &Header,
+        snapshots: &[GroupSnapshot],
+    ) -> Result<Vec<(usize, usize, String)>> {
+        let fail = refusal(path);
+        let names = self.state_names();
+        let our_params = self.tensor_infos();
         // Exactly the tensors this optimizer keeps, of the right type and shape: then the data is
         // as long as this optimizer's state, and the file (whose size the header matched) too.
         let mut expected = Vec::new();
@@ -347,27 +430,7 @@ impl Optimizer {
                 header.offset_keys().into_iter().find(|name| !known.contains(name.as_str())).unwrap_or_default();
             return Err(fail(format!("holds tensor {extra}, which this optimizer does not keep")));
         }
-
-        // The data: its length is known and matches this optimizer.
-        let header_end = bytes.len();
-        bytes.resize(header_end + header.data_len(), 0);
-        file.read_exact(&mut bytes[header_end..]).map_err(io)?;
-        if file.read(&mut [0u8; 1]).map_err(io)? != 0 {
-            return Err(fail("the file grew while it was read".into()));
-        }
-        if let Some(stored) = stored_checksum {
-            verify_checksum(&bytes, stored).map_err(fail)?;
-        }
-        let data = SafeTensors::deserialize(&bytes).map_err(|e| fail(format!("not a safetensors file ({e})")))?;
-        let arrays = self.state_arrays()?;
-        let mut states = Vec::with_capacity(expected.len());
-        for (param, state, name) in expected {
-            let view = data.tensor(&name).map_err(|_| fail(format!("lacks tensor {name}")))?;
-            let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-            check_values(&arrays[state], values).map_err(|e| fail(format!("tensor {name}: {e}")))?;
-            states.push(TensorState { param, state, values: view.data() });
-        }
-        self.restore(Restore { steps, groups: snapshots, added_at, states }).map_err(fail)
+        Ok(expected)
     }
 
     /// The kernel's state arrays, in binding order (every group has the same kernel).
@@ -378,313 +441,6 @@ impl Optimizer {
 
 fn used_names(states: &[&'static str], used: &[bool]) -> Vec<&'static str> {
     states.iter().zip(used).filter(|(_, &u)| u).map(|(s, _)| *s).collect()
-}
-
-/// The values a valid run can hold in `array`: finite, and not negative where the kernel never
-/// makes it negative. Names the first value that is not.
-fn check_values(array: &StateArray, values: impl Iterator<Item = f32>) -> std::result::Result<(), String> {
-    for (i, x) in values.enumerate() {
-        if !x.is_finite() {
-            return Err(format!("element {i} is {x}: optimizer state is always finite"));
-        }
-        if array.non_negative && x < 0.0 {
-            return Err(format!("element {i} is {x}, but {} is never negative", array.name));
-        }
-    }
-    Ok(())
-}
-
-/// A number as a writer writes it: decimal digits, no sign, no leading zero ("007" is refused).
-fn canonical_number<T: std::str::FromStr + ToString>(text: &str) -> Option<T> {
-    text.parse::<T>().ok().filter(|n| n.to_string() == text)
-}
-
-/// Parses a metadata entry and checks that it holds exactly what a writer writes: no unknown key
-/// (serde names it), none missing (an `Option` field reads a missing key as `None`, and an
-/// internally tagged unit variant such as `{"kind":"Pure"}` ignores extra keys).
-fn parse_as_written<T: Serialize + serde::de::DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
-    let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let parsed: T = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
-    let written = serde_json::to_value(&parsed).map_err(|e| e.to_string())?;
-    match first_difference(&raw, &written, "") {
-        Some(difference) => Err(difference),
-        None => Ok(parsed),
-    }
-}
-
-/// Where `found` differs from `written` (what a writer writes for the same values), named by its
-/// path: a key too many or too few, or a value in another form (`1` where a writer writes `1.0`).
-fn first_difference(found: &serde_json::Value, written: &serde_json::Value, at: &str) -> Option<String> {
-    use serde_json::Value;
-    let join = |key: &dyn std::fmt::Display| if at.is_empty() { key.to_string() } else { format!("{at}.{key}") };
-    match (found, written) {
-        (Value::Object(f), Value::Object(w)) => {
-            if let Some(key) = f.keys().find(|k| !w.contains_key(*k)) {
-                return Some(format!("{} is not a key a writer writes", join(key)));
-            }
-            if let Some(key) = w.keys().find(|k| !f.contains_key(*k)) {
-                return Some(format!("{} is missing", join(key)));
-            }
-            f.iter().find_map(|(k, v)| first_difference(v, &w[k], &join(k)))
-        }
-        (Value::Array(f), Value::Array(w)) if f.len() == w.len() => {
-            f.iter().zip(w).enumerate().find_map(|(i, (f, w))| first_difference(f, w, &format!("{at}[{i}]")))
-        }
-        _ if found == written => None,
-        _ => Some(format!(
-            "{} is {found}, which a writer writes as {written}",
-            if at.is_empty() { "the value" } else { at }
-        )),
-    }
-}
-
-/// Opens `path` for loading, refusing what is not a regular file (a FIFO would block the open, a
-/// device would be read without end).
-fn open_regular(path: &Path) -> Result<(File, u64)> {
-    let io = |source| Error::Io { path: path.into(), source };
-    let not_regular = |m: &FileMetadata| Error::Checkpoint {
-        path: path.into(),
-        message: format!("is {}, not a regular file", describe(m)),
-    };
-    let before = std::fs::metadata(path).map_err(io)?;
-    if !before.is_file() {
-        return Err(not_regular(&before));
-    }
-    let file = File::open(path).map_err(io)?;
-    let metadata = file.metadata().map_err(io)?;
-    if !metadata.is_file() {
-        return Err(not_regular(&metadata));
-    }
-    Ok((file, metadata.len()))
-}
-
-/// A refusal of [`read_header`], made an [`Error`] once the path is known.
-enum HeaderError {
-    Io(std::io::Error),
-    Refused(String),
-}
-
-impl HeaderError {
-    fn into_error(self, path: &Path) -> Error {
-        match self {
-            Self::Io(source) => Error::Io { path: path.into(), source },
-            Self::Refused(message) => Error::Checkpoint { path: path.into(), message },
-        }
-    }
-}
-
-/// Reads the 8-byte header length and the JSON header (no more), parses it, and checks that the
-/// file is exactly as long as the header says. Returns the bytes read and the header.
-fn read_header(file: &mut File, file_len: u64) -> std::result::Result<(Vec<u8>, Header), HeaderError> {
-    let refuse = |message: String| HeaderError::Refused(format!("not a safetensors file ({message})"));
-    if file_len < 8 {
-        return Err(refuse(format!("{file_len} bytes, too short for the 8-byte header length")));
-    }
-    let mut bytes = vec![0u8; 8];
-    file.read_exact(&mut bytes).map_err(HeaderError::Io)?;
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    if n > MAX_HEADER_BYTES {
-        return Err(refuse(format!("a header of {n} bytes, past safetensors' limit of {MAX_HEADER_BYTES}")));
-    }
-    if n > file_len - 8 {
-        return Err(refuse(format!("a header of {n} bytes in a file of {file_len}")));
-    }
-    bytes.resize(8 + n as usize, 0);
-    file.read_exact(&mut bytes[8..]).map_err(HeaderError::Io)?;
-    let header: Header = serde_json::from_slice(&bytes[8..]).map_err(|e| refuse(format!("header: {e}")))?;
-    let described = 8 + n + header.data_len() as u64;
-    if described != file_len {
-        return Err(HeaderError::Refused(format!(
-            "the file is {file_len} bytes, but its header describes {described}: truncated or damaged"
-        )));
-    }
-    Ok((bytes, header))
-}
-
-/// Where the eight digits of the checksum's value lie in `file`: after the one `"checksum":"` in
-/// its header, as serde_json writes the metadata (no other occurrence is possible in a file a
-/// writer wrote: every quote inside a metadata value is escaped).
-fn checksum_position(file: &[u8]) -> std::result::Result<usize, String> {
-    let n = u64::from_le_bytes(file[..8].try_into().expect("8 bytes")) as usize;
-    let header = &file[8..8 + n];
-    let key = format!("\"{CHECKSUM_KEY}\":\"");
-    let mut found = header.windows(key.len()).enumerate().filter(|(_, w)| *w == key.as_bytes()).map(|(i, _)| i);
-    match (found.next(), found.next()) {
-        (Some(i), None) if header.get(i + key.len() + 8) == Some(&b'"') => Ok(8 + i + key.len()),
-        (None, _) | (Some(_), None) => Err("the checksum is not in the header as a writer writes it".into()),
-        (Some(_), Some(_)) => Err("the header holds the checksum key twice".into()),
-    }
-}
-
-/// The CRC-32 of `file` with the checksum's digits at `at` taken as zeros.
-fn checksum(file: &[u8], at: usize) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&file[..at]);
-    hasher.update(CHECKSUM_ZEROS);
-    hasher.update(&file[at + 8..]);
-    hasher.finalize()
-}
-
-/// Checks the stored checksum (`stored`, the parsed metadata value) against the file's bytes.
-fn verify_checksum(file: &[u8], stored: &str) -> std::result::Result<(), String> {
-    let lowercase_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
-    if stored.len() != 8 || !stored.bytes().all(|b| lowercase_hex(&b)) {
-        return Err(format!("checksum \"{stored}\" is not eight lowercase hex digits"));
-    }
-    let at = checksum_position(file)?;
-    if &file[at..at + 8] != stored.as_bytes() {
-        return Err("the checksum is not in the header as a writer writes it".into());
-    }
-    let computed = checksum(file, at);
-    if format!("{computed:08x}") != stored {
-        return Err(format!(
-            "checksum mismatch: the file says {stored}, its bytes give {computed:08x}: the file is damaged"
-        ));
-    }
-    Ok(())
-}
-
-/// What a file that is not a regular file is, in words.
-fn describe(metadata: &FileMetadata) -> &'static str {
-    let kind = metadata.file_type();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if kind.is_fifo() {
-            return "a FIFO";
-        }
-        if kind.is_socket() {
-            return "a socket";
-        }
-        if kind.is_char_device() {
-            return "a character device";
-        }
-        if kind.is_block_device() {
-            return "a block device";
-        }
-    }
-    if kind.is_dir() {
-        "a directory"
-    } else if kind.is_symlink() {
-        "a symlink"
-    } else if kind.is_file() {
-        "a regular file"
-    } else {
-        "not a regular file"
-    }
-}
-
-/// The file `save_state` replaces: `path`, or the final target of the symlinks it starts (each
-/// relative link read from its own directory), and that file's metadata if it exists. Anything
-/// but a regular file or a new path is refused.
-fn save_target(path: &Path) -> Result<(PathBuf, Option<FileMetadata>)> {
-    // Linux's own limit on links followed in one lookup.
-    const MAX_LINKS: usize = 40;
-    let refuse = |message: String| Error::Checkpoint { path: path.into(), message };
-    let mut target = path.to_path_buf();
-    for _ in 0..=MAX_LINKS {
-        match std::fs::symlink_metadata(&target) {
-            Ok(m) if m.file_type().is_symlink() => {
-                let link = std::fs::read_link(&target).map_err(|source| Error::Io { path: target.clone(), source })?;
-                target = target.parent().map_or_else(|| link.clone(), |dir| dir.join(&link));
-            }
-            Ok(m) if m.is_file() => return Ok((target, Some(m))),
-            Ok(m) => {
-                let what = if target == path {
-                    describe(&m).to_string()
-                } else {
-                    format!("a symlink to {}, which is {}", target.display(), describe(&m))
-                };
-                return Err(refuse(format!(
-                    "is {what}, not a regular file: a checkpoint replaces only a regular file or goes to a new path"
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((target, None)),
-            Err(source) => return Err(Error::Io { path: target, source }),
-        }
-    }
-    Err(refuse(format!("more than {MAX_LINKS} symlinks in a row")))
-}
-
-/// How long a partial file of a dead process must have been left before it counts as a crash's.
-const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Saves so far in this process: with the pid, a name no other save (thread or process) uses.
-static SAVES: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` beside `path` under a name of this call's own, flushes them to the disk, and
-/// renames the file into place (then flushes the directory), so that `path` holds either the old
-/// checkpoint or the whole new one, whatever happens in between. `existing` is the file replaced,
-/// whose permissions the new one takes.
-fn write_durably(path: &Path, existing: Option<&FileMetadata>, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    remove_stale_partials(path, &name);
-    let mut partial_name = name;
-    partial_name.push(format!(".{}-{}.partial", std::process::id(), SAVES.fetch_add(1, Ordering::Relaxed)));
-    let partial: PathBuf = path.with_file_name(partial_name);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
-    };
-    // create_new: never write into a file someone else made under this name.
-    let written = File::options()
-        .write(true)
-        .create_new(true)
-        .open(&partial)
-        .and_then(|mut file| {
-            if let Some(existing) = existing {
-                file.set_permissions(existing.permissions())?;
-            }
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .map_err(io(&partial))
-        .and_then(|()| std::fs::rename(&partial, path).map_err(io(path)));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    written?;
-    // The rename itself is durable once the directory is; not every platform can open one.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(dir) = File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
-    Ok(())
-}
-
-/// Removes `{name}.{pid}-{n}.partial` files beside `path` (and `{name}.{pid}.partial`, the name
-/// earlier versions used) whose process no longer runs and that were last written over an hour
-/// ago: what a crash during `save_state` leaves. Only on Linux with `/proc` mounted, where a pid
-/// can be looked up. The hour spares a save in progress by a process this one cannot see (in
-/// another pid namespace, or on another host sharing the directory); a pid now reused by another
-/// process keeps its file until a later save. The dash keeps the pattern from matching the
-/// partial files of another checkpoint whose name starts with this one's (`ckpt.7`). Best
-/// effort: a file that cannot be listed, dated or removed is left.
-fn remove_stale_partials(path: &Path, name: &std::ffi::OsStr) {
-    if !cfg!(target_os = "linux") || !Path::new("/proc/self").exists() {
-        return;
-    }
-    let Some(name) = name.to_str() else { return };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let ours = std::process::id();
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(rest) = file_name.to_str().and_then(|f| f.strip_prefix(name)) else { continue };
-        let Some(middle) = rest.strip_prefix('.').and_then(|r| r.strip_suffix(".partial")) else { continue };
-        let pid = match middle.split_once('-') {
-            Some((pid, n)) if canonical_number::<u64>(n).is_some() => canonical_number::<u32>(pid),
-            Some(_) => None,
-            None => canonical_number::<u32>(middle),
-        };
-        let dead = pid.is_some_and(|pid| pid != ours && !Path::new(&format!("/proc/{pid}")).exists());
-        let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-        if dead && age.is_some_and(|age| age >= STALE_AFTER) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
 }
 
 /// Metadata values are JSON. Every float in them is finite (checked on the way in), so
