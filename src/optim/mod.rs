@@ -10,7 +10,7 @@
 //! - `state.rs`: the state read back, exported and imported;
 //! - `nonfinite.rs`: the gradient scan.
 //!
-//! `checkpoint.rs` saves and loads through the optimizer's snapshot, export and restore.
+//! `checkpoint/` saves and loads through the optimizer's snapshot, export and restore.
 
 mod checkpoint;
 mod nonfinite;
