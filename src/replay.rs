@@ -38,8 +38,9 @@ pub struct GoldenCase {
     pub steps: usize,
     /// The initial parameter (n float32).
     pub init: Vec<f32>,
-    /// The gradient of each step (T rows of n float32).
-    pub grads: Vec<Vec<f32>>,
+    /// The gradient of each step (T rows of n float32); `None` (JSON `null`) where the step has
+    /// no gradient (PyTorch's `p.grad = None`: the parameter and its state sit the step out).
+    pub grads: Vec<Option<Vec<f32>>>,
     /// The learning rate read before each step (T float64).
     pub lr: Vec<f64>,
     /// The parameter after each step, computed in float64 (T rows of n).
@@ -62,7 +63,7 @@ struct CaseFile {
     scheduler: serde_json::Value,
     steps: usize,
     init: Vec<f32>,
-    grads: Vec<Vec<f32>>,
+    grads: Vec<Option<Vec<f32>>>,
     lr: Vec<f64>,
     params_f64: Vec<Vec<f64>>,
     #[serde(default)]
@@ -239,7 +240,9 @@ impl GoldenCase {
         expect("lr".into(), t, self.lr.len())?;
         expect("params_f64".into(), t, self.params_f64.len())?;
         for (i, row) in self.grads.iter().enumerate() {
-            expect(format!("grads[{i}]"), n, row.len())?;
+            if let Some(row) = row {
+                expect(format!("grads[{i}]"), n, row.len())?;
+            }
         }
         for (i, row) in self.params_f64.iter().enumerate() {
             expect(format!("params_f64[{i}]"), n, row.len())?;
@@ -377,7 +380,10 @@ fn run_cpu(case: &GoldenCase, config: &OptimizerConfig, plan: &[(f64, Option<f64
     for (grad, &(lr, momentum)) in case.grads.iter().zip(plan) {
         opt.set_lr(lr);
         opt.set_momentum(momentum);
-        opt.step(&grad.iter().map(|&g| g as f64).collect::<Vec<_>>())?;
+        // A step without a gradient leaves the tensor alone, its step count included.
+        if let Some(grad) = grad {
+            opt.step(&grad.iter().map(|&g| g as f64).collect::<Vec<_>>())?;
+        }
         out.push(opt.param().to_vec());
     }
     Ok(out)
@@ -459,7 +465,11 @@ fn run_gpu(
     }
     let mut used = Vec::with_capacity(case.steps);
     for (t, row) in case.grads.iter().enumerate() {
-        ctx.queue.write_buffer(&grad, 0, bytemuck::cast_slice(row));
+        // A null row: the tensor has no gradient this step (the step still counts for the schedule).
+        opt.set_has_grad(0, row.is_some())?;
+        if let Some(row) = row {
+            ctx.queue.write_buffer(&grad, 0, bytemuck::cast_slice(row));
+        }
         used.push((opt.lr(group)?, opt.momentum(group)?));
         opt.step()?;
         if let Some(losses) = &case.losses {

@@ -272,7 +272,7 @@ fn refused_checkpoints_are_named_and_change_nothing() {
         std::fs::write(&path, out).unwrap();
         path
     };
-    refuse(&mut target, &with_metadata("format_version", "3"), "format version 3 is newer than this library's (2)");
+    refuse(&mut target, &with_metadata("format_version", "4"), "format version 4 is newer than this library's (3)");
     refuse(&mut target, &with_metadata("format", "other"), "format is \"other\"");
     refuse(&mut target, &with_metadata("steps", "many"), "steps is \"many\", not a number as a writer writes it");
     refuse(&mut target, &with_metadata("steps", "06"), "steps is \"06\", not a number");
@@ -522,7 +522,7 @@ fn the_checksum_is_the_crc32_of_the_file_with_its_digits_zeroed() {
     let (_, bytes) = adam_checkpoint("sealed.safetensors");
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let metadata = header.metadata().as_ref().unwrap();
-    assert_eq!(metadata["format_version"], "2");
+    assert_eq!(metadata["format_version"], "3");
     let checksum = &metadata["checksum"];
     assert!(checksum.len() == 8 && checksum.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     assert!(seal(bytes.clone()) == bytes, "the stored checksum is not the CRC-32 of the file with its digits zeroed");
@@ -536,7 +536,7 @@ fn values_no_writer_produces_are_refused_and_change_nothing() {
     let before = target.snapshot();
     // Each file is sealed with a valid checksum: only the value checks can refuse it.
     let cases: Vec<(&str, Edit)> = vec![
-        ("metadata has the key \"note\", which no version-2 writer writes", Box::new(|m, _| {
+        ("metadata has the key \"note\", which no version-3 writer writes", Box::new(|m, _| {
             m.insert("note".into(), "hi".into());
         })),
         ("groups metadata: unknown field `extra`", Box::new(|m, _| edit_json(m, "groups", |g| g[1]["extra"] = 1.into()))),
@@ -627,8 +627,10 @@ fn a_version_1_file_loads_and_resumes_bit_exactly() {
         edit_json(m, "params", |p| {
             for param in p.as_array_mut().unwrap() {
                 param.as_object_mut().unwrap().remove("added_at");
+                param.as_object_mut().unwrap().remove("skipped");
             }
         });
+        without_schedule_at(m);
     });
     let mut second = Run::new(name, &config, Some(first.params()));
     second.opt.load_state(write_scratch("v1.safetensors", &v1)).unwrap();
@@ -638,6 +640,56 @@ fn a_version_1_file_loads_and_resumes_bit_exactly() {
     let with_checksum = rewrite(&bytes, |m, _| drop(m.insert("format_version".into(), "1".into())));
     let error = second.opt.load_state(write_scratch("v1-sum.safetensors", &with_checksum)).unwrap_err().to_string();
     assert!(error.ends_with("metadata has the key \"checksum\", which no version-1 writer writes"), "{error}");
+}
+
+/// Takes out what version 3 added to the groups: the step each schedule was set at.
+fn without_schedule_at(m: &mut HashMap<String, String>) {
+    edit_json(m, "groups", |g| {
+        for group in g.as_array_mut().unwrap() {
+            if let Some(schedule) = group["schedule"].as_object_mut() {
+                schedule.remove("at");
+            }
+        }
+    });
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn a_version_2_file_loads_and_resumes_bit_exactly() {
+    let (name, config) = configs().into_iter().find(|(n, _)| *n == "Adam").unwrap();
+    let mut straight = Run::new(name, &config, None);
+    straight.steps(0, 2 * T);
+    let (first, bytes) = adam_checkpoint("v3.safetensors");
+    // What a version-2 writer wrote: no `skipped` (it had no steps without gradients), sealed.
+    let without_skipped = |m: &mut _| {
+        edit_json(m, "params", |p| {
+            for param in p.as_array_mut().unwrap() {
+                param.as_object_mut().unwrap().remove("skipped");
+            }
+        });
+        without_schedule_at(m);
+    };
+    let v2 = seal(rewrite(&bytes, |m, _| {
+        m.insert("format_version".into(), "2".into());
+        without_skipped(m);
+    }));
+    let mut second = Run::new(name, &config, Some(first.params()));
+    second.opt.load_state(write_scratch("v2.safetensors", &v2)).unwrap();
+    second.steps(T, 2 * T);
+    assert!(straight.snapshot() == second.snapshot(), "resumed from a version-2 file differs");
+    // Version 3 requires it; version 2 refuses it.
+    let v3_without = seal(rewrite(&bytes, |m, _| {
+        edit_json(m, "params", |p| drop(p[0].as_object_mut().unwrap().remove("skipped")));
+    }));
+    let error = second.opt.load_state(write_scratch("v3-without.safetensors", &v3_without)).unwrap_err().to_string();
+    assert!(error.ends_with("parameter 0 lacks \"skipped\""), "{error}");
+    let v3_without_at = seal(rewrite(&bytes, |m, _| without_schedule_at(m)));
+    let error =
+        second.opt.load_state(write_scratch("v3-without-at.safetensors", &v3_without_at)).unwrap_err().to_string();
+    assert!(error.ends_with("the schedule lacks \"at\""), "{error}");
+    let v2_with = seal(rewrite(&bytes, |m, _| drop(m.insert("format_version".into(), "2".into()))));
+    let error = second.opt.load_state(write_scratch("v2-with.safetensors", &v2_with)).unwrap_err().to_string();
+    assert!(error.ends_with("which no version-2 writer writes"), "{error}");
 }
 
 #[cfg(unix)]

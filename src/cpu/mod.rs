@@ -53,6 +53,17 @@ impl CpuOptimizer {
         Ok(Self { lr: algorithm.lr(), config, momentum: None, steps: 0, param, state })
     }
 
+    /// Replaces the config for the next steps (the hyperparameters a live change sets); the state
+    /// is kept as it is.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] if the config is invalid.
+    pub fn set_config(&mut self, config: OptimizerConfig) -> Result<()> {
+        config.algorithm().validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// Sets the learning rate of the next steps.
     pub fn set_lr(&mut self, lr: f64) {
         self.lr = lr;

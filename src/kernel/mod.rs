@@ -232,7 +232,9 @@ impl KernelPipeline {
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
+                    // Each dispatch's slot, chosen per step: one bind group serves a run however
+                    // tensors without gradients cut it.
+                    has_dynamic_offset: true,
                     min_binding_size: NonZeroU64::new(size_of::<StepUniform>() as u64),
                 },
                 count: None,

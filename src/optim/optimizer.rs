@@ -35,18 +35,24 @@ struct Group {
     lr: f64,
     momentum: Option<f64>,
     schedule: Option<LrScheduler>,
+    /// The optimizer's step count when the schedule was set: the schedule's own step 0, as a
+    /// PyTorch scheduler built mid-run starts counting from its construction.
+    schedule_at: u64,
 }
 
 impl Group {
     fn new(config: OptimizerConfig) -> Self {
-        Self { lr: config.algorithm().lr(), momentum: None, schedule: None, config }
+        Self { lr: config.algorithm().lr(), momentum: None, schedule: None, schedule_at: 0, config }
     }
 
-    /// The learning rate and momentum of the step after `steps` steps: the schedule's, or the
-    /// group's own.
+    /// The learning rate and momentum of the step after `steps` steps of the optimizer: the
+    /// schedule's (at its own step count), or the group's own.
     fn hyper(&self, steps: u64) -> (f64, Option<f64>) {
         match &self.schedule {
-            Some(s) => (s.lr(steps), s.momentum(steps).or(self.momentum)),
+            Some(s) => {
+                let own = steps.saturating_sub(self.schedule_at);
+                (s.lr(own), s.momentum(own).or(self.momentum))
+            }
             None => (self.lr, self.momentum),
         }
     }
@@ -63,6 +69,8 @@ pub(super) struct GroupSnapshot {
     pub momentum: Option<f64>,
     /// Its schedule's name and state.
     pub schedule: Option<(String, SchedulerState)>,
+    /// The optimizer's step count when the schedule was set (its own step 0).
+    pub schedule_at: u64,
 }
 
 /// What [`Optimizer::restore`] puts in place: everything a checkpoint holds, already checked
@@ -73,8 +81,8 @@ pub(super) struct Restore<'a> {
     pub steps: u64,
     /// One per group, in order.
     pub groups: Vec<GroupSnapshot>,
-    /// Each tensor's registration step, in order.
-    pub added_at: Vec<u64>,
+    /// Each tensor's registration step and the steps it sat out since, in order.
+    pub counts: Vec<(u64, u64)>,
     /// Every state array of every tensor that its group keeps.
     pub states: Vec<TensorState<&'a [u8]>>,
 }
@@ -118,6 +126,9 @@ pub struct Optimizer {
     /// The storage formats the kernels read and write (f32 unless built `with_storage`).
     storage: Storage,
     steps: u64,
+    /// The step whose tensors without a gradient were last counted as having sat it out (the
+    /// marks may change after it): what rewinding that step takes back.
+    skip_counted: Option<(u64, Vec<usize>)>,
 }
 
 impl Optimizer {
@@ -174,6 +185,7 @@ impl Optimizer {
             storage,
             nonfinite: NonfiniteScan::default(),
             steps: 0,
+            skip_counted: None,
         })
     }
 
@@ -260,8 +272,10 @@ impl Optimizer {
     }
 
     /// Drives a group's learning rate (and momentum or beta1, for `cycle_momentum` schedules) by a
-    /// schedule, evaluated at the optimizer's step count before each step, so a schedule takes
-    /// the place of PyTorch's `scheduler.step()` after each `optimizer.step()`.
+    /// schedule, evaluated before each step at its own step count, so a schedule takes the place
+    /// of PyTorch's `scheduler.step()` after each `optimizer.step()`. The schedule's step 0 is the
+    /// next step, as a PyTorch scheduler built mid-run starts from its construction (a warmup
+    /// attached at step 1000 warms up from step 1000).
     ///
     /// ```no_run
     /// use wgpu_optim::schedule::{CosineAnnealingLr, CosineAnnealingLrConfig, LrScheduler};
@@ -278,11 +292,13 @@ impl Optimizer {
     /// an algorithm without one (PyTorch's message), or on SGD or RMSprop configured without
     /// momentum (the momentum buffer exists only if the config asks for it).
     pub fn set_schedule(&mut self, group: GroupId, schedule: LrScheduler) -> Result<()> {
+        let steps = self.steps;
         let g = self.group_mut(group)?;
         if schedule.momentum(0).is_some() {
             check_cyclable(&g.config)?;
         }
         g.schedule = Some(schedule);
+        g.schedule_at = steps;
         Ok(())
     }
 
@@ -323,6 +339,99 @@ impl Optimizer {
         self.groups.get_mut(group.0).ok_or(Error::UnknownGroup(group.0))
     }
 
+    /// Replaces a group's hyperparameters between steps, as PyTorch users assign
+    /// `optimizer.param_groups[i]["weight_decay"] = ...` (weight-decay schedules, beta2 warmup):
+    /// checked as the constructor checks them, effective from the next step, and saved in
+    /// checkpoints with the rest of the group. The group's learning rate becomes the config's
+    /// `lr` (a schedule, if the group has one, still sets each step's rate), and a momentum set by
+    /// [`Optimizer::set_momentum`] stays.
+    ///
+    /// The state arrays a group keeps are fixed when its tensors are registered: a config that
+    /// would keep others (`amsgrad`, `centered`, or a momentum from or to 0) is refused, as
+    /// PyTorch's step fails on state it never made.
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`]; [`Error::GroupAlgorithm`] for another algorithm;
+    /// [`Error::InvalidHyperparameter`] for an invalid value or a change of the state arrays kept.
+    /// The group is then unchanged.
+    pub fn set_group_config(&mut self, group: GroupId, config: impl Into<OptimizerConfig>) -> Result<()> {
+        let config = config.into();
+        let names = self.state_names();
+        let g = self.group_mut(group)?;
+        let (expected, got) = (g.config.name(), config.name());
+        if expected != got {
+            return Err(Error::GroupAlgorithm { expected, got });
+        }
+        let algorithm = config.algorithm();
+        algorithm.validate()?;
+        let (before, after) = (g.config.algorithm().states_used(), algorithm.states_used());
+        if before != after {
+            let kept = |used: &[bool]| {
+                let kept: Vec<&str> = names.iter().zip(used).filter(|(_, &u)| u).map(|(n, _)| *n).collect();
+                if kept.is_empty() {
+                    "none".to_string()
+                } else {
+                    kept.join(", ")
+                }
+            };
+            return Err(Error::invalid(
+                "config",
+                format!(
+                    "group {} keeps the state arrays {{{}}}; the new config would keep {{{}}}: the arrays a group keeps \
+                     are fixed when its tensors are registered (amsgrad, centered, or a momentum from or to 0)",
+                    group.0,
+                    kept(&before),
+                    kept(&after)
+                ),
+            ));
+        }
+        g.lr = algorithm.lr();
+        g.config = config;
+        Ok(())
+    }
+
+    /// Sets one hyperparameter of a group by its PyTorch name, as
+    /// `optimizer.param_groups[i][name] = value` does: `value` in the form the config's JSON takes
+    /// (`0.01`, `[0.9, 0.95]` for `betas`, `true`); see [`Optimizer::set_group_config`].
+    ///
+    /// ```no_run
+    /// # use wgpu_optim::{AdamWConfig, GpuContext, Optimizer};
+    /// # let ctx = GpuContext::new()?;
+    /// let mut opt = Optimizer::new(&ctx, AdamWConfig::default())?;
+    /// let g = opt.default_group();
+    /// opt.set_hyperparameter(g, "weight_decay", 0.05.into())?;
+    /// opt.set_hyperparameter(g, "betas", serde_json::json!([0.9, 0.95]))?;
+    /// # Ok::<(), wgpu_optim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`]; [`Error::Config`] for a name the algorithm does not have or a value
+    /// of the wrong type; otherwise as [`Optimizer::set_group_config`].
+    pub fn set_hyperparameter(&mut self, group: GroupId, name: &str, value: serde_json::Value) -> Result<()> {
+        let current = self.group_config(group)?;
+        let mut json = current.to_json();
+        let fields = json.as_object_mut().expect("a config is a JSON object");
+        let config_error = |message: String| Error::Config { what: "optimizer", message };
+        if name == "name" || !fields.contains_key(name) {
+            let keys: Vec<&str> = fields.keys().map(String::as_str).filter(|k| *k != "name").collect();
+            return Err(config_error(format!(
+                "{} has no hyperparameter \"{name}\" (it has {})",
+                current.name(),
+                keys.join(", ")
+            )));
+        }
+        // serde_json turns a NaN or an infinity into null: say so rather than "invalid type".
+        if value.is_null() && !fields[name].is_null() {
+            return Err(Error::invalid(
+                name,
+                format!("{name} must be a number, got null (a NaN or an infinity converted to JSON is null)"),
+            ));
+        }
+        fields.insert(name.to_string(), value);
+        let config = OptimizerConfig::from_json(&json)?;
+        self.set_group_config(group, config)
+    }
+
     /// A group's config.
     ///
     /// # Errors
@@ -331,7 +440,9 @@ impl Optimizer {
         Ok(&self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.config)
     }
 
-    /// Steps taken (PyTorch's `state["step"]`).
+    /// Steps recorded: the clock schedules read. Each tensor's own count (PyTorch's
+    /// `state["step"]`) is [`Optimizer::param_steps`]: this less its registration step and the
+    /// steps it sat out without a gradient.
     pub fn steps(&self) -> u64 {
         self.steps
     }
@@ -339,28 +450,88 @@ impl Optimizer {
     /// Sets the step count, which bias corrections and schedules read: for an engine that aborts
     /// a step it recorded (dropped the encoder, say), since a recorded step counts whether or not
     /// it is submitted. `set_step_count(opt.steps() - 1)` rewinds one such step. A tensor's own
-    /// step count is this less the count at which it was registered; the state arrays are not
-    /// touched, nor is a `ReduceLROnPlateau` schedule's record of the metrics it observed.
+    /// step count is this less the count at which it was registered and the steps it sat out
+    /// without a gradient; rewinding past the last recorded step also takes back that step's
+    /// sat-out counts (those of earlier steps stay). The state arrays are not touched, nor is a
+    /// `ReduceLROnPlateau` schedule's record of the metrics it observed.
     ///
     /// # Errors
     /// [`Error::InvalidHyperparameter`] for a count below a tensor's registration step (it would
     /// have taken fewer than no steps) or past 2^53; the count is then unchanged.
     pub fn set_step_count(&mut self, steps: u64) -> Result<()> {
-        let latest = (0..self.tensors.len())
-            .filter_map(|i| self.tensors.info(i).map(|t| (i, t.added_at)))
-            .max_by_key(|&(_, at)| at);
-        if let Some((param, added_at)) = latest.filter(|&(_, at)| steps < at) {
-            return Err(Error::invalid(
-                "steps",
-                format!("step count {steps} is below {added_at}, the step at which parameter {param} was registered"),
-            ));
-        }
         // Far beyond any training run; what matters is that counting on from it cannot overflow.
         if steps > 1 << 53 {
             return Err(Error::invalid("steps", format!("step count {steps} is past 2^53")));
         }
+        // Rewinding the last recorded step takes back what it counted as sat out, first, so that
+        // the check below sees the counts as they will be.
+        let undone = self.skip_counted.take_if(|(at, _)| steps < *at);
+        if let Some((_, skipped)) = &undone {
+            self.tensors.uncount_skipped(skipped);
+        }
+        let latest = (0..self.tensors.len())
+            .filter_map(|i| self.tensors.info(i).map(|t| (i, t)))
+            .max_by_key(|(_, t)| t.origin());
+        if let Some((param, t)) = latest.filter(|(_, t)| steps < t.origin()) {
+            if let Some((at, skipped)) = undone {
+                self.tensors.recount_skipped(&skipped);
+                self.skip_counted = Some((at, skipped));
+            }
+            let why = match t.skipped {
+                0 => format!("the step at which parameter {param} was registered"),
+                1 => format!("parameter {param}'s registration step, {}, and the step it sat out", t.added_at),
+                n => format!("parameter {param}'s registration step, {}, and the {n} steps it sat out", t.added_at),
+            };
+            return Err(Error::invalid("steps", format!("step count {steps} is below {}, {why}", t.origin())));
+        }
         self.steps = steps;
         Ok(())
+    }
+
+    /// Says whether tensor `param` has a gradient in the next steps (PyTorch's `p.grad is not
+    /// None`); every tensor has one until told otherwise, and the mark stays until changed.
+    ///
+    /// A step leaves a tensor without a gradient exactly as it was: its parameter, its state and
+    /// its own step count (so its bias corrections carry on as if the step had not happened), as
+    /// PyTorch's optimizers skip `p.grad is None`. The optimizer's step count, which schedules
+    /// read, still advances. Nothing is rebuilt: the step dispatches over the tensors that have
+    /// gradients (runs of tensors that share a dispatch are cut around the others).
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] for a parameter index never registered.
+    pub fn set_has_grad(&mut self, param: usize, present: bool) -> Result<()> {
+        if self.tensors.set_has_grad(param, present) {
+            Ok(())
+        } else {
+            Err(self.unknown_param(param))
+        }
+    }
+
+    /// Whether tensor `param` has a gradient in the next step (see [`Optimizer::set_has_grad`]).
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] for a parameter index never registered.
+    pub fn has_grad(&self, param: usize) -> Result<bool> {
+        self.tensors.has_grad(param).ok_or_else(|| self.unknown_param(param))
+    }
+
+    /// Tensor `param`'s own step count (PyTorch's `state["step"]`): the steps it took since it
+    /// was registered, those it sat out without a gradient not counted.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] for a parameter index never registered.
+    pub fn param_steps(&self, param: usize) -> Result<u64> {
+        let t = self.tensors.info(param).ok_or_else(|| self.unknown_param(param))?;
+        Ok(self.steps.saturating_sub(t.origin()))
+    }
+
+    fn unknown_param(&self, param: usize) -> Error {
+        Error::OutOfBounds {
+            what: "parameter index".into(),
+            offset: param as u64,
+            end: param as u64 + 1,
+            buffer_len: self.tensors.len() as u64,
+        }
     }
 
     /// Registered tensors.
@@ -437,13 +608,15 @@ impl Optimizer {
             self.store.compact(&self.ctx);
         }
         let groups = &self.groups;
-        // Tensors added after the first step count their own steps.
-        let scalars = |group: usize, added_at: u64| {
+        // Each tensor counts its own steps: from its registration, less those it sat out without
+        // a gradient (its origin); tensors without a gradient are not dispatched at all.
+        let scalars = |group: usize, origin: u64| {
             let (lr, momentum) = hyper[group];
-            groups[group].config.algorithm().scalars(&StepInput { step: step - added_at, lr, momentum })
+            groups[group].config.algorithm().scalars(&StepInput { step: step - origin, lr, momentum })
         };
         self.recorder.record(&self.ctx, &self.tensors, &self.store, encoder, scalars, timestamp_writes)?;
         self.steps = step;
+        self.skip_counted = Some((step, self.tensors.count_skipped()));
         Ok(())
     }
 
@@ -463,7 +636,12 @@ impl Optimizer {
             self.ctx.queue.submit([encoder.finish()]);
         }
         if let Err(error) = scopes.pop("submitting the step") {
-            self.steps = before;
+            if self.steps != before {
+                self.steps = before;
+                if let Some((_, skipped)) = self.skip_counted.take() {
+                    self.tensors.uncount_skipped(&skipped);
+                }
+            }
             return Err(error);
         }
         recorded
@@ -477,12 +655,7 @@ impl Optimizer {
     /// [`Error::OutOfBounds`] for a parameter index never registered; [`Error::DeviceLost`] if the
     /// device fails.
     pub fn read_state(&self, param: usize, name: &str) -> Result<Option<Vec<f32>>> {
-        let tensor = self.tensors.info(param).ok_or_else(|| Error::OutOfBounds {
-            what: "parameter index".into(),
-            offset: param as u64,
-            end: param as u64 + 1,
-            buffer_len: self.tensors.len() as u64,
-        })?;
+        let tensor = self.tensors.info(param).ok_or_else(|| self.unknown_param(param))?;
         let Some(k) = self.kernel.state_index(name) else {
             return Ok(None);
         };
@@ -492,7 +665,8 @@ impl Optimizer {
         state::read(&self.ctx, &self.tensors, &self.store, param, k).map(Some)
     }
 
-    /// Whether any registered gradient holds a NaN or an infinity, now.
+    /// Whether any registered gradient holds a NaN or an infinity, now (tensors marked without a
+    /// gradient, [`Optimizer::set_has_grad`], are not read).
     ///
     /// A step behaves as PyTorch's does: non-finite gradients propagate into the parameters and
     /// state. An engine that wants to skip such steps (as mixed-precision training does) asks
@@ -502,7 +676,11 @@ impl Optimizer {
     /// # Errors
     /// [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
     pub fn found_nonfinite(&self) -> Result<bool> {
-        let gradients = self.tensors.pieces().map(|p| (p.span.grad, p.span.grad_start, p.span.len));
+        // Only the gradients a step would read: PyTorch's GradScaler checks only `p.grad`s that exist.
+        let tensors = &self.tensors;
+        let gradients = (tensors.pieces())
+            .filter(|p| tensors.has_grad(p.param) == Some(true))
+            .map(|p| (p.span.grad, p.span.grad_start, p.span.len));
         self.nonfinite.scan(&self.ctx, gradients)
     }
 
@@ -526,6 +704,7 @@ impl Optimizer {
                 lr: g.lr,
                 momentum: g.momentum,
                 schedule: g.schedule.as_ref().map(|s| (s.name().to_string(), s.state())),
+                schedule_at: g.schedule_at,
             })
             .collect()
     }
@@ -582,8 +761,10 @@ impl Optimizer {
             group.config = saved.config;
             group.lr = saved.lr;
             group.momentum = saved.momentum;
+            group.schedule_at = saved.schedule_at;
         }
-        self.tensors.set_added_at(&checkpoint.added_at);
+        self.tensors.set_counts(&checkpoint.counts);
+        self.skip_counted = None;
         self.recorder.invalidate();
         self.steps = checkpoint.steps;
         Ok(())

@@ -1,6 +1,7 @@
-//! The plan of a step: pieces merged into runs, runs cut into dispatches (four elements per
-//! invocation where every slice allows it), and their bind groups. Built once after registration,
-//! reused by every step.
+//! The plan of a step: pieces merged into runs (one binding window each, with its bind group),
+//! built once after registration; and, per step, each run cut into dispatches (four elements per
+//! invocation where every slice allows it) over the tensors that have a gradient, one dispatch
+//! range per stretch of tensors that take the same scalars.
 
 use std::num::NonZeroU64;
 
@@ -10,133 +11,225 @@ use super::registration::{Piece, Tensors};
 use super::store::StateStore;
 use super::F32;
 
-/// One dispatch of a step: which tensors it updates, and how.
+/// Elements merged into one binding window: contiguous pieces of one group.
 #[derive(Debug)]
-pub(super) struct Dispatch {
+pub(super) struct Run {
     /// The group of its tensors.
     pub group: usize,
-    /// The step count at which its tensors were registered.
-    pub added_at: u64,
-    /// Where its slices lie in their bindings (the scalars are filled in per step).
-    pub header: StepUniform,
-    /// Four elements per invocation (`main4`), or one (`main`).
-    pub wide: bool,
-    /// The grid.
-    pub workgroups: (u32, u32),
-    /// Its buffers, with the uniform slot of this dispatch.
-    pub bind_group: wgpu::BindGroup,
+    /// Its pieces as (tensor, first element within the run, elements), in order.
+    pub pieces: Vec<(usize, u64, u64)>,
+    /// Elements.
+    pub n: u64,
+    /// Where the run's slices start within their bindings, in elements.
+    pub param_off: u32,
+    pub grad_off: u32,
+    pub state_off: u32,
+    /// Whether its group keeps state (its state offset then matters for four-wide access).
+    keeps_state: bool,
 }
 
-/// Every dispatch of a step and the uniform buffer that holds their scalars, one slot each.
+/// One dispatch of a step: part of a run, the scalars it takes, and how it runs.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Dispatch {
+    /// Index of its run in the plan.
+    pub run: usize,
+    /// What picks its scalars besides the group: the step count at which its tensors' own count
+    /// was 0 ([`super::registration::TensorInfo::origin`]).
+    pub origin: u64,
+    /// Its first element within the run.
+    pub first: u64,
+    /// Elements.
+    pub n: u64,
+    /// Four elements per invocation (`main4`), or one (`main`).
+    pub wide: bool,
+}
+
+impl Dispatch {
+    /// Where its slices lie in their bindings (the scalars are filled in per step).
+    pub fn header(&self, run: &Run) -> StepUniform {
+        let first = self.first as u32;
+        StepUniform {
+            n: self.n as u32,
+            param_off: run.param_off + first,
+            grad_off: run.grad_off + first,
+            state_off: run.state_off + first,
+            ..Default::default()
+        }
+    }
+
+    /// Invocations along a 2-D grid of at most `max_per_dim` workgroups a side.
+    pub fn workgroups(&self, max_per_dim: u32) -> (u32, u32) {
+        workgroups(if self.wide { self.n / 4 } else { self.n }, max_per_dim)
+    }
+}
+
+/// The runs of every step, their bind groups, and the uniform buffer that holds each dispatch's
+/// scalars, one slot each (bound at a dynamic offset).
 #[derive(Debug)]
 pub(super) struct Plan {
     /// `None` when there is nothing to update (only empty tensors).
     pub uniform: Option<wgpu::Buffer>,
     /// Bytes from one dispatch's uniform slot to the next.
     pub slot_size: u64,
-    /// In the order they run.
-    pub dispatches: Vec<Dispatch>,
+    /// Slots the uniform buffer holds: the most dispatches a step can record without a new plan.
+    pub slots: usize,
+    /// In the order of the state.
+    pub runs: Vec<Run>,
+    /// One per run.
+    pub bind_groups: Vec<wgpu::BindGroup>,
 }
 
-/// Below this many elements, a run whose length is no multiple of four is one `main` dispatch
-/// instead of two (four-wide, then its tail).
+/// Below this many elements, a range that cannot run four-wide from its first element to its
+/// last is one `main` dispatch instead of up to three (a head, four-wide, a tail).
 const SMALL_RUN: u64 = 4096;
 
-/// One dispatch before its bind group exists: a run (pieces merged), and which part of it runs how.
-struct Part<'a> {
-    run: Piece<'a>,
-    wide: bool,
-    /// The first element of the run this dispatch updates.
-    first: u64,
-    n: u64,
-}
-
-/// The pieces merged into runs (each one binding) and cut into dispatches: four elements per
-/// invocation where every slice starts at a multiple of four within its binding, with any
-/// remainder (and every other run) one element per invocation.
-fn parts<'a>(tensors: &'a Tensors, store: &StateStore, align: u64) -> Vec<Part<'a>> {
+/// The pieces merged into runs, each one binding: adjacent pieces of one group whose state,
+/// parameter and gradient elements all follow on.
+fn runs<'a>(tensors: &'a Tensors, store: &StateStore, align: u64) -> Vec<(Run, Piece<'a>)> {
     // In the order of the state, so that pieces laid out together meet whatever order they were
     // registered in.
-    let mut pieces: Vec<Piece<'_>> = tensors.pieces().collect();
+    let mut pieces: Vec<Piece<'a>> = tensors.pieces().collect();
     pieces.sort_by_key(|p| (p.slot.block, p.slot.offset));
-    let mut runs: Vec<Piece<'_>> = Vec::new();
+    let mut runs: Vec<(Run, Piece<'a>)> = Vec::new();
     for p in pieces {
-        if let Some(run) = runs.last_mut() {
-            let state_follows = run.slot.block == p.slot.block && run.slot.offset + run.span.len == p.slot.offset;
-            if state_follows && p.span.continues(&run.span) && run.span.len + p.span.len <= tensors.max_chunk() {
-                run.span.len += p.span.len;
+        if let Some((run, merged)) = runs.last_mut() {
+            let state_follows =
+                merged.slot.block == p.slot.block && merged.slot.offset + merged.span.len == p.slot.offset;
+            if state_follows && p.span.continues(&merged.span) && merged.span.len + p.span.len <= tensors.max_chunk() {
+                run.pieces.push((p.param, merged.span.len, p.span.len));
+                merged.span.len += p.span.len;
+                run.n += p.span.len;
                 continue;
             }
         }
-        runs.push(p);
+        // Where each slice starts within its binding, in elements (see `window`).
+        let within = |start: u64| (start * F32 % align / F32) as u32;
+        let run = Run {
+            group: p.span.group,
+            pieces: vec![(p.param, 0, p.span.len)],
+            n: p.span.len,
+            param_off: within(p.span.param_start),
+            grad_off: within(p.span.grad_start),
+            state_off: if store.keeps_state(p.slot.block) { within(p.slot.offset) } else { 0 },
+            keeps_state: store.keeps_state(p.slot.block),
+        };
+        runs.push((run, p));
     }
-    // Where each slice starts within its binding, in elements.
-    let within = |start: u64| start * F32 % align / F32;
-    let mut parts = Vec::new();
-    for run in runs {
-        let aligned = within(run.span.param_start) % 4 == 0
-            && within(run.span.grad_start) % 4 == 0
-            && (!store.keeps_state(run.slot.block) || within(run.slot.offset) % 4 == 0);
-        // A small run whose length is no multiple of four takes one dispatch of `main` rather
-        // than a four-wide one and another for its tail: what a dispatch costs beyond its
-        // elements (tens of microseconds on a CPU adapter) outweighs four-wide access there.
-        let ragged_and_small = run.span.len % 4 != 0 && run.span.len < SMALL_RUN;
-        let wide = if aligned && !ragged_and_small { run.span.len / 4 * 4 } else { 0 };
-        if wide > 0 {
-            parts.push(Part { run, wide: true, first: 0, n: wide });
-        }
-        if run.span.len > wide {
-            parts.push(Part { run, wide: false, first: wide, n: run.span.len - wide });
-        }
-    }
-    parts
+    runs
 }
 
-/// Dispatches one step records, without building anything.
+/// Elements `first..first + n` of `run` cut into dispatches: four elements per invocation where
+/// the parameter, gradient and state slices all reach a multiple of four together, one element
+/// per invocation before and after that; a small range that cannot run four-wide throughout is
+/// one `main` dispatch (what a dispatch costs beyond its elements, tens of microseconds on a CPU
+/// adapter, outweighs four-wide access there).
+fn cut(run: &Run, first: u64, n: u64, origin: u64, out: &mut Vec<Dispatch>, index: usize) {
+    let residue = |off: u32| (off as u64 + first) % 4;
+    let (rp, rg) = (residue(run.param_off), residue(run.grad_off));
+    let rs = if run.keeps_state { residue(run.state_off) } else { rp };
+    let main = |first, n| Dispatch { run: index, origin, first, n, wide: false };
+    if n == 0 {
+        return;
+    }
+    if rp != rg || rp != rs {
+        out.push(main(first, n));
+        return;
+    }
+    let head = ((4 - rp) % 4).min(n);
+    let body = (n - head) / 4 * 4;
+    let tail = n - head - body;
+    if body == 0 || ((head > 0 || tail > 0) && n < SMALL_RUN) {
+        out.push(main(first, n));
+        return;
+    }
+    if head > 0 {
+        out.push(main(first, head));
+    }
+    out.push(Dispatch { run: index, origin, first: first + head, n: body, wide: true });
+    if tail > 0 {
+        out.push(main(first + head + body, tail));
+    }
+}
+
+/// The dispatches of one step over `runs`: in each run, each stretch of pieces whose tensors have
+/// a gradient and the same `key` (`None`: no gradient, skipped), four-wide dispatches first.
+pub(super) fn dispatches(runs: &[Run], key: impl Fn(usize) -> Option<u64>) -> Vec<Dispatch> {
+    let mut out = Vec::with_capacity(runs.len() + 1);
+    for (index, run) in runs.iter().enumerate() {
+        let mut stretch: Option<(u64, u64, u64)> = None; // (origin, first, n)
+        for &(tensor, first, n) in &run.pieces {
+            let k = key(tensor);
+            match (&mut stretch, k) {
+                (Some((origin, start, len)), Some(k)) if *origin == k && *start + *len == first => *len += n,
+                _ => {
+                    if let Some((origin, start, len)) = stretch.take() {
+                        cut(run, start, len, origin, &mut out, index);
+                    }
+                    stretch = k.map(|k| (k, first, n));
+                }
+            }
+        }
+        if let Some((origin, start, len)) = stretch {
+            cut(run, start, len, origin, &mut out, index);
+        }
+    }
+    // Fewer pipeline switches: the four-wide dispatches first (they touch disjoint elements).
+    out.sort_by_key(|d| !d.wide);
+    out
+}
+
+/// Dispatches one step records now, without building anything.
 pub(super) fn dispatch_count(device: &wgpu::Device, tensors: &Tensors, store: &StateStore) -> usize {
-    parts(tensors, store, device.limits().min_storage_buffer_offset_alignment as u64).len()
+    let align = device.limits().min_storage_buffer_offset_alignment as u64;
+    let runs: Vec<Run> = runs(tensors, store, align).into_iter().map(|(run, _)| run).collect();
+    dispatches(&runs, |t| tensors.step_key(t)).len()
 }
 
 impl Plan {
-    /// Merges the pieces into dispatches and creates their bind groups (`layout`, with `unused[k]`
-    /// bound where a group does not keep state array `k`) and the uniform buffer. wgpu reports
-    /// what goes wrong (a destroyed buffer, say) to the caller's error scopes.
+    /// Merges the pieces into runs and creates their bind groups (`layout`, with `unused[k]`
+    /// bound where a group does not keep state array `k`) and a uniform buffer of at least
+    /// `min_slots` slots. wgpu reports what goes wrong (a destroyed buffer, say) to the caller's
+    /// error scopes.
     pub fn build(
         device: &wgpu::Device,
         layout: &wgpu::BindGroupLayout,
         unused: &[wgpu::Buffer],
         tensors: &Tensors,
         store: &StateStore,
+        min_slots: usize,
     ) -> Plan {
         let limits = device.limits();
         let align = limits.min_storage_buffer_offset_alignment as u64;
         let slot_size =
             (size_of::<StepUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
-        let mut parts = parts(tensors, store, align);
-        parts.sort_by_key(|p| !p.wide);
-        let uniform = (!parts.is_empty()).then(|| {
+        let runs = runs(tensors, store, align);
+        // Room for a step in which every tensor has its gradient, or for `min_slots`.
+        let full = runs.iter().map(|(run, _)| run).fold(0, |acc, run| {
+            let mut d = Vec::new();
+            cut(run, 0, run.n, 0, &mut d, 0);
+            acc + d.len()
+        });
+        let slots = full.max(min_slots);
+        let uniform = (slots > 0).then(|| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-optim step scalars"),
-                size: slot_size * parts.len() as u64,
+                size: slot_size * slots as u64,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
         });
-        let dispatches = parts
+        let bind_groups = runs
             .iter()
-            .enumerate()
-            .map(|(i, part)| {
-                let run = &part.run;
-                let n = run.span.len;
-                let (param, param_off) = window(run.span.param, run.span.param_start, n, align);
-                let (grad, grad_off) = window(run.span.grad, run.span.grad_start, n, align);
-                let mut state_off = 0;
+            .map(|(run, merged)| {
+                let n = run.n;
+                let (param, _) = window(merged.span.param, merged.span.param_start, n, align);
+                let (grad, _) = window(merged.span.grad, merged.span.grad_start, n, align);
                 let mut entries = vec![
                     wgpu::BindGroupEntry {
                         binding: 0,
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: uniform.as_ref().expect("parts exist"),
-                            offset: i as u64 * slot_size,
+                            buffer: uniform.as_ref().expect("a run has elements, so there are slots"),
+                            offset: 0,
                             size: NonZeroU64::new(size_of::<StepUniform>() as u64),
                         }),
                     },
@@ -144,40 +237,21 @@ impl Plan {
                     wgpu::BindGroupEntry { binding: 2, resource: grad },
                 ];
                 for (k, unused) in unused.iter().enumerate() {
-                    let resource = match store.buffer(run.slot.block, k) {
-                        Some(buffer) => {
-                            let (resource, off) = window(buffer, run.slot.offset, n, align);
-                            state_off = off;
-                            resource
-                        }
+                    let resource = match store.buffer(merged.slot.block, k) {
+                        Some(buffer) => window(buffer, merged.slot.offset, n, align).0,
                         None => unused.as_entire_binding(),
                     };
                     entries.push(wgpu::BindGroupEntry { binding: 3 + k as u32, resource });
                 }
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("wgpu-optim step"),
                     layout,
                     entries: &entries,
-                });
-                let first = part.first as u32;
-                let invocations = if part.wide { part.n / 4 } else { part.n };
-                Dispatch {
-                    group: run.span.group,
-                    added_at: run.span.added_at,
-                    header: StepUniform {
-                        n: part.n as u32,
-                        param_off: param_off + first,
-                        grad_off: grad_off + first,
-                        state_off: state_off + first,
-                        ..Default::default()
-                    },
-                    wide: part.wide,
-                    workgroups: workgroups(invocations, limits.max_compute_workgroups_per_dimension),
-                    bind_group,
-                }
+                })
             })
             .collect();
-        Plan { uniform, slot_size, dispatches }
+        let runs = runs.into_iter().map(|(run, _)| run).collect();
+        Plan { uniform, slot_size, slots, runs, bind_groups }
     }
 }
 

@@ -1,13 +1,14 @@
 //! Recording a step: the kernel's pipelines, the plan (built when the tensors change), the
 //! upload of the step's scalars and the compute pass.
 
+use std::collections::HashMap;
 use std::num::NonZeroU64;
 
 use crate::context::GpuContext;
 use crate::error::Result;
 use crate::kernel::{Kernel, KernelPipeline, Scalars, StepUniform, Storage};
 
-use super::plan::Plan;
+use super::plan::{self, Plan};
 use super::registration::Tensors;
 use super::store::StateStore;
 use super::Scopes;
@@ -66,9 +67,9 @@ impl Recorder {
     }
 
     /// Records one step into `encoder`: the upload of each dispatch's scalars (`scalars(group,
-    /// added_at)`), then one compute pass, with `timestamp_writes` if given. Everything that can
-    /// fail (building the plan, compiling a pipeline, allocating the upload) runs in error scopes
-    /// before the encoder is touched.
+    /// origin)`, once per pair), then one compute pass, with `timestamp_writes` if given, over
+    /// the tensors that have a gradient. Everything that can fail (building the plan, compiling a
+    /// pipeline, allocating the upload) runs in error scopes before the encoder is touched.
     ///
     /// # Errors
     /// [`crate::Error::Wgpu`] if wgpu refuses the plan (a buffer destroyed since it was registered, say)
@@ -84,20 +85,29 @@ impl Recorder {
     ) -> Result<()> {
         let device = &ctx.device;
         let scopes = Scopes::push(device);
-        let plan = match self.plan.take() {
+        let mut plan = match self.plan.take() {
             Some(plan) => plan,
-            None => Plan::build(device, &self.pipeline.layout, &self.unused, tensors, store),
+            None => Plan::build(device, &self.pipeline.layout, &self.unused, tensors, store, 0),
         };
+        let dispatches = plan::dispatches(&plan.runs, |t| tensors.step_key(t));
+        if dispatches.len() > plan.slots {
+            // Tensors without gradients cut runs into more dispatches than the uniform buffer has
+            // slots for: a larger one (twice what this step needs, so that this happens rarely).
+            plan = Plan::build(device, &self.pipeline.layout, &self.unused, tensors, store, 2 * dispatches.len());
+        }
         // Each group's flags, and whether a dispatch's slices start inside their bindings, pick a
-        // pipeline specialized for them (compiled the first time a step needs it).
-        let per_dispatch: Result<Vec<(Scalars, wgpu::ComputePipeline)>> = plan
-            .dispatches
+        // pipeline specialized for them (compiled the first time a step needs it). The scalars
+        // are computed once per (group, origin).
+        let mut cache: HashMap<(usize, u64), Scalars> = HashMap::new();
+        let per_dispatch: Result<Vec<(StepUniform, wgpu::ComputePipeline)>> = dispatches
             .iter()
             .map(|d| {
-                let s = scalars(d.group, d.added_at);
-                let h = &d.header;
+                let run = &plan.runs[d.run];
+                let s = *cache.entry((run.group, d.origin)).or_insert_with(|| scalars(run.group, d.origin));
+                let h = d.header(run);
                 let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
-                Ok((s, self.pipeline.variant(device, s.flags, offsets, d.wide)?))
+                let pipeline = self.pipeline.variant(device, s.flags, offsets, d.wide)?;
+                Ok((StepUniform { flags: s.flags, scalars: s.values, ..h }, pipeline))
             })
             .collect();
         // A plan wgpu refused is dropped: the next step builds it again and says why again.
@@ -105,34 +115,35 @@ impl Recorder {
         let per_dispatch = per_dispatch?;
         let plan = self.plan.insert(plan);
 
-        let Some(uniform) = &plan.uniform else {
-            return Ok(()); // Only empty tensors: nothing to update.
+        let Some(uniform) = plan.uniform.as_ref().filter(|_| !dispatches.is_empty()) else {
+            return Ok(()); // Only empty tensors, or none with a gradient: nothing to update.
         };
-        let mut bytes = vec![0u8; uniform.size() as usize];
-        for (slot, (d, (s, _))) in
-            bytes.chunks_exact_mut(plan.slot_size as usize).zip(plan.dispatches.iter().zip(&per_dispatch))
-        {
-            let u = StepUniform { flags: s.flags, scalars: s.values, ..d.header };
-            slot[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(&u));
+        let slot = plan.slot_size as usize;
+        let mut bytes = vec![0u8; slot * dispatches.len()];
+        for (chunk, (u, _)) in bytes.chunks_exact_mut(slot).zip(&per_dispatch) {
+            chunk[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(u));
         }
         // The belt panics where it cannot map its buffers, as on a lost device (which fails
         // everything else quietly): ask the device first, before the encoder is touched.
         ctx.check_alive()?;
         let scopes = Scopes::push(device);
-        let size = NonZeroU64::new(uniform.size()).expect("a uniform buffer is never empty");
+        let size = NonZeroU64::new(bytes.len() as u64).expect("a step with dispatches uploads something");
         self.belt.write_buffer(encoder, uniform, 0, size).copy_from_slice(&bytes);
         self.belt.finish_and_recall_on_submit(encoder);
         {
             let mut pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.kernel.name), timestamp_writes });
             let mut current: Option<&wgpu::ComputePipeline> = None;
-            for (d, (_, pipeline)) in plan.dispatches.iter().zip(&per_dispatch) {
+            let max_per_dim = device.limits().max_compute_workgroups_per_dimension;
+            for (i, (d, (_, pipeline))) in dispatches.iter().zip(&per_dispatch).enumerate() {
                 if current != Some(pipeline) {
                     pass.set_pipeline(pipeline);
                     current = Some(pipeline);
                 }
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.workgroups.0, d.workgroups.1, 1);
+                let offset = (i as u64 * plan.slot_size) as u32;
+                pass.set_bind_group(0, &plan.bind_groups[d.run], &[offset]);
+                let (x, y) = d.workgroups(max_per_dim);
+                pass.dispatch_workgroups(x, y, 1);
             }
         }
         scopes.pop("recording the step")

@@ -42,14 +42,28 @@ pub(super) struct TensorInfo {
     /// Elements.
     pub len: u64,
     /// The optimizer's step count when it was registered: its own step count is the optimizer's
-    /// less this, as PyTorch keeps `state["step"]` per tensor.
+    /// less this and [`TensorInfo::skipped`], as PyTorch keeps `state["step"]` per tensor.
     pub added_at: u64,
+    /// Steps since registration in which the tensor had no gradient (PyTorch's `p.grad is None`):
+    /// they left it, its state and its own step count alone.
+    pub skipped: u64,
+}
+
+impl TensorInfo {
+    /// The optimizer step count at which the tensor's own count was 0: its registration step
+    /// plus the steps it sat out. Tensors with the same value (in one group) take the same
+    /// scalars.
+    pub fn origin(&self) -> u64 {
+        self.added_at + self.skipped
+    }
 }
 
 #[derive(Debug)]
 struct Param {
     binding: ParamBinding,
     info: TensorInfo,
+    /// Whether the next step has a gradient for it (see `Optimizer::set_has_grad`).
+    has_grad: bool,
     /// Its chunks, in order.
     chunks: Range<usize>,
 }
@@ -101,6 +115,8 @@ impl Span<'_> {
 /// One piece of a registered tensor (a chunk small enough for one binding) and where its state lies.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Piece<'a> {
+    /// Its tensor's index.
+    pub param: usize,
     /// The piece's first element within its tensor.
     pub start: u64,
     /// Its elements in the engine's buffers.
@@ -150,10 +166,60 @@ impl Tensors {
         self.params.get(i).map(|p| p.info)
     }
 
-    /// Replaces each tensor's registration step (a checkpoint's); `added_at` has one per tensor.
-    pub fn set_added_at(&mut self, added_at: &[u64]) {
-        for (p, &at) in self.params.iter_mut().zip(added_at) {
-            p.info.added_at = at;
+    /// Replaces each tensor's registration step and skipped steps (a checkpoint's), one pair per
+    /// tensor.
+    pub fn set_counts(&mut self, counts: &[(u64, u64)]) {
+        for (p, &(added_at, skipped)) in self.params.iter_mut().zip(counts) {
+            p.info.added_at = added_at;
+            p.info.skipped = skipped;
+        }
+    }
+
+    /// Whether tensor `i` has a gradient in the next step (`None` for an index never registered).
+    pub fn has_grad(&self, i: usize) -> Option<bool> {
+        self.params.get(i).map(|p| p.has_grad)
+    }
+
+    /// Marks whether tensor `i` has a gradient in the next steps; `false` if `i` was never
+    /// registered.
+    pub fn set_has_grad(&mut self, i: usize, present: bool) -> bool {
+        match self.params.get_mut(i) {
+            Some(p) => {
+                p.has_grad = present;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What decides tensor `i`'s scalars in the next step: `None` if it has no gradient (it sits
+    /// the step out), else its [`TensorInfo::origin`].
+    pub fn step_key(&self, i: usize) -> Option<u64> {
+        let p = &self.params[i];
+        p.has_grad.then(|| p.info.origin())
+    }
+
+    /// Counts a step as sat out by every tensor without a gradient; returns them.
+    pub fn count_skipped(&mut self) -> Vec<usize> {
+        let mut skipped = Vec::new();
+        for (i, p) in self.params.iter_mut().enumerate().filter(|(_, p)| !p.has_grad) {
+            p.info.skipped += 1;
+            skipped.push(i);
+        }
+        skipped
+    }
+
+    /// Counts a step as sat out by these tensors again (an undone [`Tensors::uncount_skipped`]).
+    pub fn recount_skipped(&mut self, skipped: &[usize]) {
+        for &i in skipped {
+            self.params[i].info.skipped += 1;
+        }
+    }
+
+    /// Takes back [`Tensors::count_skipped`] for these tensors (a step that did not happen).
+    pub fn uncount_skipped(&mut self, skipped: &[usize]) {
+        for &i in skipped {
+            self.params[i].info.skipped -= 1;
         }
     }
 
@@ -178,7 +244,7 @@ impl Tensors {
             grad_start: p.binding.grad_offset + c.start,
             len: c.len,
         };
-        Piece { start: c.start, span, slot: c.slot }
+        Piece { param: c.param, start: c.start, span, slot: c.slot }
     }
 
     /// Checks `bindings`, then registers them in `group` at step `added_at` and lays out their
@@ -243,7 +309,8 @@ impl Tensors {
         for (b, n) in bindings.iter().zip(counts) {
             self.params.push(Param {
                 binding: b.clone(),
-                info: TensorInfo { group, len: b.len, added_at },
+                info: TensorInfo { group, len: b.len, added_at, skipped: 0 },
+                has_grad: true,
                 chunks: chunk_index..chunk_index + n,
             });
             chunk_index += n;

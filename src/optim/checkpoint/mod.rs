@@ -47,9 +47,9 @@ use crate::schedule::SchedulerState;
 /// The `format` a checkpoint's metadata names.
 pub const CHECKPOINT_FORMAT: &str = "wgpu-optim";
 /// The newest checkpoint format this library reads and the one it writes. Version 2 added the
-/// checksum and made `added_at` required; version 1 files still load (see
-/// [`Optimizer::load_state`]).
-pub const CHECKPOINT_VERSION: u32 = 2;
+/// checksum and made `added_at` required; version 3 added each tensor's `skipped` steps (steps
+/// without a gradient). Versions 1 and 2 still load (see [`Optimizer::load_state`]).
+pub const CHECKPOINT_VERSION: u32 = 3;
 
 /// The most steps a checkpoint may count: far beyond any training run; what matters is that
 /// counting on from it cannot overflow.
@@ -69,6 +69,10 @@ struct GroupMeta {
 struct ScheduleMeta {
     name: String,
     state: SchedulerState,
+    /// The optimizer's step count when the schedule was set: its own step 0 (version 3 on;
+    /// earlier versions evaluated schedules at the optimizer's count: 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,6 +85,10 @@ struct ParamMeta {
     /// tensor then counted every step of the optimizer).
     #[serde(skip_serializing_if = "Option::is_none")]
     added_at: Option<u64>,
+    /// Steps since then without a gradient, which the tensor sat out (version 3 on; earlier
+    /// versions had no such steps: 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<u64>,
 }
 
 fn tensor_name(param: usize, state: &str) -> String {
@@ -153,11 +161,11 @@ impl Optimizer {
                 config: g.config.to_json(),
                 lr: g.lr,
                 momentum: g.momentum,
-                schedule: g.schedule.map(|(name, state)| ScheduleMeta { name, state }),
+                schedule: g.schedule.map(|(name, state)| ScheduleMeta { name, state, at: Some(g.schedule_at) }),
             })
             .collect();
         let params: Vec<ParamMeta> = (self.tensor_infos().into_iter())
-            .map(|t| ParamMeta { group: t.group, len: t.len, added_at: Some(t.added_at) })
+            .map(|t| ParamMeta { group: t.group, len: t.len, added_at: Some(t.added_at), skipped: Some(t.skipped) })
             .collect();
         let metadata = HashMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
@@ -221,8 +229,8 @@ impl Optimizer {
         let (mut file, file_len) = open_regular(path)?;
         let (mut bytes, header) = read_header(&mut file, file_len).map_err(|e| e.into_error(path))?;
         let saved = self.read_metadata(path, &header)?;
-        let snapshots = self.check_groups(path, saved.groups)?;
-        let added_at = self.check_params(path, &saved.params, saved.version, saved.steps)?;
+        let snapshots = self.check_groups(path, saved.groups, saved.version, saved.steps)?;
+        let counts = self.check_params(path, &saved.params, saved.version, saved.steps)?;
         let expected = self.expected_tensors(path, &header, &snapshots)?;
 
         // The data: its length is known and matches this optimizer.
@@ -244,7 +252,7 @@ impl Optimizer {
             check_values(&arrays[state], values).map_err(|e| fail(format!("tensor {name}: {e}")))?;
             states.push(TensorState { param, state, values: view.data() });
         }
-        self.restore(Restore { steps: saved.steps, groups: snapshots, added_at, states }).map_err(fail)
+        self.restore(Restore { steps: saved.steps, groups: snapshots, counts, states }).map_err(fail)
     }
 
     /// The metadata of `header`: exactly the keys a writer of its version writes, each in the
@@ -297,7 +305,13 @@ impl Optimizer {
 
     /// The checkpoint's groups checked against this optimizer's (count, algorithm, every config
     /// key, state arrays, learning rate, momentum, schedule), as the snapshots to restore.
-    fn check_groups(&self, path: &Path, groups: Vec<GroupMeta>) -> Result<Vec<GroupSnapshot>> {
+    fn check_groups(
+        &self,
+        path: &Path,
+        groups: Vec<GroupMeta>,
+        version: u32,
+        steps: u64,
+    ) -> Result<Vec<GroupSnapshot>> {
         let fail = refusal(path);
         let algorithm = self.algorithm_name();
         let our_groups = self.group_snapshots();
@@ -347,19 +361,35 @@ impl Optimizer {
                 }
                 _ => {}
             }
+            let schedule_at = match (saved.schedule.as_ref().map(|s| s.at), version) {
+                (None, _) => 0,
+                (Some(Some(_)), 1 | 2) => {
+                    return Err(fail(format!(
+                        "group {g}: the schedule has \"at\", which no version-{version} writer writes"
+                    )))
+                }
+                (Some(Some(at)), _) if at > steps => {
+                    return Err(fail(format!("group {g}: schedule set at step {at}, after step {steps}")))
+                }
+                (Some(Some(at)), _) => at,
+                (Some(None), 1 | 2) => 0,
+                (Some(None), _) => return Err(fail(format!("group {g}: the schedule lacks \"at\""))),
+            };
             snapshots.push(GroupSnapshot {
                 config,
                 lr: saved.lr,
                 momentum: saved.momentum,
                 schedule: saved.schedule.map(|s| (s.name, s.state)),
+                schedule_at,
             });
         }
         Ok(snapshots)
     }
 
     /// The checkpoint's parameters checked against this optimizer's tensors (count, group,
-    /// length), as the step each was registered at (0 where a version-1 file lacks it).
-    fn check_params(&self, path: &Path, params: &[ParamMeta], version: u32, steps: u64) -> Result<Vec<u64>> {
+    /// length), as the step each was registered at (0 where a version-1 file lacks it) and the
+    /// steps it sat out since (0 before version 3).
+    fn check_params(&self, path: &Path, params: &[ParamMeta], version: u32, steps: u64) -> Result<Vec<(u64, u64)>> {
         let fail = refusal(path);
         let our_params: Vec<TensorInfo> = self.tensor_infos();
         if params.len() != our_params.len() {
@@ -369,7 +399,7 @@ impl Optimizer {
                 our_params.len()
             )));
         }
-        let mut added_at = Vec::with_capacity(params.len());
+        let mut counts = Vec::with_capacity(params.len());
         for (i, (saved, ours)) in params.iter().zip(&our_params).enumerate() {
             if saved.group != ours.group {
                 return Err(fail(format!(
@@ -388,12 +418,28 @@ impl Optimizer {
                 (None, 1) => 0,
                 (None, _) => return Err(fail(format!("params metadata: parameter {i} lacks \"added_at\""))),
             };
+            let skipped = match (saved.skipped, version) {
+                (Some(_), 1 | 2) => {
+                    return Err(fail(format!(
+                        "params metadata: parameter {i} has \"skipped\", which no version-{version} writer writes"
+                    )))
+                }
+                (Some(skipped), _) => skipped,
+                (None, 1 | 2) => 0,
+                (None, _) => return Err(fail(format!("params metadata: parameter {i} lacks \"skipped\""))),
+            };
             if added > steps {
                 return Err(fail(format!("parameter {i}: added at step {added}, after step {steps}")));
             }
-            added_at.push(added);
+            if skipped > steps - added {
+                return Err(fail(format!(
+                    "parameter {i}: sat out {skipped} steps of the {} since it was added at step {added}",
+                    steps - added
+                )));
+            }
+            counts.push((added, skipped));
         }
-        Ok(added_at)
+        Ok(counts)
     }
 
     /// The tensors the header must hold, as (parameter, state array, name) in the order they are
