@@ -387,6 +387,10 @@ mod tests {
         let (pair, x): ((f64, f64), Option<f32>) = from_value(v["b"].clone()).map(|(a, b, c)| ((a, b), c)).unwrap();
         assert_eq!(pair, (f64::INFINITY, f64::NEG_INFINITY));
         assert_eq!(x, Some(1.5));
+        // Rows of floats read straight from the text (as a case file's `grads`).
+        let rows: Vec<Vec<Float>> = from_str("[[NaN, -Infinity], [1, 2.5]]").unwrap();
+        assert!(rows[0][0].0.is_nan());
+        assert_eq!((rows[0][1].0, f32::from(rows[1][1])), (f64::NEG_INFINITY, 2.5));
         let strict = r#"{"a": [1, 2.5e-3, true, null, "x\\"]}"#;
         assert_eq!(parse(strict).unwrap(), serde_json::from_str::<Value>(strict).unwrap());
     }
