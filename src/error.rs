@@ -1,8 +1,8 @@
 //! The crate's error type.
 //!
 //! Every fallible public function returns [`Result`]. Messages for invalid hyperparameters are
-//! PyTorch's own (`"Invalid learning rate: -1"`), so an error reads the same whichever library a
-//! user came from.
+//! PyTorch's own (`"Invalid learning rate: -1.0"`), so an error reads the same whichever library a
+//! user came from; floats in messages print as Python prints them ([`py_float`]).
 
 use std::path::PathBuf;
 
@@ -38,7 +38,7 @@ pub enum Error {
     InvalidHyperparameter {
         /// The argument's name (`lr`, `betas`, `eps`, ...).
         name: String,
-        /// PyTorch's message, e.g. `Invalid learning rate: -1`.
+        /// PyTorch's message, e.g. `Invalid learning rate: -1.0`.
         message: String,
     },
 
@@ -193,8 +193,10 @@ impl Error {
     }
 }
 
-/// Formats a float as PyTorch's messages show it: like Python's `repr`, except that integral values
-/// drop the `.0` (`-1`, `0.001`, `-1e-08`, `1.5`).
+/// Formats a float as Python's `repr` (and so an f-string, and so PyTorch's messages) prints it:
+/// the shortest decimal that reads back to the same float, `.0` on integral values, exponent
+/// notation with a signed exponent of at least two digits below 1e-4 and from 1e16 (`1.0`, `-1.0`,
+/// `0.001`, `0.0001`, `1e-05`, `1.5e+20`, `nan`, `inf`, `-inf`).
 pub fn py_float(x: f64) -> String {
     if x.is_nan() {
         return "nan".into();
@@ -202,20 +204,21 @@ pub fn py_float(x: f64) -> String {
     if x.is_infinite() {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    if x == x.trunc() && x.abs() < 1e16 {
-        return format!("{}", x as i64);
-    }
-    let exp = x.abs().log10().floor() as i32;
-    if (-4..16).contains(&exp) {
-        // Rust's Display is already the shortest round-trip decimal.
-        format!("{x}")
+    // Rust's `{:e}` and `{}` are both the shortest round-trip digits; Python picks between the two
+    // forms by the decimal exponent of those digits.
+    let scientific = format!("{x:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if (-4..16).contains(&exponent) {
+        let plain = format!("{x}");
+        if plain.contains('.') {
+            plain
+        } else {
+            plain + ".0"
+        }
     } else {
-        // Python writes at least two exponent digits: 1e-08, 1.5e+20.
-        let s = format!("{x:e}");
-        let (mantissa, e) = s.split_once('e').unwrap_or((&s, "0"));
-        let e: i32 = e.parse().unwrap_or(0);
-        let sign = if e < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", e.abs())
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
     }
 }
 
@@ -225,7 +228,19 @@ mod tests {
 
     #[test]
     fn floats_read_like_python() {
-        assert_eq!(py_float(-1.0), "-1");
+        // Each against Python 3.11's `repr`.
+        assert_eq!(py_float(-1.0), "-1.0");
+        assert_eq!(py_float(1.0), "1.0");
+        assert_eq!(py_float(0.0), "0.0");
+        assert_eq!(py_float(-0.0), "-0.0");
+        assert_eq!(py_float(50.0), "50.0");
+        assert_eq!(py_float(1e15), "1000000000000000.0");
+        assert_eq!(py_float(9999999999999998.0), "9999999999999998.0");
+        assert_eq!(py_float(1e16), "1e+16");
+        assert_eq!(py_float(1e-5), "1e-05");
+        assert_eq!(py_float(1.5e-300), "1.5e-300");
+        assert_eq!(py_float(f64::INFINITY), "inf");
+        assert_eq!(py_float(f64::NEG_INFINITY), "-inf");
         assert_eq!(py_float(1.5), "1.5");
         assert_eq!(py_float(-1e-8), "-1e-08");
         assert_eq!(py_float(0.001), "0.001");

@@ -42,6 +42,7 @@ pub mod cpu;
 mod error;
 pub mod kernel;
 pub mod optim;
+pub mod pyjson;
 pub mod readback;
 pub mod replay;
 pub mod schedule;

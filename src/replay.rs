@@ -4,16 +4,22 @@
 //! Tolerance: for each element, `|ours - params_f64| <= 1e-5 * scale`, where `scale` is the
 //! largest magnitude that element takes over the run, its initial value included (floor 1e-6); the learning rate of every step
 //! within 1e-12 relative. PyTorch's own float32 run stays within 2.5e-6 by this measure.
+//!
+//! Case files are JSON as Python's `json.dump` writes it: besides strict JSON, the bare tokens
+//! `NaN`, `Infinity` and `-Infinity` are read as floats ([`crate::pyjson`]), so that an optimizer
+//! or scheduler argument written as `"lr": NaN` is refused by the check that names it
+//! (`Invalid learning rate: nan`), not by the parser. A key repeated in any object is refused.
 
 use std::path::{Path, PathBuf};
 
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::algorithm::{check_non_negative, OptimizerConfig};
 use crate::cpu::CpuOptimizer;
 use crate::error::{py_float, Error, Result};
 use crate::optim::{Optimizer, ParamBinding};
+use crate::pyjson::{self, Float};
 use crate::schedule::{self, LrScheduler};
 use crate::GpuContext;
 
@@ -57,17 +63,17 @@ pub struct GoldenCase {
 #[allow(dead_code, reason = "the keys replay does not use are fields only so that they are not unknown")]
 struct CaseFile {
     name: String,
-    #[serde(deserialize_with = "unique_keys")]
+    #[serde(deserialize_with = "pyjson::unique_keys")]
     optimizer: serde_json::Value,
-    #[serde(default, deserialize_with = "unique_keys")]
+    #[serde(default, deserialize_with = "pyjson::unique_keys")]
     scheduler: serde_json::Value,
     steps: usize,
-    init: Vec<f32>,
-    grads: Vec<Option<Vec<f32>>>,
-    lr: Vec<f64>,
-    params_f64: Vec<Vec<f64>>,
+    init: Vec<Float>,
+    grads: Vec<Option<Vec<Float>>>,
+    lr: Vec<Float>,
+    params_f64: Vec<Vec<Float>>,
     #[serde(default)]
-    losses: Option<Vec<f64>>,
+    losses: Option<Vec<Float>>,
     // Documented, not used here: PyTorch's float32 run, the package that made the case, a note
     // for readers, a matrix shape (elementwise kernels do not depend on it), and the extra
     // trajectories of Schedule-Free and Muon (optimizers replay does not run).
@@ -94,109 +100,33 @@ impl From<CaseFile> for GoldenCase {
             optimizer: f.optimizer,
             scheduler: f.scheduler,
             steps: f.steps,
-            init: f.init,
-            grads: f.grads,
-            lr: f.lr,
-            params_f64: f.params_f64,
-            losses: f.losses,
+            init: floats(f.init),
+            grads: f.grads.into_iter().map(|row| row.map(floats)).collect(),
+            lr: floats(f.lr),
+            params_f64: rows(f.params_f64),
+            losses: f.losses.map(floats),
         }
     }
 }
 
-/// Deserializes a JSON value that repeats no key in any of its objects. serde_json's `Value`
-/// keeps the last of two equal keys, so `{"lr": 0.1, "lr": 10}` would run with 10 and say
-/// nothing; in a constructor's arguments a repeated key is a mistake, not an override.
-fn unique_keys<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<serde_json::Value, D::Error> {
-    deserializer.deserialize_any(UniqueKeys)
-}
-
-/// Parses JSON text as [`unique_keys`] does: like `serde_json::from_str::<Value>`, except that an
-/// object that repeats a key is an error naming the key (and where it is), not its last value.
+/// Parses JSON text as [`crate::pyjson::parse`] does: like `serde_json::from_str::<Value>`,
+/// except that Python's `NaN`, `Infinity` and `-Infinity` are read (as markers that the configs
+/// read as floats) and an object that repeats a key is an error naming the key (and where it is),
+/// not its last value.
 ///
 /// # Errors
 /// serde_json's error for text that is not JSON, or that repeats a key.
 pub fn parse_unique_keys(text: &str) -> serde_json::Result<serde_json::Value> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = unique_keys(&mut deserializer)?;
-    deserializer.end()?;
-    Ok(value)
+    pyjson::parse(text)
 }
 
-/// The visitor behind [`unique_keys`]: builds a `serde_json::Value` as serde_json's own does,
-/// refusing a key an object already holds.
-struct UniqueKeys;
-
-impl<'de> Visitor<'de> for UniqueKeys {
-    type Value = serde_json::Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_f64<E>(self, v: f64) -> std::result::Result<Self::Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
-    }
-
-    fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
-    }
-
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        unique_keys(d)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
-        let mut values = Vec::new();
-        while let Some(Unique(value)) = seq.next_element()? {
-            values.push(value);
-        }
-        Ok(serde_json::Value::Array(values))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!("duplicate key \"{key}\" (say it once)")));
-            }
-            let Unique(value) = map.next_value()?;
-            object.insert(key, value);
-        }
-        Ok(serde_json::Value::Object(object))
-    }
+/// Rows of floats as read from a case file: numbers or Python's tokens.
+fn floats<T: From<Float>>(row: Vec<Float>) -> Vec<T> {
+    row.into_iter().map(T::from).collect()
 }
 
-/// A nested value, checked by the same visitor.
-struct Unique(serde_json::Value);
-
-impl<'de> Deserialize<'de> for Unique {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        unique_keys(d).map(Unique)
-    }
+fn rows<T: From<Float>>(rows: Vec<Vec<Float>>) -> Vec<Vec<T>> {
+    rows.into_iter().map(floats).collect()
 }
 
 impl GoldenCase {
@@ -205,10 +135,12 @@ impl GoldenCase {
     /// # Errors
     /// [`Error::Io`] if the file cannot be read, [`Error::Parse`] if it is not a valid case
     /// (bad JSON, a missing, unknown or repeated key, an empty case, a row of the wrong length).
+    /// Python's `NaN`, `Infinity` and `-Infinity` are read wherever a float may stand (see the
+    /// module docs); [`run_case`] then refuses them in the optimizer's and scheduler's arguments.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
         let parse = |message: String| Error::Parse { path: path.into(), message };
-        let case: Self = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
+        let case: Self = pyjson::from_str(&text).map_err(|e| parse(e.to_string()))?;
         case.check().map_err(|e| parse(e.to_string()))?;
         Ok(case)
     }

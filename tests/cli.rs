@@ -411,3 +411,35 @@ fn replay_refuses_a_schedule_out_of_range_alike_on_both_targets() {
         }
     }
 }
+
+#[test]
+fn replay_reads_pythons_nan_and_refuses_it_naming_the_parameter() {
+    // `json.dump` writes float("nan") as a bare NaN: this failed to parse ("expected value at
+    // line 3 column 37") instead of naming lr.
+    let full = std::fs::read_to_string(data("adam.json")).unwrap();
+    let write = |name: &str, from: &str, to: &str| {
+        let text = full.replacen(from, to, 1);
+        assert_ne!(text, full, "{name}: the edit did not apply");
+        let path = scratch().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let lr = write("lr-nan.json", "\"lr\": 0.001", "\"lr\": NaN");
+    let beta = write("beta-inf.json", "\"betas\": [0.9, 0.999]", "\"betas\": [-Infinity, 0.999]");
+    let gamma =
+        write("gamma-nan.json", "\"scheduler\": null", r#""scheduler": {"name": "PolynomialLR", "power": NaN}"#);
+    // A parse error after a token still points into the text as written: column 42 is the `x`, as in the text with 1.0 for NaN.
+    let typo = write("after-nan.json", "\"lr\": 0.001, ", "\"lr\": NaN, x ");
+    for target in targets() {
+        for (path, message) in [
+            (&lr, "Invalid learning rate: nan"),
+            (&beta, "Invalid beta parameter at index 0: -inf"),
+            (&gamma, "Invalid power value: nan"),
+            (&typo, "key must be a string at line 3 column 42"),
+        ] {
+            let (code, text) = replay_on(target, path);
+            assert_eq!(code, 2, "{target} {path}: {text}");
+            assert!(text.contains(message), "{target} {path}: expected {message:?} in\n{text}");
+        }
+    }
+}

@@ -17,9 +17,9 @@ fn config_error(value: serde_json::Value) -> String {
 #[test]
 fn invalid_hyperparameters_give_pytorchs_messages() {
     let table = [
-        (json!({"name": "Adam", "lr": -1}), "Invalid learning rate: -1"),
+        (json!({"name": "Adam", "lr": -1}), "Invalid learning rate: -1.0"),
         (json!({"name": "Adam", "betas": [1.5, 0.999]}), "Invalid beta parameter at index 0: 1.5"),
-        (json!({"name": "Adam", "betas": [0.9, 1.0]}), "Invalid beta parameter at index 1: 1"),
+        (json!({"name": "Adam", "betas": [0.9, 1.0]}), "Invalid beta parameter at index 1: 1.0"),
         (json!({"name": "Adam", "eps": -1e-8}), "Invalid epsilon value: -1e-08"),
         (json!({"name": "Adam", "weight_decay": -0.1}), "Invalid weight_decay value: -0.1"),
         (json!({"name": "AdamW", "lr": -0.001}), "Invalid learning rate: -0.001"),
@@ -32,35 +32,181 @@ fn invalid_hyperparameters_give_pytorchs_messages() {
             json!({"name": "SGD", "nesterov": true, "momentum": 0.9, "dampening": 0.1}),
             "Nesterov momentum requires a momentum and zero dampening",
         ),
-        (json!({"name": "Adagrad", "lr": -1}), "Invalid learning rate: -1"),
-        (json!({"name": "Adagrad", "lr_decay": -1}), "Invalid lr_decay value: -1"),
-        (json!({"name": "Adagrad", "weight_decay": -2}), "Invalid weight_decay value: -2"),
+        (json!({"name": "Adagrad", "lr": -1}), "Invalid learning rate: -1.0"),
+        (json!({"name": "Adagrad", "lr_decay": -1}), "Invalid lr_decay value: -1.0"),
+        (json!({"name": "Adagrad", "weight_decay": -2}), "Invalid weight_decay value: -2.0"),
         (
             json!({"name": "Adagrad", "initial_accumulator_value": -0.1}),
             "Invalid initial_accumulator_value value: -0.1",
         ),
         (json!({"name": "Adagrad", "eps": -1e-10}), "Invalid epsilon value: -1e-10"),
         (json!({"name": "RMSprop", "lr": -0.01}), "Invalid learning rate: -0.01"),
-        (json!({"name": "RMSprop", "eps": -1}), "Invalid epsilon value: -1"),
+        (json!({"name": "RMSprop", "eps": -1}), "Invalid epsilon value: -1.0"),
         (json!({"name": "RMSprop", "momentum": -0.1}), "Invalid momentum value: -0.1"),
         (json!({"name": "RMSprop", "weight_decay": -0.1}), "Invalid weight_decay value: -0.1"),
         (json!({"name": "RMSprop", "alpha": -0.99}), "Invalid alpha value: -0.99"),
-        (json!({"name": "Adamax", "betas": [0.9, 2]}), "Invalid beta parameter at index 1: 2"),
-        (json!({"name": "Adamax", "eps": -1}), "Invalid epsilon value: -1"),
+        (json!({"name": "Adamax", "betas": [0.9, 2]}), "Invalid beta parameter at index 1: 2.0"),
+        (json!({"name": "Adamax", "eps": -1}), "Invalid epsilon value: -1.0"),
         (json!({"name": "NAdam", "momentum_decay": -0.004}), "Invalid momentum_decay value: -0.004"),
-        (json!({"name": "NAdam", "lr": -1}), "Invalid learning rate: -1"),
+        (json!({"name": "NAdam", "lr": -1}), "Invalid learning rate: -1.0"),
         (json!({"name": "RAdam", "betas": [-0.1, 0.999]}), "Invalid beta parameter at index 0: -0.1"),
-        (json!({"name": "RAdam", "weight_decay": -1}), "Invalid weight_decay value: -1"),
+        (json!({"name": "RAdam", "weight_decay": -1}), "Invalid weight_decay value: -1.0"),
         (json!({"name": "Adadelta", "rho": 1.5}), "Invalid rho value: 1.5"),
         (json!({"name": "Adadelta", "eps": -1e-6}), "Invalid epsilon value: -1e-06"),
         (json!({"name": "ASGD", "lr": -0.01}), "Invalid learning rate: -0.01"),
-        (json!({"name": "ASGD", "weight_decay": -1}), "Invalid weight_decay value: -1"),
+        (json!({"name": "ASGD", "weight_decay": -1}), "Invalid weight_decay value: -1.0"),
         (json!({"name": "Rprop", "etas": [1.5, 1.2]}), "Invalid eta values: 1.5, 1.2"),
         (json!({"name": "Rprop", "etas": [0.5, 0.9]}), "Invalid eta values: 0.5, 0.9"),
-        (json!({"name": "Rprop", "step_sizes": [1, 0.5]}), "Invalid step_sizes values: 1, 0.5"),
+        (json!({"name": "ASGD", "lambd": -1e-4}), "Invalid lambd value: -0.0001"),
+        (json!({"name": "ASGD", "alpha": -0.75}), "Invalid alpha value: -0.75"),
+        (json!({"name": "Adadelta", "lr": -1}), "Invalid learning rate: -1.0"),
+        (json!({"name": "Adadelta", "rho": -0.1}), "Invalid rho value: -0.1"),
+        (json!({"name": "Adadelta", "weight_decay": -1}), "Invalid weight_decay value: -1.0"),
+        (json!({"name": "Rprop", "lr": -1}), "Invalid learning rate: -1.0"),
+        (json!({"name": "Rprop", "etas": [0, 1.2]}), "Invalid eta values: 0.0, 1.2"),
+        (json!({"name": "Rprop", "etas": [0.5, 1]}), "Invalid eta values: 0.5, 1.0"),
+        (json!({"name": "NAdam", "betas": [0.9, 1]}), "Invalid beta parameter at index 1: 1.0"),
+        (json!({"name": "NAdam", "eps": -1e-8}), "Invalid epsilon value: -1e-08"),
+        (json!({"name": "NAdam", "weight_decay": -0.5}), "Invalid weight_decay value: -0.5"),
+        (json!({"name": "RAdam", "lr": -2}), "Invalid learning rate: -2.0"),
+        (json!({"name": "RAdam", "eps": -1e-20}), "Invalid epsilon value: -1e-20"),
+        (json!({"name": "Adamax", "lr": -0.002}), "Invalid learning rate: -0.002"),
+        (json!({"name": "Adamax", "weight_decay": -3}), "Invalid weight_decay value: -3.0"),
+        (json!({"name": "AdamW", "eps": -1}), "Invalid epsilon value: -1.0"),
+        (json!({"name": "AdamW", "weight_decay": -0.01}), "Invalid weight_decay value: -0.01"),
+        // lion-pytorch asserts `lr > 0` and `0 <= beta <= 1`; we say so with PyTorch's messages.
+        (json!({"name": "Lion", "lr": 0}), "Invalid learning rate: 0.0"),
+        (json!({"name": "Lion", "betas": [0.9, 1.5]}), "Invalid beta parameter at index 1: 1.5"),
+        (json!({"name": "Lion", "betas": [-0.5, 0.99]}), "Invalid beta parameter at index 0: -0.5"),
+        (json!({"name": "Lion", "weight_decay": -1}), "Invalid weight_decay value: -1.0"),
     ];
     for (value, message) in table {
         assert_eq!(config_error(value.clone()), message, "for {value}");
+    }
+}
+
+#[test]
+fn the_first_bad_value_in_pytorchs_order_is_the_one_named() {
+    // Two bad values each: PyTorch's constructor names the first it checks (each row checked
+    // against torch 2.15), and the checks beyond PyTorch come after all of PyTorch's.
+    let table = [
+        (json!({"name": "Adam", "lr": -1, "eps": -1}), "Invalid learning rate: -1.0"),
+        (json!({"name": "Adam", "eps": -1, "betas": [2, 2]}), "Invalid epsilon value: -1.0"),
+        (json!({"name": "Adam", "betas": [2, 2]}), "Invalid beta parameter at index 0: 2.0"),
+        (json!({"name": "AdamW", "betas": [0.9, 2], "weight_decay": -1}), "Invalid beta parameter at index 1: 2.0"),
+        (json!({"name": "NAdam", "weight_decay": -1, "momentum_decay": -1}), "Invalid weight_decay value: -1.0"),
+        (json!({"name": "SGD", "momentum": -1, "weight_decay": -1}), "Invalid momentum value: -1.0"),
+        (json!({"name": "SGD", "weight_decay": -1, "nesterov": true}), "Invalid weight_decay value: -1.0"),
+        (json!({"name": "SGD", "momentum": 1.5, "weight_decay": -1}), "Invalid weight_decay value: -1.0"),
+        (
+            json!({"name": "SGD", "momentum": 0.9, "dampening": 2, "nesterov": true}),
+            "Nesterov momentum requires a momentum and zero dampening",
+        ),
+        (json!({"name": "RMSprop", "eps": -1, "momentum": -1}), "Invalid epsilon value: -1.0"),
+        (json!({"name": "RMSprop", "weight_decay": -1, "alpha": -1}), "Invalid weight_decay value: -1.0"),
+        (json!({"name": "RMSprop", "alpha": 2, "lr": -1}), "Invalid learning rate: -1.0"),
+        (
+            json!({"name": "Adagrad", "initial_accumulator_value": -1, "eps": -1}),
+            "Invalid initial_accumulator_value value: -1.0",
+        ),
+        (json!({"name": "Adagrad", "lr_decay": -1, "weight_decay": -1}), "Invalid lr_decay value: -1.0"),
+        (json!({"name": "ASGD", "lambd": -1, "alpha": -1}), "Invalid lambd value: -1.0"),
+        (json!({"name": "ASGD", "alpha": -1, "weight_decay": -1}), "Invalid alpha value: -1.0"),
+        (json!({"name": "Adadelta", "rho": 2, "eps": -1}), "Invalid rho value: 2.0"),
+        (json!({"name": "Rprop", "lr": -1, "etas": [2, 1]}), "Invalid learning rate: -1.0"),
+        (json!({"name": "Rprop", "etas": [2, 1], "step_sizes": [1, 0]}), "Invalid eta values: 2.0, 1.0"),
+    ];
+    for (value, message) in table {
+        assert_eq!(config_error(value.clone()), message, "for {value}");
+    }
+}
+
+#[test]
+fn values_pytorch_runs_to_nonsense_are_refused_naming_the_value() {
+    // PyTorch 2.15 accepts every one of these (checked with torch itself); each message starts as
+    // PyTorch's would for the parameter, then says why.
+    let table = [
+        (json!({"name": "SGD", "momentum": 1.5}), "Invalid momentum value: 1.5 (momentum must be at most 1"),
+        (json!({"name": "SGD", "dampening": 1.5}), "Invalid dampening value: 1.5 (dampening must be in [0, 1]"),
+        (json!({"name": "SGD", "dampening": -0.5}), "Invalid dampening value: -0.5 (dampening must be in [0, 1]"),
+        (json!({"name": "RMSprop", "momentum": 2}), "Invalid momentum value: 2.0 (momentum must be at most 1"),
+        (json!({"name": "RMSprop", "alpha": 1.01}), "Invalid alpha value: 1.01 (alpha must be at most 1"),
+        (json!({"name": "Rprop", "step_sizes": [1, 0.5]}), "Invalid step_sizes values: 1.0, 0.5 (step_sizes must be"),
+        (json!({"name": "Rprop", "step_sizes": [-1, 1]}), "Invalid step_sizes values: -1.0, 1.0 (step_sizes must be"),
+    ];
+    for (value, message) in table {
+        let error = config_error(value.clone());
+        assert!(error.starts_with(message), "for {value}: expected {message:?}..., got {error:?}");
+    }
+    // The edges are allowed: momentum and dampening 1, alpha 1, equal step sizes.
+    for value in [
+        json!({"name": "SGD", "momentum": 1, "dampening": 1}),
+        json!({"name": "RMSprop", "momentum": 1, "alpha": 1}),
+        json!({"name": "Rprop", "step_sizes": [0.5, 0.5]}),
+    ] {
+        OptimizerConfig::from_json(&value).unwrap_or_else(|e| panic!("{value}: {e}"));
+    }
+}
+
+/// The message for a config given as text that Python's `json.dump` wrote.
+fn python_error(text: &str) -> String {
+    config_error(wgpu_optim::pyjson::parse(text).unwrap_or_else(|e| panic!("{text} does not parse: {e}")))
+}
+
+#[test]
+fn pythons_nan_and_infinity_tokens_are_read_and_refused_naming_the_parameter() {
+    let table = [
+        (r#"{"name": "Adam", "lr": NaN}"#, "Invalid learning rate: nan"),
+        (r#"{"name": "Adam", "betas": [NaN, 0.999]}"#, "Invalid beta parameter at index 0: nan"),
+        (r#"{"name": "AdamW", "betas": [0.9, Infinity]}"#, "Invalid beta parameter at index 1: inf"),
+        (r#"{"name": "AdamW", "eps": Infinity}"#, "Invalid epsilon value: inf"),
+        (r#"{"name": "SGD", "lr": NaN}"#, "Invalid learning rate: nan"),
+        (r#"{"name": "SGD", "momentum": Infinity}"#, "Invalid momentum value: inf"),
+        (r#"{"name": "SGD", "dampening": NaN}"#, "Invalid dampening value: nan (dampening must be in [0, 1]"),
+        (r#"{"name": "RMSprop", "alpha": -Infinity}"#, "Invalid alpha value: -inf"),
+        (r#"{"name": "Adagrad", "eps": NaN}"#, "Invalid epsilon value: nan"),
+        (
+            r#"{"name": "Adagrad", "initial_accumulator_value": Infinity}"#,
+            "Invalid initial_accumulator_value value: inf",
+        ),
+        (r#"{"name": "NAdam", "momentum_decay": NaN}"#, "Invalid momentum_decay value: nan"),
+        (r#"{"name": "Adadelta", "rho": NaN}"#, "Invalid rho value: nan"),
+        (r#"{"name": "ASGD", "lambd": NaN}"#, "Invalid lambd value: nan"),
+        (r#"{"name": "ASGD", "t0": Infinity}"#, "Invalid t0 value: inf (t0 must be finite)"),
+        (r#"{"name": "Rprop", "etas": [0.5, Infinity]}"#, "Invalid eta values: 0.5, inf"),
+        (r#"{"name": "Rprop", "step_sizes": [1e-06, Infinity]}"#, "Invalid step_sizes values: 1e-06, inf"),
+        (r#"{"name": "Lion", "lr": NaN}"#, "Invalid learning rate: nan"),
+        (r#"{"name": "Lion", "weight_decay": -Infinity}"#, "Invalid weight_decay value: -inf"),
+        // Where no float is asked for, a token is a float of the wrong type.
+        (
+            r#"{"name": "Adam", "amsgrad": NaN}"#,
+            "invalid optimizer config: invalid type: floating point `NaN`, expected a boolean",
+        ),
+        (r#"{"name": NaN}"#, "invalid optimizer config: \"name\" must be a string, got NaN"),
+    ];
+    for (text, message) in table {
+        let error = python_error(text);
+        assert!(error.starts_with(message), "for {text}: expected {message:?}..., got {error:?}");
+    }
+    // A token inside a string is the string: a wrong type, as before.
+    let quoted = python_error(r#"{"name": "Adam", "lr": "NaN"}"#);
+    assert!(quoted.starts_with("invalid optimizer config: invalid type: string \"NaN\""), "{quoted}");
+}
+
+#[test]
+fn schedule_arguments_read_pythons_tokens_too() {
+    use wgpu_optim::schedule::from_json;
+    let parse = |text: &str| wgpu_optim::pyjson::parse(text).unwrap();
+    // A float argument that is checked names itself...
+    let power = from_json(&parse(r#"{"name": "PolynomialLR", "total_iters": 5, "power": NaN}"#), 0.1).unwrap_err();
+    assert_eq!(power.to_string(), "Invalid power value: nan (must be non-negative)");
+    let factor = from_json(&parse(r#"{"name": "ReduceLROnPlateau", "factor": Infinity}"#), 0.1).unwrap_err();
+    assert_eq!(factor.to_string(), "Factor should be < 1.0.");
+    // ...and every float argument reads the token as a number, not as a string of the wrong type:
+    // StepLR's gamma is NaN, which its own check (when it has one) refuses naming gamma.
+    let gamma = from_json(&parse(r#"{"name": "StepLR", "step_size": 3, "gamma": NaN}"#), 0.1).err();
+    if let Some(e) = gamma.map(|e| e.to_string()) {
+        assert!(e.contains("gamma") && !e.contains("must be a number"), "{e}");
     }
 }
 
@@ -186,9 +332,9 @@ fn bad_registrations_are_refused_and_change_nothing() {
     );
     assert_eq!(
         opt.add_group(AdamConfig { lr: -2.0, ..Default::default() }).unwrap_err().to_string(),
-        "Invalid learning rate: -2"
+        "Invalid learning rate: -2.0"
     );
-    assert_eq!(opt.set_lr(g, -1.0).unwrap_err().to_string(), "Invalid learning rate: -1");
+    assert_eq!(opt.set_lr(g, -1.0).unwrap_err().to_string(), "Invalid learning rate: -1.0");
     assert_eq!(opt.set_momentum(g, Some(1.5)).unwrap_err().to_string(), "Invalid momentum value: 1.5");
     assert_eq!(opt.lr(g).unwrap(), 1e-3, "a refused set_lr keeps the rate");
     assert_eq!(opt.lr(foreign).unwrap_err().to_string(), "unknown parameter group 1");

@@ -88,8 +88,8 @@ fn changes_are_checked_as_the_constructor_checks_them_and_a_refusal_changes_noth
     let group = opt.default_group();
     let before = opt.group_config(group).unwrap().clone();
     let refusals: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("lr", json!(-1.0), "Invalid learning rate: -1"),
-        ("betas", json!([0.9, 1.0]), "Invalid beta parameter at index 1: 1"),
+        ("lr", json!(-1.0), "Invalid learning rate: -1.0"),
+        ("betas", json!([0.9, 1.0]), "Invalid beta parameter at index 1: 1.0"),
         ("eps", json!(-1e-8), "Invalid epsilon value: -1e-08"),
         ("weight_decay", serde_json::Value::from(f64::NAN), "weight_decay must be a number, got null"),
         ("amsgrad", json!(true), "the arrays a group keeps are fixed when its tensors are registered"),

@@ -225,7 +225,7 @@ fn restore_refuses_a_state_of_the_other_kind() {
     };
     bad.lr = -1.0;
     let err = plateau.restore(&SchedulerState::ReduceLROnPlateau(bad)).expect_err("negative lr");
-    assert_eq!(err.to_string(), "invalid scheduler config: ReduceLROnPlateau state: invalid lr -1");
+    assert_eq!(err.to_string(), "invalid scheduler config: ReduceLROnPlateau state: invalid lr -1.0");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -636,7 +636,7 @@ fn base_lr_is_checked_like_the_optimizer() {
     assert_invalid(
         json_error_with_lr(json!({"name": "StepLR", "step_size": 1}), -1.0),
         "lr",
-        "Invalid learning rate: -1",
+        "Invalid learning rate: -1.0",
     );
     assert_invalid(
         json_error_with_lr(json!({"name": "ExponentialLR", "gamma": 0.9}), f64::NAN),
@@ -753,17 +753,17 @@ fn factor_checks() {
     assert_invalid(
         json_error(json!({"name": "PolynomialLR", "power": -1})),
         "power",
-        "Invalid power value: -1 (must be non-negative)",
+        "Invalid power value: -1.0 (must be non-negative)",
     );
     assert_invalid(
         json_error(json!({"name": "InverseTimeDecay", "decay_steps": 0, "decay_rate": 0.5})),
         "decay_steps",
-        "Invalid decay_steps value: 0 (must be positive)",
+        "Invalid decay_steps value: 0.0 (must be positive)",
     );
     assert_invalid(
         json_error(json!({"name": "InverseTimeDecay", "decay_steps": 10, "decay_rate": -1})),
         "decay_rate",
-        "Invalid decay_rate value: -1 (must be non-negative)",
+        "Invalid decay_rate value: -1.0 (must be non-negative)",
     );
     assert_invalid(
         json_error(json!({"name": "ExponentialDecay", "decay_steps": -2.5, "decay_rate": 0.5})),
@@ -773,7 +773,7 @@ fn factor_checks() {
     assert_invalid(
         json_error(json!({"name": "RandomLR", "min_lr": -1, "max_lr": 1})),
         "min_lr",
-        "Invalid min_lr value: -1 (must be finite and non-negative)",
+        "Invalid min_lr value: -1.0 (must be finite and non-negative)",
     );
     assert_invalid(
         json_error(json!({"name": "RandomLR", "min_lr": 0.1, "max_lr": 0.01})),

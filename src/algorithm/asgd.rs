@@ -32,8 +32,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
 ///
 /// # Errors
 /// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
-/// `Invalid weight_decay value: {weight_decay}`; and, beyond PyTorch, non-finite `lambd`, `alpha`
-/// or `t0`.
+/// `Invalid lambd value: {lambd}`, `Invalid alpha value: {alpha}`,
+/// `Invalid weight_decay value: {weight_decay}` (each refused when negative, in PyTorch's order);
+/// and, beyond PyTorch, a `t0` that is not finite. NaN and infinite values are refused everywhere.
 ///
 /// # Example
 /// ```
@@ -114,11 +115,12 @@ impl Algorithm for AsgdConfig {
     }
     fn validate(&self) -> Result<()> {
         check_non_negative("lr", "Invalid learning rate", self.lr)?;
+        check_non_negative("lambd", "Invalid lambd value", self.lambd)?;
+        check_non_negative("alpha", "Invalid alpha value", self.alpha)?;
         check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
-        for (name, value) in [("lambd", self.lambd), ("alpha", self.alpha), ("t0", self.t0)] {
-            if !value.is_finite() {
-                return Err(Error::invalid(name, format!("Invalid {name} value: {}", py_float(value))));
-            }
+        // Beyond PyTorch, which does not check t0.
+        if !self.t0.is_finite() {
+            return Err(Error::invalid("t0", format!("Invalid t0 value: {} (t0 must be finite)", py_float(self.t0))));
         }
         Ok(())
     }

@@ -67,7 +67,10 @@ pub trait Algorithm: CpuReference + std::fmt::Debug {
     fn momentum(&self) -> Option<f64> {
         None
     }
-    /// Checks every hyperparameter, with PyTorch's messages.
+    /// Checks every hyperparameter: PyTorch's constructor checks first, in its order and with its
+    /// messages, then the checks beyond PyTorch's (values PyTorch accepts only to compute
+    /// nonsense), each naming the parameter and its value. No hyperparameter may be NaN or
+    /// infinite.
     ///
     /// # Errors
     /// [`Error::InvalidHyperparameter`] naming the first bad value.
@@ -193,7 +196,7 @@ pub fn kernels() -> Vec<&'static Kernel> {
 }
 
 fn parse_fields<T: serde::de::DeserializeOwned>(fields: serde_json::Value) -> Result<T> {
-    serde_json::from_value(fields).map_err(|e| Error::Config { what: "optimizer", message: e.to_string() })
+    crate::pyjson::from_value(fields).map_err(|e| Error::Config { what: "optimizer", message: e.to_string() })
 }
 
 impl OptimizerConfig {
@@ -205,15 +208,34 @@ impl OptimizerConfig {
     /// Parses `{"name": "Adam", "lr": 0.001, ...}`, PyTorch's class name and constructor arguments
     /// (the `optimizer` object of the golden cases). Missing keys take PyTorch's defaults.
     ///
+    /// Python's `json.dump` writes a float that is not finite as `NaN`, `Infinity` or `-Infinity`,
+    /// which strict JSON lacks: text parsed with [`crate::pyjson::parse`] (as `wgpu-optim replay`
+    /// parses case files) keeps them, and they are read here wherever a float is expected, then
+    /// refused by the check that names the parameter (`"lr": NaN` gives
+    /// `Invalid learning rate: nan`; no hyperparameter may be NaN or infinite).
+    ///
     /// # Errors
     /// [`Error::UnknownOptimizer`] for a name we lack, [`Error::Config`] for an unknown key or a
     /// wrong type (naming the key), [`Error::InvalidHyperparameter`] for a value out of its domain.
+    ///
+    /// # Example
+    /// ```
+    /// use wgpu_optim::{pyjson, OptimizerConfig};
+    /// let value = pyjson::parse(r#"{"name": "Adam", "lr": NaN}"#)?;
+    /// let error = OptimizerConfig::from_json(&value).unwrap_err();
+    /// assert_eq!(error.to_string(), "Invalid learning rate: nan");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
         let config_error = |message: String| Error::Config { what: "optimizer", message };
-        let object = value.as_object().ok_or_else(|| config_error(format!("expected a JSON object, got {value}")))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| config_error(format!("expected a JSON object, got {}", crate::pyjson::show(value))))?;
         let name = match object.get("name") {
-            Some(serde_json::Value::String(name)) => name.as_str(),
-            Some(other) => return Err(config_error(format!("\"name\" must be a string, got {other}"))),
+            Some(v @ serde_json::Value::String(name)) if crate::pyjson::as_f64(v).is_none() => name.as_str(),
+            Some(other) => {
+                return Err(config_error(format!("\"name\" must be a string, got {}", crate::pyjson::show(other))))
+            }
             None => return Err(config_error("missing key \"name\"".into())),
         };
         let mut fields = object.clone();
@@ -235,13 +257,35 @@ impl OptimizerConfig {
 }
 
 /// `value` must be finite and `>= 0`, else PyTorch's `"{what}: {value}"`. (PyTorch accepts an
-/// infinite value; a step with it only writes NaN, so we refuse it here.)
+/// infinite value, and SGD a NaN; a step with it only writes NaN, so we refuse it here.)
 pub(crate) fn check_non_negative(name: &str, what: &str, value: f64) -> Result<()> {
     if value >= 0.0 && value.is_finite() {
         Ok(())
     } else {
         Err(Error::invalid(name, format!("{what}: {}", py_float(value))))
     }
+}
+
+/// A check beyond PyTorch's, for a value PyTorch accepts only to compute nonsense: `value` must
+/// be finite and in `[low, high]`, else `"{what}: {value} ({why})"`, `why` saying the range and
+/// what goes wrong outside it.
+pub(crate) fn check_within(name: &str, what: &str, value: f64, (low, high): (f64, f64), why: &str) -> Result<()> {
+    if (low..=high).contains(&value) && value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid(name, format!("{what}: {} ({why})", py_float(value))))
+    }
+}
+
+/// Beyond PyTorch (SGD, RMSprop): a momentum above 1 makes the momentum buffer grow without bound.
+pub(crate) fn check_momentum_at_most_one(momentum: f64) -> Result<()> {
+    check_within(
+        "momentum",
+        "Invalid momentum value",
+        momentum,
+        (0.0, 1.0),
+        "momentum must be at most 1: above it the momentum buffer grows without bound",
+    )
 }
 
 /// The checks every Adam-like constructor of PyTorch makes, in its order: `lr`, `eps`, `betas`,
@@ -254,7 +298,7 @@ pub(crate) fn check_adam_like(lr: f64, eps: f64, betas: (f64, f64), weight_decay
     check_non_negative("weight_decay", "Invalid weight_decay value", weight_decay)
 }
 
-/// Adam's `0 <= beta < 1` check, with PyTorch's message.
+/// Adam's `0 <= beta < 1` check, with PyTorch's message (NaN is refused too).
 pub(crate) fn check_beta(index: usize, value: f64) -> Result<()> {
     if (0.0..1.0).contains(&value) {
         Ok(())

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_non_negative, Algorithm, StepInput};
+use super::{check_momentum_at_most_one, check_non_negative, check_within, Algorithm, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -38,7 +38,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
 /// # Errors
 /// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
 /// `Invalid epsilon value: {eps}`, `Invalid momentum value: {momentum}`,
-/// `Invalid weight_decay value: {weight_decay}`, `Invalid alpha value: {alpha}`.
+/// `Invalid weight_decay value: {weight_decay}`, `Invalid alpha value: {alpha}`, in PyTorch's
+/// order; then, beyond PyTorch (which accepts them), a momentum or an alpha above 1. NaN and
+/// infinite values are refused everywhere.
 ///
 /// # Example
 /// ```
@@ -148,7 +150,17 @@ impl Algorithm for RmsPropConfig {
         check_non_negative("eps", "Invalid epsilon value", self.eps)?;
         check_non_negative("momentum", "Invalid momentum value", self.momentum)?;
         check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
-        check_non_negative("alpha", "Invalid alpha value", self.alpha)
+        check_non_negative("alpha", "Invalid alpha value", self.alpha)?;
+        // Beyond PyTorch, which accepts these and runs to nonsense.
+        check_momentum_at_most_one(self.momentum)?;
+        check_within(
+            "alpha",
+            "Invalid alpha value",
+            self.alpha,
+            (0.0, 1.0),
+            "alpha must be at most 1: above it the square average takes a negative share of grad^2 and its \
+             square root is NaN",
+        )
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         RmsPropScalars::new(self, input).pack()

@@ -32,8 +32,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
 ///
 /// # Errors
 /// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
-/// `Invalid eta values: {etaminus}, {etaplus}`; and, beyond PyTorch, step sizes that are not
-/// `0 <= min <= max`.
+/// `Invalid eta values: {etaminus}, {etaplus}` (unless `0 < etaminus < 1 < etaplus`), in PyTorch's
+/// order; and, beyond PyTorch, step sizes that are not `0 <= min <= max`. NaN and infinite values
+/// are refused everywhere.
 ///
 /// # Example
 /// ```
@@ -115,11 +116,17 @@ impl Algorithm for RpropConfig {
         if !(0.0 < minus && minus < 1.0 && 1.0 < plus && plus.is_finite()) {
             return Err(Error::invalid("etas", format!("Invalid eta values: {}, {}", py_float(minus), py_float(plus))));
         }
+        // Beyond PyTorch, which does not check the step sizes (a clamp to min > max, or to a
+        // negative size, steps against the gradient).
         let (low, high) = self.step_sizes;
         if !(0.0 <= low && low <= high && high.is_finite()) {
             return Err(Error::invalid(
                 "step_sizes",
-                format!("Invalid step_sizes values: {}, {}", py_float(low), py_float(high)),
+                format!(
+                    "Invalid step_sizes values: {}, {} (step_sizes must be (min, max) with 0 <= min <= max, both finite)",
+                    py_float(low),
+                    py_float(high)
+                ),
             ));
         }
         Ok(())

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_non_negative, Algorithm, StepInput};
+use super::{check_momentum_at_most_one, check_non_negative, check_within, Algorithm, StepInput};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -32,7 +32,9 @@ pub(crate) static KERNEL: Kernel = Kernel {
 /// # Errors
 /// [`crate::Error::InvalidHyperparameter`] with PyTorch's message: `Invalid learning rate: {lr}`,
 /// `Invalid momentum value: {momentum}`, `Invalid weight_decay value: {weight_decay}`,
-/// `Nesterov momentum requires a momentum and zero dampening`.
+/// `Nesterov momentum requires a momentum and zero dampening`, in PyTorch's order; then, beyond
+/// PyTorch (which accepts them), a momentum above 1 and a dampening outside `[0, 1]`. NaN and
+/// infinite values are refused everywhere.
 ///
 /// # Example
 /// ```
@@ -145,13 +147,18 @@ impl Algorithm for SgdConfig {
         check_non_negative("lr", "Invalid learning rate", self.lr)?;
         check_non_negative("momentum", "Invalid momentum value", self.momentum)?;
         check_non_negative("weight_decay", "Invalid weight_decay value", self.weight_decay)?;
-        if !self.dampening.is_finite() {
-            return Err(Error::invalid("dampening", format!("Invalid dampening value: {}", self.dampening)));
-        }
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(Error::invalid("nesterov", "Nesterov momentum requires a momentum and zero dampening".into()));
         }
-        Ok(())
+        // Beyond PyTorch, which accepts these and runs to nonsense.
+        check_momentum_at_most_one(self.momentum)?;
+        check_within(
+            "dampening",
+            "Invalid dampening value",
+            self.dampening,
+            (0.0, 1.0),
+            "dampening must be in [0, 1]: the gradient enters the momentum buffer scaled by 1 - dampening",
+        )
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         SgdScalars::new(self, input).pack()

@@ -361,7 +361,9 @@ impl<'a> Args<'a> {
     }
 
     fn float(&self, key: &str, v: &Value) -> Result<f64> {
-        v.as_f64().ok_or_else(|| self.wrong_type(key, "a number", v))
+        // Python's `NaN`, `Infinity` and `-Infinity` (see `crate::pyjson`) are numbers here too,
+        // refused by the check that names the argument.
+        crate::pyjson::as_f64(v).ok_or_else(|| self.wrong_type(key, "a number", v))
     }
 
     fn f64_req(&self, key: &str) -> Result<f64> {
