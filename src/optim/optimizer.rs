@@ -2,9 +2,11 @@
 //! and the entry points that hand the work to the modules beside this one (registration, the
 //! state store, the plan, the recorder, the state readback, the gradient scan).
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::ops::Range;
 
-use crate::algorithm::{check_non_negative, OptimizerConfig, StepInput};
+use crate::algorithm::{check_non_negative, Algorithm, Carry, OptimizerConfig, StepInput};
 use crate::context::GpuContext;
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Storage, WORKGROUP_SIZE};
@@ -118,6 +120,8 @@ pub struct Optimizer {
     /// The storage formats the kernels read and write (f32 unless built `with_storage`).
     storage: Storage,
     steps: u64,
+    /// Host-side values each tensor's step hands to its next (issue 11; see [`Carries`]).
+    carries: Carries,
 }
 
 impl Optimizer {
@@ -174,6 +178,7 @@ impl Optimizer {
             storage,
             nonfinite: NonfiniteScan::default(),
             steps: 0,
+            carries: Carries::default(),
         })
     }
 
@@ -273,17 +278,49 @@ impl Optimizer {
     /// # Ok::<(), wgpu_optim::Error>(())
     /// ```
     ///
+    /// A schedule that cycles the momentum of SGD or RMSprop configured with momentum 0 sets the
+    /// group's momentum to its first value, as PyTorch's OneCycleLR and CyclicLR do when built
+    /// ([`OptimizerConfig::for_cycled_momentum`]), so that the momentum buffer exists from the
+    /// first step; set such a schedule before registering the group's tensors.
+    ///
     /// # Errors
     /// [`Error::UnknownGroup`]; [`Error::InvalidHyperparameter`] when a schedule cycles momentum on
-    /// an algorithm without one (PyTorch's message), or on SGD or RMSprop configured without
-    /// momentum (the momentum buffer exists only if the config asks for it).
+    /// an algorithm without one (PyTorch's message), or on SGD or RMSprop configured with momentum
+    /// 0 once the group has tensors (their state was laid out without a momentum buffer).
     pub fn set_schedule(&mut self, group: GroupId, schedule: LrScheduler) -> Result<()> {
+        // issue 11 (schedules drive state): the group's config takes the cycle's first momentum.
+        let registered = self.group_has_tensors(group.0);
         let g = self.group_mut(group)?;
-        if schedule.momentum(0).is_some() {
+        let mut config = None;
+        if let Some(first) = schedule.momentum(0) {
             check_cyclable(&g.config)?;
+            let cycled = g.config.for_cycled_momentum(first);
+            if cycled != g.config {
+                if registered {
+                    return Err(Error::invalid(
+                        "cycle_momentum",
+                        format!(
+                            "{} is configured with momentum 0, and its momentum buffer is allocated when tensors are \
+                             registered: set a schedule that cycles the momentum before registering group {}'s tensors \
+                             (or configure a momentum above 0)",
+                            g.config.name(),
+                            group.0
+                        ),
+                    ));
+                }
+                config = Some(cycled);
+            }
+        }
+        if let Some(config) = config {
+            g.config = config;
         }
         g.schedule = Some(schedule);
         Ok(())
+    }
+
+    /// Whether any tensor is registered in group `group`.
+    fn group_has_tensors(&self, group: usize) -> bool {
+        (0..self.tensors.len()).any(|i| self.tensors.info(i).is_some_and(|t| t.group == group))
     }
 
     /// A group's schedule, if it has one.
@@ -314,6 +351,16 @@ impl Optimizer {
         if let Some(m) = momentum {
             check_momentum(m)?;
             check_cyclable(&g.config)?;
+            if g.config.for_cycled_momentum(m) != g.config {
+                return Err(Error::invalid(
+                    "momentum",
+                    format!(
+                        "{} must be configured with momentum > 0 to replace it: its momentum buffer is allocated \
+                         only then",
+                        g.config.name()
+                    ),
+                ));
+            }
         }
         g.momentum = momentum;
         Ok(())
@@ -437,12 +484,26 @@ impl Optimizer {
             self.store.compact(&self.ctx);
         }
         let groups = &self.groups;
+        // issue 11: each (group, added_at)'s carry for this step, and the one it hands on, found
+        // once per pair however many dispatches it has; kept only if the step is recorded.
+        let carried: RefCell<BTreeMap<(usize, u64), (Carry, Carry)>> = RefCell::default();
+        let carries = &self.carries;
         // Tensors added after the first step count their own steps.
         let scalars = |group: usize, added_at: u64| {
             let (lr, momentum) = hyper[group];
-            groups[group].config.algorithm().scalars(&StepInput { step: step - added_at, lr, momentum })
+            let algorithm = groups[group].config.algorithm();
+            let mut input = StepInput { step: step - added_at, lr, momentum, carry: Carry::default() };
+            let mut carried = carried.borrow_mut();
+            if let Some(&(carry, _)) = carried.get(&(group, added_at)) {
+                input.carry = carry;
+            } else if let Some(carry) = carries.carry(algorithm, group, &groups[group], added_at, &input) {
+                input.carry = carry;
+                carried.insert((group, added_at), (carry, algorithm.carry_next(&input)));
+            }
+            algorithm.scalars(&input)
         };
         self.recorder.record(&self.ctx, &self.tensors, &self.store, encoder, scalars, timestamp_writes)?;
+        self.carries.keep(step, carried.into_inner());
         self.steps = step;
         Ok(())
     }
@@ -590,6 +651,60 @@ impl Optimizer {
     }
 }
 
+/// Host-side values each tensor's step hands to its next ([`Carry`]: ASGD's `[eta, mu]`, NAdam's
+/// `[mu_product, _]`), kept per (group, added_at): tensors of a group registered at the same step
+/// have taken the same steps with the same hyperparameters, so they share a history.
+///
+/// issue 11: isolated here until each tensor keeps its own step count (tensors without a gradient
+/// skip steps); then the carry moves to the per-tensor records and into checkpoints. Until then a
+/// carry missing or stale (after a checkpoint load, or a rewind by `set_step_count`) is rebuilt by
+/// replaying the group's hyperparameters over the tensor's steps: exact for a constant lr or a
+/// schedule that is a pure function of the step; with ReduceLROnPlateau or `set_lr` mid-run it
+/// replays today's values.
+#[derive(Debug, Default)]
+struct Carries {
+    /// (group, added_at) -> (the tensor step the carry is for, the carry).
+    next: BTreeMap<(usize, u64), (u64, Carry)>,
+}
+
+impl Carries {
+    /// The carry of step `input.step` of the tensors of group `g` (`group`) registered at
+    /// `added_at`; `None` for an algorithm that carries nothing.
+    fn carry(
+        &self,
+        algorithm: &dyn Algorithm,
+        g: usize,
+        group: &Group,
+        added_at: u64,
+        input: &StepInput,
+    ) -> Option<Carry> {
+        let at_step = |t: u64| {
+            let (lr, momentum) = group.hyper(added_at + t - 1);
+            StepInput { step: t, lr, momentum, carry: Carry::default() }
+        };
+        let mut carry = algorithm.carry_start(&StepInput { carry: Carry::default(), ..*input })?;
+        match self.next.get(&(g, added_at)) {
+            Some(&(at, kept)) if at == input.step => carry = kept,
+            // A tensor past its first step whose carry is missing or stale: replay its steps.
+            _ if input.step > 1 => {
+                carry = algorithm.carry_start(&at_step(1))?;
+                for t in 1..input.step {
+                    carry = algorithm.carry_next(&StepInput { carry, ..at_step(t) });
+                }
+            }
+            _ => {}
+        }
+        Some(carry)
+    }
+
+    /// Keeps the carries a step at global count `step` handed on (each pair's for its next step).
+    fn keep(&mut self, step: u64, carried: BTreeMap<(usize, u64), (Carry, Carry)>) {
+        for ((g, added_at), (_, next)) in carried {
+            self.next.insert((g, added_at), (step - added_at + 1, next));
+        }
+    }
+}
+
 /// A momentum (or beta1) replacement must be in `[0, 1)`.
 pub(super) fn check_momentum(m: f64) -> Result<()> {
     if (0.0..1.0).contains(&m) {
@@ -599,20 +714,14 @@ pub(super) fn check_momentum(m: f64) -> Result<()> {
     }
 }
 
-/// Whether a group's momentum (or beta1) can be replaced step by step, as `cycle_momentum` does.
+/// Whether a group's momentum (or beta1) can be replaced step by step, as `cycle_momentum` does
+/// (PyTorch's check). A config with momentum 0 is the caller's to judge: see
+/// [`OptimizerConfig::for_cycled_momentum`].
 fn check_cyclable(config: &OptimizerConfig) -> Result<()> {
     match config.algorithm().momentum() {
         None => Err(Error::invalid(
             "cycle_momentum",
             "optimizer must support momentum or beta1 with `cycle_momentum` option enabled".into(),
-        )),
-        Some(0.0) => Err(Error::invalid(
-            "cycle_momentum",
-            format!(
-                "{} must be configured with momentum > 0 for `cycle_momentum`: its momentum buffer is allocated \
-                 only then",
-                config.name()
-            ),
         )),
         Some(_) => Ok(()),
     }
