@@ -148,6 +148,31 @@ CASES = {
     "adamw_onecycle_cycle_momentum": dict(
         optimizer=opt("AdamW"),
         scheduler=sched("OneCycleLR", max_lr=0.01, total_steps=40, cycle_momentum=True)),
+    # Schedules that drive optimizer state (issue 11), T = 40, n = 257. ASGD's eta and Rprop's
+    # first step sizes follow the lr; OneCycleLR/CyclicLR built on a momentum-0 SGD or RMSprop
+    # set the group's momentum to max_momentum, so the buffer exists from step one; NAdam's
+    # mu_product follows each step's beta1; CyclicLR's momentum is exactly 0.0 at each peak of lr.
+    "asgd_steplr": dict(
+        optimizer=opt("ASGD", lr=0.01, lambd=0.01), scheduler=sched("StepLR", step_size=5, gamma=0.5)),
+    "rprop_linearlr": dict(
+        optimizer=opt("Rprop"), scheduler=sched("LinearLR", start_factor=0.1, total_iters=10)),
+    "sgd_onecycle_cycle_momentum": dict(
+        optimizer=opt("SGD", lr=0.01, dampening=0.1),
+        scheduler=sched("OneCycleLR", max_lr=0.01, total_steps=40, cycle_momentum=True)),
+    "rmsprop_onecycle_cycle_momentum": dict(
+        optimizer=opt("RMSprop"),
+        scheduler=sched("OneCycleLR", max_lr=0.01, total_steps=40, cycle_momentum=True)),
+    "nadam_onecycle_cycle_momentum": dict(
+        optimizer=opt("NAdam"),
+        scheduler=sched("OneCycleLR", max_lr=0.01, total_steps=40, cycle_momentum=True)),
+    "sgd_cyclic_momentum_zero": dict(
+        optimizer=opt("SGD", lr=0.01, momentum=0.9, dampening=0.1),
+        scheduler=sched("CyclicLR", base_lr=0.001, max_lr=0.01, step_size_up=5,
+                        base_momentum=0.0, max_momentum=0.9)),
+    "rmsprop_cyclic_momentum_zero": dict(
+        optimizer=opt("RMSprop", momentum=0.9),
+        scheduler=sched("CyclicLR", base_lr=0.001, max_lr=0.01, step_size_up=5,
+                        base_momentum=0.0, max_momentum=0.9)),
     # Third wave: the file names its reference.
     "lion": dict(optimizer=opt("Lion"), ref=True),
     "lion_wd": dict(optimizer=opt("Lion", lr=3e-4, weight_decay=0.1), ref=True),

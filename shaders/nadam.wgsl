@@ -1,15 +1,17 @@
 // NAdam (Adam with Nesterov momentum, Dozat 2016): torch.optim.NAdam, single-tensor path.
 //
-// The update at step t (from 1), as PyTorch computes it:
-//   g    = -grad if maximize else grad
-//   p    = p * (1 - lr * weight_decay)     if decoupled_weight_decay
-//   g    = g + weight_decay * p            otherwise
-//   mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))
-//   m    = m + (1 - beta1) * (g - m)
-//   v    = beta2 * v + (1 - beta2) * g^2
-//   d    = sqrt(v / (1 - beta2^t)) + eps
-//   p    = p - lr * (1 - mu_t) / (1 - prod(mu_1..t)) * g / d
-//            - lr * mu_t+1 / (1 - prod(mu_1..t+1)) * m / d
+// The update at step t (from 1), as PyTorch computes it, with beta1 this step's (cycled or not):
+//   g      = -grad if maximize else grad
+//   p      = p * (1 - lr * weight_decay)     if decoupled_weight_decay
+//   g      = g + weight_decay * p            otherwise
+//   mu     = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))
+//   mu'    = beta1 * (1 - 0.5 * 0.96^((t + 1) * momentum_decay))
+//   prod_t = prod_t-1 * mu                   (prod_0 = 1; carried on the host: PyTorch's mu_product)
+//   m      = m + (1 - beta1) * (g - m)
+//   v      = beta2 * v + (1 - beta2) * g^2
+//   d      = sqrt(v / (1 - beta2^t)) + eps
+//   p      = p - lr * (1 - mu) / (1 - prod_t) * g / d
+//              - lr * mu' / (1 - prod_t * mu') * m / d
 //
 // `update` takes four elements of the gradient and of `x` (the parameter and each state array,
 // `struct Values`) and returns their new values; `u` holds the per-step scalars. The crate

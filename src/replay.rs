@@ -258,18 +258,18 @@ fn plan(case: &GoldenCase, config: &OptimizerConfig) -> Result<Vec<(f64, Option<
 
 /// Checks the lr and momentum of every step of the plan as the GPU optimizer checks its own: the
 /// lr finite and non-negative (what [`Optimizer::record`] refuses), a cycled momentum (or beta1)
-/// only on a config with a momentum above 0 (what [`Optimizer::set_schedule`] refuses) and in
+/// only on an algorithm that has one (what [`Optimizer::set_schedule`] refuses) and in
 /// `[0, 1)` (what [`Optimizer::set_momentum`] refuses). Done for both targets before anything
 /// runs, so that the CPU reference, which checks none of these, gives the GPU's answer, and a
 /// schedule that drives beta1 past 1 is refused on either rather than run.
 fn check_plan(config: &OptimizerConfig, plan: &[(f64, Option<f64>)]) -> Result<()> {
     let cycled = plan.iter().any(|(_, momentum)| momentum.is_some());
-    if cycled && config.algorithm().momentum().is_none_or(|m| m == 0.0) {
+    if cycled && config.algorithm().momentum().is_none() {
         return Err(Error::invalid(
             "cycle_momentum",
             format!(
-                "the schedule cycles the momentum (cycle_momentum), but {} has none to cycle: configure its \
-                 momentum (or beta1) above 0, or turn cycle_momentum off",
+                "the schedule cycles the momentum (cycle_momentum), but {} has none to cycle: turn \
+                 cycle_momentum off",
                 config.name()
             ),
         ));
@@ -307,7 +307,12 @@ pub fn run_case(case: &GoldenCase, target: Target<'_>) -> Result<CaseReport> {
 }
 
 fn run_cpu(case: &GoldenCase, config: &OptimizerConfig, plan: &[(f64, Option<f64>)]) -> Result<Vec<Vec<f64>>> {
-    let mut opt = CpuOptimizer::new(config.clone(), case.init.iter().map(|&x| x as f64).collect())?;
+    // A schedule that cycles the momentum sets it in the config first, as `set_schedule` does.
+    let config = match plan.first() {
+        Some(&(_, Some(first))) => config.for_cycled_momentum(first),
+        _ => config.clone(),
+    };
+    let mut opt = CpuOptimizer::new(config, case.init.iter().map(|&x| x as f64).collect())?;
     let mut out = Vec::with_capacity(case.steps);
     for (grad, &(lr, momentum)) in case.grads.iter().zip(plan) {
         opt.set_lr(lr);
@@ -391,10 +396,12 @@ fn run_gpu(
     })?;
     let mut opt = Optimizer::new(ctx, config.clone())?;
     let group = opt.default_group();
-    opt.add_params(group, &[ParamBinding::whole(&param, &grad, n)])?;
+    // The schedule before the tensor, as PyTorch builds its scheduler before the first step: one
+    // that cycles a momentum-0 SGD's momentum gives it its buffer, laid out at registration.
     if let Some(scheduler) = scheduler(case, config)? {
         opt.set_schedule(group, scheduler)?;
     }
+    opt.add_params(group, &[ParamBinding::whole(&param, &grad, n)])?;
     let mut used = Vec::with_capacity(case.steps);
     for (t, row) in case.grads.iter().enumerate() {
         // A null row: the tensor has no gradient this step (the step still counts for the schedule).

@@ -489,12 +489,13 @@ fn a_tensor_added_late_keeps_its_own_step_count_across_a_resume() {
 
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
-fn rprop_starts_its_step_size_at_the_groups_current_rate() {
+fn rprop_starts_its_step_size_at_the_rate_of_its_first_step() {
     let ctx = gpu();
     let (p, g) = (buffer(&ctx, &[1.0; 8]), buffer(&ctx, &[1.0; 8]));
     let mut opt = Optimizer::new(&ctx, RpropConfig::default()).unwrap();
-    opt.set_lr(opt.default_group(), 0.05).unwrap();
     opt.add_params(opt.default_group(), &[ParamBinding::whole(&p, &g, 8)]).unwrap();
+    opt.set_lr(opt.default_group(), 0.05).unwrap();
+    opt.step().unwrap();
     assert_eq!(opt.read_state(0, "step_size").unwrap().unwrap(), vec![0.05f32; 8]);
 }
 

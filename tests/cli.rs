@@ -395,13 +395,13 @@ fn replay_refuses_a_schedule_out_of_range_alike_on_both_targets() {
     let infinite = variant("lr-inf", |c| c["scheduler"] = serde_json::json!({"name": "ExponentialLR", "gamma": 1e10}));
     // Nothing to cycle: the GPU refused it, the CPU reference ran without it.
     let no_momentum = variant("no-momentum", |c| {
-        c["optimizer"] = serde_json::json!({"name": "SGD", "lr": 0.01});
+        c["optimizer"] = serde_json::json!({"name": "Adagrad", "lr": 0.01});
         c["scheduler"] = serde_json::json!({"name": "OneCycleLR", "max_lr": 0.01, "total_steps": 40});
     });
     let cases = [
         (&beta1, "Invalid momentum value: 1.5 (the schedule's, at step 0"),
         (&infinite, "Invalid learning rate: inf (the schedule's, at step 31)"),
-        (&no_momentum, "the schedule cycles the momentum (cycle_momentum), but SGD has none to cycle"),
+        (&no_momentum, "the schedule cycles the momentum (cycle_momentum), but Adagrad has none to cycle"),
     ];
     for target in targets() {
         for (path, message) in cases {

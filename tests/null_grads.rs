@@ -239,3 +239,54 @@ fn checkpoints_keep_the_steps_each_tensor_sat_out() {
     assert_eq!(read_f32(&ctx, arena.params(), 0, 48).unwrap(), read_f32(&ctx, arena2.params(), 0, 48).unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// ASGD under a decaying rate carries `eta` from each tensor's last step: tensors that sat out
+/// different steps carry different values even where their own step counts agree. Each is
+/// checked against itself stepped alone, at the rates of the steps it took.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn carried_values_follow_each_tensor_through_the_steps_it_sat_out() {
+    use wgpu_optim::schedule::{ExponentialLr, ExponentialLrConfig, LrScheduler};
+    let ctx = gpu();
+    let config = AsgdConfig { lr: 0.05, lambd: 0.1, ..Default::default() };
+    let lens = [40u64, 40, 40];
+    let arena = ParamArena::new(&ctx, &lens).unwrap();
+    let mut opt = Optimizer::new(&ctx, config.clone()).unwrap();
+    let group = opt.default_group();
+    opt.add_params(group, &arena.bindings()).unwrap();
+    let decay = ExponentialLr::new(0.05, ExponentialLrConfig { gamma: 0.7 }).unwrap();
+    opt.set_schedule(group, LrScheduler::new(decay)).unwrap();
+    let mut rng = Rng::new(5);
+    let mut alone = Vec::new();
+    for (i, &n) in lens.iter().enumerate() {
+        let init = rng.vector(n as usize);
+        arena.write_params(&ctx, i, &init).unwrap();
+        let (param, grad) = (buffer(&ctx, &init), buffer(&ctx, &vec![0.0; n as usize]));
+        let mut own = Optimizer::new(&ctx, config.clone()).unwrap();
+        own.add_params(own.default_group(), &[ParamBinding::whole(&param, &grad, n)]).unwrap();
+        alone.push((own, param, grad));
+    }
+    // Tensor 1 sits out step 1, tensor 2 step 2: after step 2 both have taken one step, at
+    // different rates, so their etas differ.
+    let present = [[true, false, true], [true, true, false], [true, true, true], [true, true, true]];
+    for row in present {
+        let lr = opt.lr(group).unwrap();
+        for (i, &has) in row.iter().enumerate() {
+            opt.set_has_grad(i, has).unwrap();
+            if has {
+                let g = rng.vector(40);
+                arena.write_grads(&ctx, i, &g).unwrap();
+                let (own, _, grad) = &mut alone[i];
+                ctx.queue.write_buffer(grad, 0, bytemuck::cast_slice(&g));
+                own.set_lr(own.default_group(), lr).unwrap();
+                own.step().unwrap();
+            }
+        }
+        opt.step().unwrap();
+    }
+    for (i, (_, param, _)) in alone.iter().enumerate() {
+        let ours = read_f32(&ctx, arena.params(), arena.offset(i), 40).unwrap();
+        let reference = read_f32(&ctx, param, 0, 40).unwrap();
+        assert_eq!(ours, reference, "tensor {i}");
+    }
+}

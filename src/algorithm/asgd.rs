@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_non_negative, Algorithm, StepInput};
+use super::{check_non_negative, Algorithm, Carry, StepInput};
 use crate::error::{py_float, Error, Result};
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -17,17 +17,19 @@ pub(crate) static KERNEL: Kernel = Kernel {
 
 /// `torch.optim.ASGD`: its arguments, names and defaults.
 ///
-/// The update at step `t` (from 1), as PyTorch's source computes it (its docs give no formula):
+/// The update at step `t` (from 1), as PyTorch's source computes it (its docs give no formula),
+/// with `lr_t` the learning rate of step `t`:
 /// ```text
-/// eta_t = lr / (1 + lambd * lr * (t - 1))^alpha        (eta_1 = lr)
-/// mu_t  = 1 / max(1, t - 1 - t0)                      (mu_1 = 1)
+/// eta_1 = lr_1,  mu_1 = 1                              (set at the tensor's first step)
 /// g     = -grad if maximize else grad
 /// g     = g + weight_decay * p
 /// p     = p * (1 - lambd * eta_t) - eta_t * g
 /// ax    = p if mu_t == 1 else ax + mu_t * (p - ax)    (the average, kept as state only)
+/// eta_t+1 = lr_t / (1 + lambd * lr_t * t)^alpha       (for the next step)
+/// mu_t+1  = 1 / max(1, t - t0)
 /// ```
-/// Both `eta` and `mu` are pure functions of the step, computed on the host in f64. (PyTorch
-/// computes `eta_t` with the lr of step `t - 1`; under a schedule ours uses the lr of step `t`.)
+/// `eta` and `mu` are host-side values carried from one step to the next ([`Carry`]
+/// `[eta, mu]`), in f64: under a schedule `eta` lags the lr by one step, as PyTorch's does.
 /// Defaults: `lr` 0.01, `lambd` 1e-4, `alpha` 0.75, `t0` 1e6, `weight_decay` 0, `maximize` false.
 ///
 /// # Errors
@@ -87,11 +89,9 @@ crate::scalars! {
 }
 
 impl AsgdScalars {
-    /// The scalars of step `input.step` for `config`.
+    /// The scalars of step `input.step` for `config`: `eta` and `mu` from `input.carry`.
     pub fn new(config: &AsgdConfig, input: &StepInput) -> Self {
-        let done = (input.step - 1) as f64; // steps before this one
-        let eta = input.lr / (1.0 + config.lambd * input.lr * done).powf(config.alpha);
-        let mu = if input.step == 1 { 1.0 } else { 1.0 / (done - config.t0).max(1.0) };
+        let Carry([eta, mu]) = input.carry;
         Self { eta, decay: 1.0 - config.lambd * eta, mu, weight_decay: config.weight_decay, maximize: config.maximize }
     }
 }
@@ -123,6 +123,15 @@ impl Algorithm for AsgdConfig {
             return Err(Error::invalid("t0", format!("Invalid t0 value: {} (t0 must be finite)", py_float(self.t0))));
         }
         Ok(())
+    }
+    fn carry_start(&self, first: &StepInput) -> Option<Carry> {
+        // PyTorch's state initialisation: `eta` is the group's lr at the first step, `mu` is 1.
+        Some(Carry([first.lr, 1.0]))
+    }
+    fn carry_next(&self, input: &StepInput) -> Carry {
+        // PyTorch's update after the step, with this step's lr and count.
+        let (lr, step) = (input.lr, input.step as f64);
+        Carry([lr / (1.0 + self.lambd * lr * step).powf(self.alpha), 1.0 / (step - self.t0).max(1.0)])
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         AsgdScalars::new(self, input).pack()

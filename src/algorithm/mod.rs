@@ -45,6 +45,30 @@ pub struct StepInput {
     /// A momentum that replaces the config's (SGD and RMSprop `momentum`, Adam's `betas[0]`) when a
     /// schedule cycles it; `None` keeps the config's.
     pub momentum: Option<f64>,
+    /// What the tensor's previous step handed to this one ([`Algorithm::carry_start`] at its first
+    /// step); the default for algorithms that carry nothing.
+    pub carry: Carry,
+}
+
+/// Host-side values that one step of a tensor hands to its next, where PyTorch keeps 0-d tensors
+/// in the tensor's state that depend on the history of the hyperparameters, not on the step
+/// count alone: ASGD's `[eta, mu]`, NAdam's `[mu_product, _]`. What each value means is the
+/// algorithm's; the optimizer only keeps them, per tensor, from one step to the next, and a
+/// checkpoint must save them.
+///
+/// An algorithm that carries something returns `Some` from [`Algorithm::carry_start`] (the carry
+/// of a tensor's first step) and computes the next one in [`Algorithm::carry_next`]:
+/// ```text
+/// carry_1     = carry_start(input_1)
+/// scalars_t   = scalars(input_t with carry_t)
+/// carry_t+1   = carry_next(input_t with carry_t)
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Carry(pub [f64; Carry::LEN]);
+
+impl Carry {
+    /// Values a carry holds (widen it when an algorithm needs more).
+    pub const LEN: usize = 2;
 }
 
 /// The contract between an algorithm's config and the generic [`crate::Optimizer`]. Implemented by every
@@ -78,13 +102,30 @@ pub trait Algorithm: CpuReference + std::fmt::Debug {
     /// Which of the kernel's state arrays this config uses (the others are not allocated): those
     /// whose flag (in the kernel's declaration) the config sets.
     fn states_used(&self) -> Vec<bool> {
-        let first = StepInput { step: 1, lr: self.lr(), momentum: None };
+        let mut first = StepInput { step: 1, lr: self.lr(), momentum: None, carry: Carry::default() };
+        first.carry = self.carry_start(&first).unwrap_or_default();
         self.kernel().states_used(self.scalars(&first).flags)
     }
-    /// The value a state array starts at (AdaGrad's `initial_accumulator_value`, Rprop's step size
-    /// `lr`: the group's rate when the tensor is registered; otherwise 0).
+    /// The value a state array starts at when the tensor is registered (AdaGrad's
+    /// `initial_accumulator_value`; otherwise 0). `lr` is the group's rate then. (Rprop's step
+    /// sizes are filled by its first step, with that step's lr, as PyTorch fills them.)
     fn initial_state(&self, _state: usize, _lr: f64) -> f64 {
         0.0
+    }
+    /// The carry of a tensor's first step, taken with `first` (whose `carry` is the default);
+    /// `None` for an algorithm that carries nothing (the default). See [`Carry`].
+    fn carry_start(&self, _first: &StepInput) -> Option<Carry> {
+        None
+    }
+    /// The carry the step `input` hands to the tensor's next step. See [`Carry`].
+    fn carry_next(&self, input: &StepInput) -> Carry {
+        input.carry
+    }
+    /// This config with its momentum set to `momentum`, for an algorithm whose momentum buffer
+    /// exists only when the config's momentum is not 0 (SGD, RMSprop); `None` for the others (the
+    /// default). See [`OptimizerConfig::for_cycled_momentum`].
+    fn with_momentum(&self, _momentum: f64) -> Option<OptimizerConfig> {
+        None
     }
     /// The per-step scalars as uploaded to the kernel (computed in f64, rounded once to f32).
     fn scalars(&self, input: &StepInput) -> Scalars;
@@ -243,6 +284,20 @@ impl OptimizerConfig {
         let config = Self::parse(name, serde_json::Value::Object(fields))?;
         config.algorithm().validate()?;
         Ok(config)
+    }
+
+    /// The config a group has once a schedule that cycles its momentum (or beta1), starting at
+    /// `first`, drives it: PyTorch's OneCycleLR and CyclicLR write their first momentum
+    /// (`max_momentum`) into the group when they are built, so that SGD's and RMSprop's momentum
+    /// buffer exists from the first step. A config with momentum 0 whose buffer depends on it
+    /// ([`Algorithm::with_momentum`]) takes `first`; any other is returned unchanged, since the
+    /// schedule replaces its momentum at every step anyway.
+    pub fn for_cycled_momentum(&self, first: f64) -> OptimizerConfig {
+        let algorithm = self.algorithm();
+        match algorithm.momentum() {
+            Some(0.0) => algorithm.with_momentum(first).unwrap_or_else(|| self.clone()),
+            _ => self.clone(),
+        }
     }
 
     /// The config as JSON, in the form [`OptimizerConfig::from_json`] reads, every key present.

@@ -1,10 +1,8 @@
 //! NAdam (Dozat, 2016): Adam with Nesterov momentum and a momentum schedule.
 
-use std::sync::Mutex;
-
 use serde::{Deserialize, Serialize};
 
-use super::{check_adam_like, check_non_negative, Algorithm, StepInput};
+use super::{check_adam_like, check_non_negative, Algorithm, Carry, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -19,19 +17,24 @@ pub(crate) static KERNEL: Kernel = Kernel {
 
 /// `torch.optim.NAdam`: its arguments, names and defaults.
 ///
-/// The update at step `t` (from 1), as PyTorch computes it:
+/// The update at step `t` (from 1), as PyTorch computes it, with `beta1` this step's (a
+/// `cycle_momentum` schedule's, or the config's):
 /// ```text
-/// g    = -grad if maximize else grad
-/// p    = p * (1 - lr * weight_decay)     if decoupled_weight_decay
-/// g    = g + weight_decay * p            otherwise
-/// mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))
-/// m    = m + (1 - beta1) * (g - m)
-/// v    = beta2 * v + (1 - beta2) * g^2
-/// d    = sqrt(v / (1 - beta2^t)) + eps
-/// p    = p - lr * (1 - mu_t) / (1 - prod(mu_1..t)) * g / d
-///          - lr * mu_t+1 / (1 - prod(mu_1..t+1)) * m / d
+/// g      = -grad if maximize else grad
+/// p      = p * (1 - lr * weight_decay)     if decoupled_weight_decay
+/// g      = g + weight_decay * p            otherwise
+/// mu     = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))
+/// mu'    = beta1 * (1 - 0.5 * 0.96^((t + 1) * momentum_decay))
+/// prod_t = prod_t-1 * mu                   (prod_0 = 1: PyTorch's mu_product)
+/// m      = m + (1 - beta1) * (g - m)
+/// v      = beta2 * v + (1 - beta2) * g^2
+/// d      = sqrt(v / (1 - beta2^t)) + eps
+/// p      = p - lr * (1 - mu) / (1 - prod_t) * g / d
+///            - lr * mu' / (1 - prod_t * mu') * m / d
 /// ```
-/// The running product of `mu` is kept on the host, in f64, as PyTorch keeps it.
+/// The running product `prod` is kept on the host, in f64, and carried from one step to the next
+/// ([`Carry`] `[prod, _]`), as PyTorch keeps `mu_product` in the tensor's state: under a
+/// schedule that cycles beta1 it follows each step's beta1.
 /// Defaults: `lr` 2e-3, `betas` (0.9, 0.999), `eps` 1e-8, `weight_decay` 0, `momentum_decay` 4e-3,
 /// `decoupled_weight_decay` and `maximize` false.
 ///
@@ -78,30 +81,6 @@ impl Default for NAdamConfig {
     }
 }
 
-/// `prod(mu_1..t)`, a pure function of the step (and of `beta1`, `momentum_decay`), multiplied
-/// in PyTorch's order. The last product of each `(beta1, momentum_decay)` is kept, so that step
-/// `t + 1` costs one multiplication rather than `t`.
-fn mu_product(beta1: f64, momentum_decay: f64, t: u64, mu: impl Fn(u64) -> f64) -> f64 {
-    type Key = (u64, u64);
-    static LAST: Mutex<Vec<(Key, u64, f64)>> = Mutex::new(Vec::new());
-    let key = (beta1.to_bits(), momentum_decay.to_bits());
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut at, mut product) = match last.iter().find(|(k, at, _)| *k == key && *at <= t) {
-        Some(&(_, at, product)) => (at, product),
-        None => (0, 1.0),
-    };
-    while at < t {
-        at += 1;
-        product *= mu(at);
-    }
-    last.retain(|(k, _, _)| *k != key);
-    last.push((key, at, product));
-    if last.len() > 16 {
-        last.remove(0);
-    }
-    product
-}
-
 crate::scalars! {
     /// NAdam's per-step scalars, in f64, as the kernel and the CPU mirror use them.
     pub struct NAdamScalars {
@@ -115,9 +94,9 @@ crate::scalars! {
         one_minus_beta2,
         /// `1 - beta2^t`.
         bias_correction2,
-        /// `lr * (1 - mu_t) / (1 - prod(mu_1..t))`.
+        /// `lr * (1 - mu) / (1 - prod_t)`.
         grad_coef,
-        /// `lr * mu_t+1 / (1 - prod(mu_1..t+1))`.
+        /// `lr * mu' / (1 - prod_t * mu')`.
         avg_coef,
         /// `eps`.
         eps,
@@ -138,10 +117,10 @@ crate::scalars! {
 impl NAdamScalars {
     /// The scalars of step `input.step` for `config`.
     pub fn new(config: &NAdamConfig, input: &StepInput) -> Self {
-        let (beta1, beta2) = config.betas;
+        let (beta1, beta2) = (config.beta1(input), config.betas.1);
         let t = input.step;
-        let mu = |step: u64| beta1 * (1.0 - 0.5 * 0.96f64.powf(step as f64 * config.momentum_decay));
-        let mu_product = mu_product(beta1, config.momentum_decay, t, mu);
+        let (mu, mu_next) = (config.mu(input, t), config.mu(input, t + 1));
+        let mu_product = input.carry.0[0] * mu;
         let decoupled = config.decoupled_weight_decay && config.weight_decay != 0.0;
         Self {
             weight_decay: if decoupled { 1.0 - input.lr * config.weight_decay } else { config.weight_decay },
@@ -149,12 +128,24 @@ impl NAdamScalars {
             beta2,
             one_minus_beta2: 1.0 - beta2,
             bias_correction2: 1.0 - beta2.powf(t as f64),
-            grad_coef: input.lr * (1.0 - mu(t)) / (1.0 - mu_product),
-            avg_coef: input.lr * mu(t + 1) / (1.0 - mu_product * mu(t + 1)),
+            grad_coef: input.lr * (1.0 - mu) / (1.0 - mu_product),
+            avg_coef: input.lr * mu_next / (1.0 - mu_product * mu_next),
             eps: config.eps,
             maximize: config.maximize,
             decoupled,
         }
+    }
+}
+
+impl NAdamConfig {
+    /// This step's beta1: a schedule's (`cycle_momentum`), or the config's.
+    fn beta1(&self, input: &StepInput) -> f64 {
+        input.momentum.unwrap_or(self.betas.0)
+    }
+
+    /// PyTorch's momentum cache `beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))`, with this step's beta1.
+    fn mu(&self, input: &StepInput, t: u64) -> f64 {
+        self.beta1(input) * (1.0 - 0.5 * 0.96f64.powf(t as f64 * self.momentum_decay))
     }
 }
 
@@ -182,8 +173,15 @@ impl Algorithm for NAdamConfig {
     fn lr(&self) -> f64 {
         self.lr
     }
-    // No `cycle_momentum`: PyTorch's running product of mu follows each step's beta1, which a pure
-    // function of the step cannot; refusing beats a silently different product.
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+    fn carry_start(&self, _first: &StepInput) -> Option<Carry> {
+        Some(Carry([1.0, 0.0]))
+    }
+    fn carry_next(&self, input: &StepInput) -> Carry {
+        Carry([input.carry.0[0] * self.mu(input, input.step), 0.0])
+    }
     fn validate(&self) -> Result<()> {
         check_adam_like(self.lr, self.eps, self.betas, self.weight_decay)?;
         check_non_negative("momentum_decay", "Invalid momentum_decay value", self.momentum_decay)

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_momentum_at_most_one, check_non_negative, check_within, Algorithm, StepInput};
+use super::{check_momentum_at_most_one, check_non_negative, check_within, Algorithm, OptimizerConfig, StepInput};
 use crate::error::Result;
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -32,7 +32,11 @@ pub(crate) static KERNEL: Kernel = Kernel {
 /// buf  = momentum * buf + g / avg;  p = p - lr * buf      if momentum > 0
 /// p    = p - lr * g / avg                                  otherwise
 /// ```
-/// Defaults: `lr` 0.01, `alpha` 0.99, `eps` 1e-8, `weight_decay` 0, `momentum` 0, `centered` and
+/// `momentum` is this step's (a `cycle_momentum` schedule's, or the config's): a step whose
+/// momentum is 0 is a plain step and leaves the buffer untouched, as PyTorch's. The buffer exists
+/// (from zeros) if the config's momentum is above 0; a schedule that cycles the momentum of a
+/// config with momentum 0 sets it first, as PyTorch's do
+/// ([`crate::OptimizerConfig::for_cycled_momentum`]). Defaults: `lr` 0.01, `alpha` 0.99, `eps` 1e-8, `weight_decay` 0, `momentum` 0, `centered` and
 /// `maximize` false.
 ///
 /// # Errors
@@ -108,16 +112,19 @@ crate::scalars! {
 impl RmsPropScalars {
     /// The scalars of step `input.step` for `config`.
     pub fn new(config: &RmsPropConfig, input: &StepInput) -> Self {
+        let momentum = input.momentum.unwrap_or(config.momentum);
         Self {
             lr: input.lr,
             alpha: config.alpha,
             one_minus_alpha: 1.0 - config.alpha,
             eps: config.eps,
             weight_decay: config.weight_decay,
-            momentum: input.momentum.unwrap_or(config.momentum),
+            momentum,
             maximize: config.maximize,
             centered: config.centered,
-            has_momentum: config.momentum > 0.0,
+            // The buffer exists if the config has momentum; a step whose (cycled) momentum is 0
+            // leaves it alone (PyTorch's `if momentum > 0`, per step).
+            has_momentum: config.momentum > 0.0 && momentum > 0.0,
         }
     }
 }
@@ -144,6 +151,9 @@ impl Algorithm for RmsPropConfig {
     }
     fn momentum(&self) -> Option<f64> {
         Some(self.momentum)
+    }
+    fn with_momentum(&self, momentum: f64) -> Option<OptimizerConfig> {
+        Some(RmsPropConfig { momentum, ..self.clone() }.into())
     }
     fn validate(&self) -> Result<()> {
         check_non_negative("lr", "Invalid learning rate", self.lr)?;

@@ -17,17 +17,19 @@ pub(crate) static KERNEL: Kernel = Kernel {
 
 /// `torch.optim.Rprop`: its arguments, names and defaults.
 ///
-/// The update, as PyTorch computes it, per element:
+/// The update at step `t` (from 1), as PyTorch computes it, per element:
 /// ```text
+/// size = lr_1                                                     at t = 1 (prev = 0)
 /// g    = -grad if maximize else grad
 /// f    = etaplus if g * prev > 0, etaminus if g * prev < 0, else 1
-/// size = clamp(size * f, step_size_min, step_size_max)          (size starts at lr)
+/// size = clamp(size * f, step_size_min, step_size_max)
 /// g    = 0 where f == etaminus                                    (the sign flipped: rest)
 /// p    = p - sign(g) * size
 /// prev = g
 /// ```
-/// The learning rate only sets the first step size; later changes (a schedule) have no effect,
-/// as in PyTorch. Defaults: `lr` 0.01, `etas` (0.5, 1.2), `step_sizes` (1e-6, 50), `maximize`
+/// The learning rate only sets the step sizes, at the tensor's first step (`lr_1`, that step's
+/// rate: a schedule's, or one set before it); later changes have no effect, as in PyTorch.
+/// Defaults: `lr` 0.01, `etas` (0.5, 1.2), `step_sizes` (1e-6, 50), `maximize`
 /// false.
 ///
 /// # Errors
@@ -63,6 +65,8 @@ impl Default for RpropConfig {
 crate::scalars! {
     /// Rprop's per-step scalars, in f64, as the kernel and the CPU mirror use them.
     pub struct RpropScalars {
+        /// Learning rate: every step size starts at it, at the tensor's first step.
+        lr,
         /// Decrease factor.
         etaminus,
         /// Increase factor.
@@ -75,21 +79,26 @@ crate::scalars! {
     switches {
         /// Negate the gradient.
         maximize,
+        /// The tensor's first step, which fills the step sizes with `lr`.
+        first_step,
     }
     flags {
         MAXIMIZE = |u| u.maximize,
+        FIRST_STEP = |u| u.first_step,
     }
 }
 
 impl RpropScalars {
-    /// The scalars of a step for `config`.
-    pub fn new(config: &RpropConfig, _input: &StepInput) -> Self {
+    /// The scalars of step `input.step` for `config`.
+    pub fn new(config: &RpropConfig, input: &StepInput) -> Self {
         Self {
+            lr: input.lr,
             etaminus: config.etas.0,
             etaplus: config.etas.1,
             step_size_min: config.step_sizes.0,
             step_size_max: config.step_sizes.1,
             maximize: config.maximize,
+            first_step: input.step == 1,
         }
     }
 }
@@ -130,14 +139,6 @@ impl Algorithm for RpropConfig {
             ));
         }
         Ok(())
-    }
-    fn initial_state(&self, state: usize, lr: f64) -> f64 {
-        // `prev` starts at 0, `step_size` at the group's lr.
-        if state == 1 {
-            lr
-        } else {
-            0.0
-        }
     }
     fn scalars(&self, input: &StepInput) -> Scalars {
         RpropScalars::new(self, input).pack()

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_momentum_at_most_one, check_non_negative, check_within, Algorithm, StepInput};
+use super::{check_momentum_at_most_one, check_non_negative, check_within, Algorithm, OptimizerConfig, StepInput};
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Scalars, StateArray};
 
@@ -26,7 +26,11 @@ pub(crate) static KERNEL: Kernel = Kernel {
 /// g   = g + momentum * buf if nesterov else buf               }
 /// p   = p - lr * g
 /// ```
-/// Defaults: `lr` 1e-3, `momentum` 0, `dampening` 0, `weight_decay` 0, `nesterov` and `maximize`
+/// `momentum` is this step's (a `cycle_momentum` schedule's, or the config's): a step whose
+/// momentum is exactly 0 is a plain step and leaves the buffer untouched, as PyTorch's. The
+/// buffer exists if the config's momentum is not 0; a schedule that cycles the momentum of a
+/// config with momentum 0 sets it first, as PyTorch's do
+/// ([`crate::OptimizerConfig::for_cycled_momentum`]). Defaults: `lr` 1e-3, `momentum` 0, `dampening` 0, `weight_decay` 0, `nesterov` and `maximize`
 /// false.
 ///
 /// # Errors
@@ -107,8 +111,9 @@ impl SgdScalars {
             one_minus_dampening: 1.0 - config.dampening,
             weight_decay: config.weight_decay,
             maximize: config.maximize,
-            // The buffer exists if the config has momentum, even when a schedule cycles it.
-            has_momentum: config.momentum != 0.0,
+            // The buffer exists if the config has momentum; a step whose (cycled) momentum is
+            // exactly 0 leaves it alone (PyTorch's `if momentum != 0`, per step).
+            has_momentum: config.momentum != 0.0 && momentum != 0.0,
             nesterov: config.nesterov,
             first_step: input.step == 1,
         }
@@ -142,6 +147,9 @@ impl Algorithm for SgdConfig {
     }
     fn momentum(&self) -> Option<f64> {
         Some(self.momentum)
+    }
+    fn with_momentum(&self, momentum: f64) -> Option<OptimizerConfig> {
+        Some(SgdConfig { momentum, ..self.clone() }.into())
     }
     fn validate(&self) -> Result<()> {
         check_non_negative("lr", "Invalid learning rate", self.lr)?;

@@ -13,7 +13,7 @@ pub mod rmsprop;
 pub mod rprop;
 pub mod sgd;
 
-use crate::algorithm::{OptimizerConfig, StepInput};
+use crate::algorithm::{Carry, OptimizerConfig, StepInput};
 use crate::error::{Error, Result};
 
 /// One parameter tensor and its optimizer state on the CPU, stepped as the GPU steps it.
@@ -31,6 +31,9 @@ pub struct CpuOptimizer {
     lr: f64,
     momentum: Option<f64>,
     steps: u64,
+    /// What the last step handed to the next ([`Carry`]); `None` before the first step, or for
+    /// an algorithm that carries nothing.
+    carry: Option<Carry>,
     param: Vec<f64>,
     state: Vec<Vec<f64>>,
 }
@@ -50,7 +53,7 @@ impl CpuOptimizer {
             .enumerate()
             .map(|(i, &used)| if used { vec![algorithm.initial_state(i, algorithm.lr()); n] } else { Vec::new() })
             .collect();
-        Ok(Self { lr: algorithm.lr(), config, momentum: None, steps: 0, param, state })
+        Ok(Self { lr: algorithm.lr(), config, momentum: None, steps: 0, carry: None, param, state })
     }
 
     /// Replaces the config for the next steps (the hyperparameters a live change sets); the state
@@ -83,8 +86,13 @@ impl CpuOptimizer {
             return Err(Error::LengthMismatch { what: "gradient".into(), expected: self.param.len(), got: grad.len() });
         }
         self.steps += 1;
-        let input = StepInput { step: self.steps, lr: self.lr, momentum: self.momentum };
-        self.config.algorithm().cpu_step(&input, &mut self.param, grad, &mut self.state);
+        let algorithm = self.config.algorithm();
+        let mut input = StepInput { step: self.steps, lr: self.lr, momentum: self.momentum, carry: Carry::default() };
+        // The carry of the last step, or of the first (as the GPU optimizer keeps it).
+        let carry = self.carry.or_else(|| algorithm.carry_start(&input));
+        input.carry = carry.unwrap_or_default();
+        algorithm.cpu_step(&input, &mut self.param, grad, &mut self.state);
+        self.carry = carry.map(|_| algorithm.carry_next(&input));
         Ok(())
     }
 
@@ -103,5 +111,11 @@ impl CpuOptimizer {
     /// Steps taken.
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// What the last step handed to the next ([`Carry`]: ASGD's `[eta, mu]`, NAdam's
+    /// `[mu_product, _]`); `None` before the first step or for an algorithm that carries nothing.
+    pub fn carry(&self) -> Option<Carry> {
+        self.carry
     }
 }

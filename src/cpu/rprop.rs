@@ -9,6 +9,10 @@ pub fn step(u: &RpropScalars, param: &mut [f64], grad: &[f64], prev: &mut [f64],
         if u.maximize {
             g = -g;
         }
+        let mut size = step_size[i];
+        if u.first_step {
+            size = u.lr;
+        }
         let product = g * prev[i];
         let mut factor = 1.0;
         if product > 0.0 {
@@ -16,7 +20,7 @@ pub fn step(u: &RpropScalars, param: &mut [f64], grad: &[f64], prev: &mut [f64],
         } else if product < 0.0 {
             factor = u.etaminus;
         }
-        let size = (step_size[i] * factor).clamp(u.step_size_min, u.step_size_max);
+        size = (size * factor).clamp(u.step_size_min, u.step_size_max);
         step_size[i] = size;
         if factor == u.etaminus {
             g = 0.0;

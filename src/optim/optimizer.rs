@@ -2,9 +2,11 @@
 //! and the entry points that hand the work to the modules beside this one (registration, the
 //! state store, the plan, the recorder, the state readback, the gradient scan).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ops::Range;
 
-use crate::algorithm::{check_non_negative, OptimizerConfig, StepInput};
+use crate::algorithm::{check_non_negative, Algorithm, Carry, OptimizerConfig, StepInput};
 use crate::context::GpuContext;
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Storage, WORKGROUP_SIZE};
@@ -13,7 +15,7 @@ use crate::schedule::{LrScheduler, SchedulerState};
 use super::nonfinite::NonfiniteScan;
 use super::plan;
 use super::record::Recorder;
-use super::registration::{ParamBinding, TensorInfo, Tensors};
+use super::registration::{ParamBinding, StepKey, TensorInfo, Tensors};
 use super::state::{self, TensorState};
 use super::store::StateStore;
 use super::{Scopes, F32};
@@ -83,6 +85,8 @@ pub(super) struct Restore<'a> {
     pub groups: Vec<GroupSnapshot>,
     /// Each tensor's registration step and the steps it sat out since, in order.
     pub counts: Vec<(u64, u64)>,
+    /// Each tensor's carry, in order.
+    pub carries: Vec<Option<Carry>>,
     /// Every state array of every tensor that its group keeps.
     pub states: Vec<TensorState<&'a [u8]>>,
 }
@@ -126,9 +130,8 @@ pub struct Optimizer {
     /// The storage formats the kernels read and write (f32 unless built `with_storage`).
     storage: Storage,
     steps: u64,
-    /// The step whose tensors without a gradient were last counted as having sat it out (the
-    /// marks may change after it): what rewinding that step takes back.
-    skip_counted: Option<(u64, Vec<usize>)>,
+    /// What the last recorded step changed that rewinding it takes back.
+    last_step: Option<LastStep>,
 }
 
 impl Optimizer {
@@ -185,7 +188,7 @@ impl Optimizer {
             storage,
             nonfinite: NonfiniteScan::default(),
             steps: 0,
-            skip_counted: None,
+            last_step: None,
         })
     }
 
@@ -287,19 +290,51 @@ impl Optimizer {
     /// # Ok::<(), wgpu_optim::Error>(())
     /// ```
     ///
+    /// A schedule that cycles the momentum of SGD or RMSprop configured with momentum 0 sets the
+    /// group's momentum to its first value, as PyTorch's OneCycleLR and CyclicLR do when built
+    /// ([`OptimizerConfig::for_cycled_momentum`]), so that the momentum buffer exists from the
+    /// first step; set such a schedule before registering the group's tensors.
+    ///
     /// # Errors
     /// [`Error::UnknownGroup`]; [`Error::InvalidHyperparameter`] when a schedule cycles momentum on
-    /// an algorithm without one (PyTorch's message), or on SGD or RMSprop configured without
-    /// momentum (the momentum buffer exists only if the config asks for it).
+    /// an algorithm without one (PyTorch's message), or on SGD or RMSprop configured with momentum
+    /// 0 once the group has tensors (their state was laid out without a momentum buffer).
     pub fn set_schedule(&mut self, group: GroupId, schedule: LrScheduler) -> Result<()> {
         let steps = self.steps;
+        // issue 11 (schedules drive state): the group's config takes the cycle's first momentum.
+        let registered = self.group_has_tensors(group.0);
         let g = self.group_mut(group)?;
-        if schedule.momentum(0).is_some() {
+        let mut config = None;
+        if let Some(first) = schedule.momentum(0) {
             check_cyclable(&g.config)?;
+            let cycled = g.config.for_cycled_momentum(first);
+            if cycled != g.config {
+                if registered {
+                    return Err(Error::invalid(
+                        "cycle_momentum",
+                        format!(
+                            "{} is configured with momentum 0, and its momentum buffer is allocated when tensors are \
+                             registered: set a schedule that cycles the momentum before registering group {}'s tensors \
+                             (or configure a momentum above 0)",
+                            g.config.name(),
+                            group.0
+                        ),
+                    ));
+                }
+                config = Some(cycled);
+            }
+        }
+        if let Some(config) = config {
+            g.config = config;
         }
         g.schedule = Some(schedule);
         g.schedule_at = steps;
         Ok(())
+    }
+
+    /// Whether any tensor is registered in group `group`.
+    fn group_has_tensors(&self, group: usize) -> bool {
+        (0..self.tensors.len()).any(|i| self.tensors.info(i).is_some_and(|t| t.group == group))
     }
 
     /// A group's schedule, if it has one.
@@ -330,6 +365,16 @@ impl Optimizer {
         if let Some(m) = momentum {
             check_momentum(m)?;
             check_cyclable(&g.config)?;
+            if g.config.for_cycled_momentum(m) != g.config {
+                return Err(Error::invalid(
+                    "momentum",
+                    format!(
+                        "{} must be configured with momentum > 0 to replace it: its momentum buffer is allocated \
+                         only then",
+                        g.config.name()
+                    ),
+                ));
+            }
         }
         g.momentum = momentum;
         Ok(())
@@ -465,17 +510,15 @@ impl Optimizer {
         }
         // Rewinding the last recorded step takes back what it counted as sat out, first, so that
         // the check below sees the counts as they will be.
-        let undone = self.skip_counted.take_if(|(at, _)| steps < *at);
-        if let Some((_, skipped)) = &undone {
-            self.tensors.uncount_skipped(skipped);
-        }
+        let undone = self.last_step.take_if(|last| steps < last.at);
+        let redo = undone.as_ref().map(|last| last.undo(&mut self.tensors));
         let latest = (0..self.tensors.len())
             .filter_map(|i| self.tensors.info(i).map(|t| (i, t)))
             .max_by_key(|(_, t)| t.origin());
         if let Some((param, t)) = latest.filter(|(_, t)| steps < t.origin()) {
-            if let Some((at, skipped)) = undone {
-                self.tensors.recount_skipped(&skipped);
-                self.skip_counted = Some((at, skipped));
+            if let (Some(last), Some(redo)) = (undone, redo) {
+                redo.apply(&mut self.tensors);
+                self.last_step = Some(last);
             }
             let why = match t.skipped {
                 0 => format!("the step at which parameter {param} was registered"),
@@ -609,14 +652,35 @@ impl Optimizer {
         }
         let groups = &self.groups;
         // Each tensor counts its own steps: from its registration, less those it sat out without
-        // a gradient (its origin); tensors without a gradient are not dispatched at all.
-        let scalars = |group: usize, origin: u64| {
+        // a gradient (its origin); tensors without a gradient are not dispatched at all. What a
+        // tensor's last step carried (ASGD's eta, NAdam's mu_product) goes in with it; the
+        // carries this step hands on are found once per key and kept if the step is recorded.
+        let next: RefCell<HashMap<(usize, StepKey), Carry>> = RefCell::default();
+        let scalars = |group: usize, key: StepKey| {
             let (lr, momentum) = hyper[group];
-            groups[group].config.algorithm().scalars(&StepInput { step: step - origin, lr, momentum })
+            let algorithm = groups[group].config.algorithm();
+            let mut input = StepInput { step: step - key.origin, lr, momentum, carry: Carry::default() };
+            let carry = key.carry().or_else(|| first_carry(algorithm, &groups[group], key.origin, &input));
+            if let Some(carry) = carry {
+                input.carry = carry;
+                next.borrow_mut().insert((group, key), algorithm.carry_next(&input));
+            }
+            algorithm.scalars(&input)
         };
         self.recorder.record(&self.ctx, &self.tensors, &self.store, encoder, scalars, timestamp_writes)?;
+        let next = next.into_inner();
+        let mut carries = Vec::new();
+        if !next.is_empty() {
+            for i in 0..self.tensors.len() {
+                let (Some(key), Some(info)) = (self.tensors.step_key(i), self.tensors.info(i)) else { continue };
+                if let Some(&carry) = next.get(&(info.group, key)) {
+                    carries.push((i, self.tensors.carry(i)));
+                    self.tensors.set_carry(i, Some(carry));
+                }
+            }
+        }
         self.steps = step;
-        self.skip_counted = Some((step, self.tensors.count_skipped()));
+        self.last_step = Some(LastStep { at: step, skipped: self.tensors.count_skipped(), carries });
         Ok(())
     }
 
@@ -638,8 +702,8 @@ impl Optimizer {
         if let Err(error) = scopes.pop("submitting the step") {
             if self.steps != before {
                 self.steps = before;
-                if let Some((_, skipped)) = self.skip_counted.take() {
-                    self.tensors.uncount_skipped(&skipped);
+                if let Some(last) = self.last_step.take() {
+                    last.undo(&mut self.tensors);
                 }
             }
             return Err(error);
@@ -709,6 +773,19 @@ impl Optimizer {
             .collect()
     }
 
+    /// Tensor `i`'s carry (see [`Carry`]).
+    pub(super) fn tensor_carry(&self, i: usize) -> Option<Carry> {
+        self.tensors.carry(i)
+    }
+
+    /// Whether group `g`'s algorithm carries anything from step to step.
+    pub(super) fn group_carries(&self, g: usize) -> bool {
+        let algorithm = self.groups[g].config.algorithm();
+        algorithm
+            .carry_start(&StepInput { step: 1, lr: algorithm.lr(), momentum: None, carry: Carry::default() })
+            .is_some()
+    }
+
     /// Every tensor's group, length and registration step, in order.
     pub(super) fn tensor_infos(&self) -> Vec<TensorInfo> {
         (0..self.tensors.len()).filter_map(|i| self.tensors.info(i)).collect()
@@ -764,11 +841,69 @@ impl Optimizer {
             group.schedule_at = saved.schedule_at;
         }
         self.tensors.set_counts(&checkpoint.counts);
-        self.skip_counted = None;
+        for (i, carry) in checkpoint.carries.into_iter().enumerate() {
+            self.tensors.set_carry(i, carry);
+        }
+        self.last_step = None;
         self.recorder.invalidate();
         self.steps = checkpoint.steps;
         Ok(())
     }
+}
+
+/// What a recorded step changed besides the device: the tensors it counted as sitting it out and
+/// the carries it replaced. Rewinding the step ([`Optimizer::set_step_count`], or a submit wgpu
+/// refused) takes them back.
+#[derive(Debug)]
+struct LastStep {
+    /// The optimizer's step count after it.
+    at: u64,
+    skipped: Vec<usize>,
+    /// Each tensor whose carry the step replaced, with the carry before.
+    carries: Vec<(usize, Option<Carry>)>,
+}
+
+impl LastStep {
+    /// Takes the step's changes back; returns what puts them back again.
+    fn undo(&self, tensors: &mut Tensors) -> LastStep {
+        tensors.uncount_skipped(&self.skipped);
+        let carries = (self.carries.iter())
+            .map(|&(i, before)| {
+                let after = tensors.carry(i);
+                tensors.set_carry(i, before);
+                (i, after)
+            })
+            .collect();
+        LastStep { at: self.at, skipped: self.skipped.clone(), carries }
+    }
+
+    /// Puts back what [`LastStep::undo`] took (called on what it returned).
+    fn apply(&self, tensors: &mut Tensors) {
+        tensors.recount_skipped(&self.skipped);
+        for &(i, carry) in &self.carries {
+            tensors.set_carry(i, carry);
+        }
+    }
+}
+
+/// The carry of a tensor's step `input.step` when it has none kept: its first step's (the
+/// algorithm's start), or, past its first step (a checkpoint written before carries were saved),
+/// rebuilt by replaying the group's hyperparameters over the tensor's steps: exact for a constant
+/// rate or a schedule that is a function of the step; with ReduceLROnPlateau or `set_lr` mid-run
+/// it replays today's values. `None` for an algorithm that carries nothing.
+fn first_carry(algorithm: &dyn Algorithm, group: &Group, origin: u64, input: &StepInput) -> Option<Carry> {
+    let mut carry = algorithm.carry_start(&StepInput { carry: Carry::default(), ..*input })?;
+    if input.step > 1 {
+        let at_step = |t: u64| {
+            let (lr, momentum) = group.hyper(origin + t - 1);
+            StepInput { step: t, lr, momentum, carry: Carry::default() }
+        };
+        carry = algorithm.carry_start(&at_step(1))?;
+        for t in 1..input.step {
+            carry = algorithm.carry_next(&StepInput { carry, ..at_step(t) });
+        }
+    }
+    Some(carry)
 }
 
 /// A momentum (or beta1) replacement must be in `[0, 1)`.
@@ -780,20 +915,14 @@ pub(super) fn check_momentum(m: f64) -> Result<()> {
     }
 }
 
-/// Whether a group's momentum (or beta1) can be replaced step by step, as `cycle_momentum` does.
+/// Whether a group's momentum (or beta1) can be replaced step by step, as `cycle_momentum` does
+/// (PyTorch's check). A config with momentum 0 is the caller's to judge: see
+/// [`OptimizerConfig::for_cycled_momentum`].
 fn check_cyclable(config: &OptimizerConfig) -> Result<()> {
     match config.algorithm().momentum() {
         None => Err(Error::invalid(
             "cycle_momentum",
             "optimizer must support momentum or beta1 with `cycle_momentum` option enabled".into(),
-        )),
-        Some(0.0) => Err(Error::invalid(
-            "cycle_momentum",
-            format!(
-                "{} must be configured with momentum > 0 for `cycle_momentum`: its momentum buffer is allocated \
-                 only then",
-                config.name()
-            ),
         )),
         Some(_) => Ok(()),
     }

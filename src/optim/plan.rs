@@ -7,7 +7,7 @@ use std::num::NonZeroU64;
 
 use crate::kernel::{workgroups, StepUniform};
 
-use super::registration::{Piece, Tensors};
+use super::registration::{Piece, StepKey, Tensors};
 use super::store::StateStore;
 use super::F32;
 
@@ -33,9 +33,8 @@ pub(super) struct Run {
 pub(super) struct Dispatch {
     /// Index of its run in the plan.
     pub run: usize,
-    /// What picks its scalars besides the group: the step count at which its tensors' own count
-    /// was 0 ([`super::registration::TensorInfo::origin`]).
-    pub origin: u64,
+    /// What picks its scalars besides the group: its tensors' own step count and carry.
+    pub key: StepKey,
     /// Its first element within the run.
     pub first: u64,
     /// Elements.
@@ -123,11 +122,11 @@ fn runs<'a>(tensors: &'a Tensors, store: &StateStore, align: u64) -> Vec<(Run, P
 /// per invocation before and after that; a small range that cannot run four-wide throughout is
 /// one `main` dispatch (what a dispatch costs beyond its elements, tens of microseconds on a CPU
 /// adapter, outweighs four-wide access there).
-fn cut(run: &Run, first: u64, n: u64, origin: u64, out: &mut Vec<Dispatch>, index: usize) {
+fn cut(run: &Run, first: u64, n: u64, key: StepKey, out: &mut Vec<Dispatch>, index: usize) {
     let residue = |off: u32| (off as u64 + first) % 4;
     let (rp, rg) = (residue(run.param_off), residue(run.grad_off));
     let rs = if run.keeps_state { residue(run.state_off) } else { rp };
-    let main = |first, n| Dispatch { run: index, origin, first, n, wide: false };
+    let main = |first, n| Dispatch { run: index, key, first, n, wide: false };
     if n == 0 {
         return;
     }
@@ -145,7 +144,7 @@ fn cut(run: &Run, first: u64, n: u64, origin: u64, out: &mut Vec<Dispatch>, inde
     if head > 0 {
         out.push(main(first, head));
     }
-    out.push(Dispatch { run: index, origin, first: first + head, n: body, wide: true });
+    out.push(Dispatch { run: index, key, first: first + head, n: body, wide: true });
     if tail > 0 {
         out.push(main(first + head + body, tail));
     }
@@ -153,24 +152,24 @@ fn cut(run: &Run, first: u64, n: u64, origin: u64, out: &mut Vec<Dispatch>, inde
 
 /// The dispatches of one step over `runs`: in each run, each stretch of pieces whose tensors have
 /// a gradient and the same `key` (`None`: no gradient, skipped), four-wide dispatches first.
-pub(super) fn dispatches(runs: &[Run], key: impl Fn(usize) -> Option<u64>) -> Vec<Dispatch> {
+pub(super) fn dispatches(runs: &[Run], key: impl Fn(usize) -> Option<StepKey>) -> Vec<Dispatch> {
     let mut out = Vec::with_capacity(runs.len() + 1);
     for (index, run) in runs.iter().enumerate() {
-        let mut stretch: Option<(u64, u64, u64)> = None; // (origin, first, n)
+        let mut stretch: Option<(StepKey, u64, u64)> = None; // (key, first, n)
         for &(tensor, first, n) in &run.pieces {
             let k = key(tensor);
             match (&mut stretch, k) {
-                (Some((origin, start, len)), Some(k)) if *origin == k && *start + *len == first => *len += n,
+                (Some((same, start, len)), Some(k)) if *same == k && *start + *len == first => *len += n,
                 _ => {
-                    if let Some((origin, start, len)) = stretch.take() {
-                        cut(run, start, len, origin, &mut out, index);
+                    if let Some((k, start, len)) = stretch.take() {
+                        cut(run, start, len, k, &mut out, index);
                     }
                     stretch = k.map(|k| (k, first, n));
                 }
             }
         }
-        if let Some((origin, start, len)) = stretch {
-            cut(run, start, len, origin, &mut out, index);
+        if let Some((k, start, len)) = stretch {
+            cut(run, start, len, k, &mut out, index);
         }
     }
     // Fewer pipeline switches: the four-wide dispatches first (they touch disjoint elements).
@@ -206,7 +205,7 @@ impl Plan {
         // Room for a step in which every tensor has its gradient, or for `min_slots`.
         let full = runs.iter().map(|(run, _)| run).fold(0, |acc, run| {
             let mut d = Vec::new();
-            cut(run, 0, run.n, 0, &mut d, 0);
+            cut(run, 0, run.n, StepKey { origin: 0, carry: None }, &mut d, 0);
             acc + d.len()
         });
         let slots = full.max(min_slots);

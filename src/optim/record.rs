@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::kernel::{Kernel, KernelPipeline, Scalars, StepUniform, Storage};
 
 use super::plan::{self, Plan};
-use super::registration::Tensors;
+use super::registration::{StepKey, Tensors};
 use super::store::StateStore;
 use super::Scopes;
 
@@ -67,7 +67,7 @@ impl Recorder {
     }
 
     /// Records one step into `encoder`: the upload of each dispatch's scalars (`scalars(group,
-    /// origin)`, once per pair), then one compute pass, with `timestamp_writes` if given, over
+    /// key)`, once per pair), then one compute pass, with `timestamp_writes` if given, over
     /// the tensors that have a gradient. Everything that can fail (building the plan, compiling a
     /// pipeline, allocating the upload) runs in error scopes before the encoder is touched.
     ///
@@ -80,7 +80,7 @@ impl Recorder {
         tensors: &Tensors,
         store: &StateStore,
         encoder: &mut wgpu::CommandEncoder,
-        scalars: impl Fn(usize, u64) -> Scalars,
+        scalars: impl Fn(usize, StepKey) -> Scalars,
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
         let device = &ctx.device;
@@ -98,12 +98,12 @@ impl Recorder {
         // Each group's flags, and whether a dispatch's slices start inside their bindings, pick a
         // pipeline specialized for them (compiled the first time a step needs it). The scalars
         // are computed once per (group, origin).
-        let mut cache: HashMap<(usize, u64), Scalars> = HashMap::new();
+        let mut cache: HashMap<(usize, StepKey), Scalars> = HashMap::new();
         let per_dispatch: Result<Vec<(StepUniform, wgpu::ComputePipeline)>> = dispatches
             .iter()
             .map(|d| {
                 let run = &plan.runs[d.run];
-                let s = *cache.entry((run.group, d.origin)).or_insert_with(|| scalars(run.group, d.origin));
+                let s = *cache.entry((run.group, d.key)).or_insert_with(|| scalars(run.group, d.key));
                 let h = d.header(run);
                 let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
                 let pipeline = self.pipeline.variant(device, s.flags, offsets, d.wide)?;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::ops::Range;
 
+use crate::algorithm::Carry;
 use crate::context::GpuContext;
 use crate::error::{Error, Result};
 
@@ -64,6 +65,9 @@ struct Param {
     info: TensorInfo,
     /// Whether the next step has a gradient for it (see `Optimizer::set_has_grad`).
     has_grad: bool,
+    /// What its last step handed to its next ([`Carry`]), for an algorithm that carries
+    /// something; `None` before its first step (or after a checkpoint that lacked it).
+    carry: Option<Carry>,
     /// Its chunks, in order.
     chunks: Range<usize>,
 }
@@ -109,6 +113,23 @@ impl Span<'_> {
             && prev.param_start + prev.len == self.param_start
             && self.grad == prev.grad
             && prev.grad_start + prev.len == self.grad_start
+    }
+}
+
+/// What tensors must share to share a dispatch in a step: their own step counts (through their
+/// origin) and what their last steps carried (bit for bit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct StepKey {
+    /// [`TensorInfo::origin`].
+    pub origin: u64,
+    /// The bits of the tensor's [`Carry`], if it has one.
+    pub carry: Option<[u64; Carry::LEN]>,
+}
+
+impl StepKey {
+    /// The carry the key was made from.
+    pub fn carry(&self) -> Option<Carry> {
+        self.carry.map(|bits| Carry(bits.map(f64::from_bits)))
     }
 }
 
@@ -193,10 +214,20 @@ impl Tensors {
     }
 
     /// What decides tensor `i`'s scalars in the next step: `None` if it has no gradient (it sits
-    /// the step out), else its [`TensorInfo::origin`].
-    pub fn step_key(&self, i: usize) -> Option<u64> {
+    /// the step out), else its [`TensorInfo::origin`] and its carry.
+    pub fn step_key(&self, i: usize) -> Option<StepKey> {
         let p = &self.params[i];
-        p.has_grad.then(|| p.info.origin())
+        p.has_grad.then(|| StepKey { origin: p.info.origin(), carry: p.carry.map(|c| c.0.map(f64::to_bits)) })
+    }
+
+    /// Tensor `i`'s carry (see [`Carry`]).
+    pub fn carry(&self, i: usize) -> Option<Carry> {
+        self.params.get(i).and_then(|p| p.carry)
+    }
+
+    /// Sets tensor `i`'s carry.
+    pub fn set_carry(&mut self, i: usize, carry: Option<Carry>) {
+        self.params[i].carry = carry;
     }
 
     /// Counts a step as sat out by every tensor without a gradient; returns them.
@@ -311,6 +342,7 @@ impl Tensors {
                 binding: b.clone(),
                 info: TensorInfo { group, len: b.len, added_at, skipped: 0 },
                 has_grad: true,
+                carry: None,
                 chunks: chunk_index..chunk_index + n,
             });
             chunk_index += n;

@@ -87,7 +87,7 @@ fn ops(config: &OptimizerConfig) -> Vec<Op> {
             // The coefficients of step 10: any step moves the same bytes.
             let s = crate::algorithm::NAdamScalars::new(
                 c,
-                &crate::algorithm::StepInput { step: 10, lr: c.lr, momentum: None },
+                &crate::algorithm::StepInput { step: 10, lr: c.lr, momentum: None, carry: Default::default() },
             );
             vec![
                 Op("lerp", S(0), Some(G), None, 1.0 - c.betas.0),
@@ -104,7 +104,7 @@ fn ops(config: &OptimizerConfig) -> Vec<Op> {
             // Step 10, past the rectification threshold: the adaptive branch, as most steps take.
             let s = crate::algorithm::RAdamScalars::new(
                 c,
-                &crate::algorithm::StepInput { step: 10, lr: c.lr, momentum: None },
+                &crate::algorithm::StepInput { step: 10, lr: c.lr, momentum: None, carry: Default::default() },
             );
             vec![
                 Op("lerp", S(0), Some(G), None, 1.0 - c.betas.0),

@@ -39,7 +39,7 @@ use self::strict::{canonical_number, check_values, first_difference, parse_as_wr
 use super::optimizer::{check_momentum, GroupSnapshot, Optimizer, Restore};
 use super::registration::TensorInfo;
 use super::state::TensorState;
-use crate::algorithm::OptimizerConfig;
+use crate::algorithm::{Carry, OptimizerConfig};
 use crate::error::{Error, Result};
 use crate::kernel::StateArray;
 use crate::schedule::SchedulerState;
@@ -89,6 +89,11 @@ struct ParamMeta {
     /// versions had no such steps: 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     skipped: Option<u64>,
+    /// What the tensor's last step handed to its next, for an algorithm that carries something
+    /// (ASGD's `[eta, mu]`, NAdam's `[mu_product, 0]`); version 3 on, written once the tensor has
+    /// stepped. Without it a step rebuilds it from the schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    carry: Option<[f64; Carry::LEN]>,
 }
 
 fn tensor_name(param: usize, state: &str) -> String {
@@ -164,8 +169,14 @@ impl Optimizer {
                 schedule: g.schedule.map(|(name, state)| ScheduleMeta { name, state, at: Some(g.schedule_at) }),
             })
             .collect();
-        let params: Vec<ParamMeta> = (self.tensor_infos().into_iter())
-            .map(|t| ParamMeta { group: t.group, len: t.len, added_at: Some(t.added_at), skipped: Some(t.skipped) })
+        let params: Vec<ParamMeta> = (self.tensor_infos().into_iter().enumerate())
+            .map(|(i, t)| ParamMeta {
+                group: t.group,
+                len: t.len,
+                added_at: Some(t.added_at),
+                skipped: Some(t.skipped),
+                carry: self.tensor_carry(i).map(|c| c.0),
+            })
             .collect();
         let metadata = HashMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
@@ -230,7 +241,7 @@ impl Optimizer {
         let (mut bytes, header) = read_header(&mut file, file_len).map_err(|e| e.into_error(path))?;
         let saved = self.read_metadata(path, &header)?;
         let snapshots = self.check_groups(path, saved.groups, saved.version, saved.steps)?;
-        let counts = self.check_params(path, &saved.params, saved.version, saved.steps)?;
+        let (counts, carries) = self.check_params(path, &saved.params, saved.version, saved.steps)?;
         let expected = self.expected_tensors(path, &header, &snapshots)?;
 
         // The data: its length is known and matches this optimizer.
@@ -252,7 +263,7 @@ impl Optimizer {
             check_values(&arrays[state], values).map_err(|e| fail(format!("tensor {name}: {e}")))?;
             states.push(TensorState { param, state, values: view.data() });
         }
-        self.restore(Restore { steps: saved.steps, groups: snapshots, counts, states }).map_err(fail)
+        self.restore(Restore { steps: saved.steps, groups: snapshots, counts, carries, states }).map_err(fail)
     }
 
     /// The metadata of `header`: exactly the keys a writer of its version writes, each in the
@@ -389,7 +400,14 @@ impl Optimizer {
     /// The checkpoint's parameters checked against this optimizer's tensors (count, group,
     /// length), as the step each was registered at (0 where a version-1 file lacks it) and the
     /// steps it sat out since (0 before version 3).
-    fn check_params(&self, path: &Path, params: &[ParamMeta], version: u32, steps: u64) -> Result<Vec<(u64, u64)>> {
+    #[allow(clippy::type_complexity)]
+    fn check_params(
+        &self,
+        path: &Path,
+        params: &[ParamMeta],
+        version: u32,
+        steps: u64,
+    ) -> Result<(Vec<(u64, u64)>, Vec<Option<Carry>>)> {
         let fail = refusal(path);
         let our_params: Vec<TensorInfo> = self.tensor_infos();
         if params.len() != our_params.len() {
@@ -400,6 +418,7 @@ impl Optimizer {
             )));
         }
         let mut counts = Vec::with_capacity(params.len());
+        let mut carries = Vec::with_capacity(params.len());
         for (i, (saved, ours)) in params.iter().zip(&our_params).enumerate() {
             if saved.group != ours.group {
                 return Err(fail(format!(
@@ -437,9 +456,27 @@ impl Optimizer {
                     steps - added
                 )));
             }
+            let carry = match (saved.carry, version) {
+                (Some(_), 1 | 2) => {
+                    return Err(fail(format!(
+                        "params metadata: parameter {i} has \"carry\", which no version-{version} writer writes"
+                    )))
+                }
+                (Some(_), _) if !self.group_carries(ours.group) => {
+                    return Err(fail(format!(
+                        "params metadata: parameter {i} has \"carry\", but {} carries nothing from step to step",
+                        self.algorithm_name()
+                    )))
+                }
+                (Some(values), _) if values.iter().any(|v| !v.is_finite()) => {
+                    return Err(fail(format!("params metadata: parameter {i}'s carry {values:?} is not finite")))
+                }
+                (carry, _) => carry.map(Carry),
+            };
             counts.push((added, skipped));
+            carries.push(carry);
         }
-        Ok(counts)
+        Ok((counts, carries))
     }
 
     /// The tensors the header must hold, as (parameter, state array, name) in the order they are
