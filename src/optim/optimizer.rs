@@ -44,10 +44,10 @@ impl Group {
 
     /// The learning rate and momentum of the step after `steps` steps: the schedule's, or the
     /// group's own.
-    fn hyper(&self, steps: u64) -> (f64, Option<f64>) {
+    fn hyper(&self, steps: u64) -> Result<(f64, Option<f64>)> {
         match &self.schedule {
-            Some(s) => (s.lr(steps), s.momentum(steps).or(self.momentum)),
-            None => (self.lr, self.momentum),
+            Some(s) => Ok((s.lr(steps)?, s.momentum(steps)?.or(self.momentum))),
+            None => Ok((self.lr, self.momentum)),
         }
     }
 }
@@ -219,7 +219,7 @@ impl Optimizer {
         let g = self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?;
         self.ctx.check_alive()?;
         let algorithm = g.config.algorithm();
-        let lr = g.hyper(self.steps).0;
+        let lr = g.hyper(self.steps)?.0;
         let init: Vec<Option<f32>> = (algorithm.states_used().iter().enumerate())
             // Written by the host, so stored in the state's format.
             .map(|(k, &used)| used.then(|| self.storage.state.encode(algorithm.initial_state(k, lr) as f32)))
@@ -247,7 +247,7 @@ impl Optimizer {
     /// # Errors
     /// [`Error::UnknownGroup`].
     pub fn lr(&self, group: GroupId) -> Result<f64> {
-        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.hyper(self.steps).0)
+        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.hyper(self.steps)?.0)
     }
 
     /// The momentum (or beta1) the group's next step will use, when a schedule or
@@ -256,7 +256,7 @@ impl Optimizer {
     /// # Errors
     /// [`Error::UnknownGroup`].
     pub fn momentum(&self, group: GroupId) -> Result<Option<f64>> {
-        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.hyper(self.steps).1)
+        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.hyper(self.steps)?.1)
     }
 
     /// Drives a group's learning rate (and momentum or beta1, for `cycle_momentum` schedules) by a
@@ -279,7 +279,7 @@ impl Optimizer {
     /// momentum (the momentum buffer exists only if the config asks for it).
     pub fn set_schedule(&mut self, group: GroupId, schedule: LrScheduler) -> Result<()> {
         let g = self.group_mut(group)?;
-        if schedule.momentum(0).is_some() {
+        if schedule.momentum(0)?.is_some() {
             check_cyclable(&g.config)?;
         }
         g.schedule = Some(schedule);
@@ -299,7 +299,7 @@ impl Optimizer {
     pub fn observe(&mut self, metric: f64) {
         for g in &mut self.groups {
             if let Some(s) = &mut g.schedule {
-                s.observe(metric);
+                s.observe_at(self.steps, metric);
             }
         }
     }
@@ -425,7 +425,7 @@ impl Optimizer {
         let step = self.steps + 1;
         let mut hyper = Vec::with_capacity(self.groups.len());
         for g in &self.groups {
-            let (lr, momentum) = g.hyper(self.steps);
+            let (lr, momentum) = g.hyper(self.steps)?;
             // A schedule is checked at construction, but a closure (LambdaLR) can return anything.
             check_non_negative("lr", "Invalid learning rate", lr)?;
             hyper.push((lr, momentum));
