@@ -6,6 +6,9 @@
 
 use std::path::PathBuf;
 
+#[allow(dead_code)]
+mod common;
+
 use serde_json::{json, Value};
 use wgpu_optim::schedule::*;
 use wgpu_optim::Error;
@@ -515,6 +518,42 @@ fn one_cycle_lr_past_total_steps_is_pytorchs_error() {
         from_json(&json!({"name": "ChainedScheduler", "schedulers": [{"name": "ConstantLR"}, spec]}), 0.1).unwrap();
     assert!(chained.lr(10).is_ok());
     assert!(matches!(chained.lr(11), Err(Error::ScheduleEnded { step: 11, total_steps: 10 })));
+}
+
+/// The optimizer's step surfaces OneCycleLR's end and counts nothing; the plateau beside a warmup
+/// gets the optimizer's step count.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn optimizer_steps_stop_at_one_cycles_end_and_feed_the_plateau() {
+    use wgpu_optim::{ParamArena, SgdConfig};
+    let ctx = common::gpu();
+    let arena = ParamArena::new(&ctx, &[4]).unwrap();
+    let mut opt = wgpu_optim::Optimizer::new(&ctx, SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() }).unwrap();
+    let g = opt.default_group();
+    opt.add_params(g, &arena.bindings()).unwrap();
+    let one_cycle = json!({"name": "OneCycleLR", "max_lr": 0.1, "total_steps": 3});
+    opt.set_schedule(g, from_json(&one_cycle, 0.1).unwrap()).unwrap();
+    for _ in 0..4 {
+        opt.step().expect("steps 0..=total_steps run, as in PyTorch");
+    }
+    let err = opt.step().expect_err("past total_steps");
+    assert_eq!(err.to_string(), "Tried to step 4 times. The specified number of total steps is 3");
+    assert_eq!(opt.steps(), 4, "the refused step is not counted");
+    assert!(opt.lr(g).is_err());
+
+    let spec = json!([{"name": "LinearLR", "start_factor": 0.5, "total_iters": 4}, {"name": "ReduceLROnPlateau", "factor": 0.5, "patience": 0}]);
+    let mut opt = wgpu_optim::Optimizer::new(&ctx, SgdConfig { lr: 1.0, ..Default::default() }).unwrap();
+    let g = opt.default_group();
+    opt.add_params(g, &arena.bindings()).unwrap();
+    opt.set_schedule(g, from_json(&spec, 1.0).unwrap()).unwrap();
+    let mut reference = from_json(&spec, 1.0).unwrap();
+    for (t, loss) in [1.0, 1.0, 0.5, 0.5, 0.5].into_iter().enumerate() {
+        assert_eq!(opt.lr(g).unwrap(), reference.lr(t as u64).unwrap(), "step {t}");
+        opt.step().unwrap();
+        opt.observe(loss);
+        reference.observe_at(t as u64 + 1, loss);
+    }
+    assert_eq!(opt.lr(g).unwrap(), reference.lr(5).unwrap());
 }
 
 #[test]
