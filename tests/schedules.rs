@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 
-#[allow(dead_code)]
 mod common;
 
 use serde_json::{json, Value};
