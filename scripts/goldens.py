@@ -36,8 +36,10 @@ are identical. It exits 1 when data or lr differ, params are more than ``--max-u
 (default 1) float32 ulps apart, or params_f64 differ by more than ``--rtol64`` (default
 1e-15) relative.
 
-Not covered yet (each would be one more entry plus its extra outputs): ReduceLROnPlateau
-(its ``losses``), the Keras InverseTimeDecay formula, timm's Lamb, schedulefree's
+A case's ``losses`` (one metric per step) go to every ReduceLROnPlateau after the other
+schedulers' ``step()``; a ``scheduler`` that is a list is several schedulers on one group,
+stepped in list order (a warmup, then a plateau). Not covered yet: sched_plateau_min (made
+before the script took losses), the Keras InverseTimeDecay formula, timm's Lamb, schedulefree's
 AdamWScheduleFree (``eval_params``) and Muon (``params_bf16_ns``).
 """
 
@@ -133,6 +135,27 @@ CASES = {
                         schedulers=[sched("LinearLR", start_factor=0.1, total_iters=5),
                                     sched("CosineAnnealingLR", T_max=55, eta_min=0.001)],
                         milestones=[5]), **SCHED),
+    # Issue 11: SequentialLR with milestone 0 (its first piece never runs).
+    "sched_sequential_milestone0": dict(
+        optimizer=SGD01,
+        scheduler=sched("SequentialLR",
+                        schedulers=[sched("ConstantLR", factor=0.5, total_iters=3),
+                                    sched("LinearLR", start_factor=0.2, total_iters=10),
+                                    sched("ExponentialLR", gamma=0.95)],
+                        milestones=[0, 20]), **SCHED),
+    # ChainedScheduler with a piece that is not a product: PyTorch's recursive cosine on the
+    # warmed-up lr, past T_max (the trough step adds a term).
+    "sched_chained_linear_cosine": dict(
+        optimizer=SGD01,
+        scheduler=sched("ChainedScheduler",
+                        schedulers=[sched("LinearLR", start_factor=0.1, total_iters=10),
+                                    sched("CosineAnnealingLR", T_max=20, eta_min=0.001)]), **SCHED),
+    # A warmup and ReduceLROnPlateau on one group: warmup.step() then plateau.step(loss).
+    "sched_linear_plateau": dict(
+        optimizer=SGD01,
+        scheduler=[sched("LinearLR", start_factor=0.1, total_iters=20),
+                   sched("ReduceLROnPlateau", factor=0.5, patience=2, cooldown=1, min_lr=0.002)],
+        losses=[0.9 ** min(t, 6) + 0.002 * ((7 * t) % 5) for t in range(60)], **SCHED),
     "sched_chained_constant_exponential": dict(
         optimizer=SGD01,
         scheduler=sched("ChainedScheduler",
@@ -173,6 +196,14 @@ CASES = {
         optimizer=opt("RMSprop", momentum=0.9),
         scheduler=sched("CyclicLR", base_lr=0.001, max_lr=0.01, step_size_up=5,
                         base_momentum=0.0, max_momentum=0.9)),
+    # Issue 11: the momentum OneCycleLR leaves in the group stays after it ends (and the
+    # ConstantLR after it scales initial_lr = max_lr / div_factor, as PyTorch's group holds it).
+    "sgd_momentum_sequential_onecycle_constant": dict(
+        optimizer=opt("SGD", lr=0.1, momentum=0.9),
+        scheduler=sched("SequentialLR",
+                        schedulers=[sched("OneCycleLR", max_lr=0.1, total_steps=20),
+                                    sched("ConstantLR", factor=0.5, total_iters=10)],
+                        milestones=[20])),
     # Third wave: the file names its reference.
     "lion": dict(optimizer=opt("Lion"), ref=True),
     "lion_wd": dict(optimizer=opt("Lion", lr=3e-4, weight_decay=0.1), ref=True),
@@ -269,6 +300,8 @@ def describe_optimizer(spec):
 def describe_scheduler(spec):
     import torch
 
+    if isinstance(spec, list):  # schedulers stepped in turn on one group (a warmup and a plateau)
+        return [describe_scheduler(s) for s in spec]
     cls = getattr(torch.optim.lr_scheduler, spec["name"])
     out = _described(cls, spec, SCHED_LEFT_OUT)
     if "schedulers" in out:
@@ -287,6 +320,8 @@ def build_optimizer(spec, p):
 def build_scheduler(spec, optimizer):
     import torch
 
+    if isinstance(spec, list):
+        return [build_scheduler(s, optimizer) for s in spec]
     cls = getattr(torch.optim.lr_scheduler, spec["name"])
     kwargs = {k: v for k, v in spec.items() if k != "name"}
     if "schedulers" in kwargs:
@@ -321,13 +356,17 @@ def run(case, init, grads, dtype):
         opt_ = build_optimizer(case["optimizer"], p)
         sch = build_scheduler(case["scheduler"], opt_) if case.get("scheduler") else None
         lrs, params = [], []
-        for g in grads:
+        losses = case.get("losses")
+        for t, g in enumerate(grads):
             p.grad = None if g is None else torch.from_numpy(g.copy()).to(dtype).reshape(shape)
             lrs.append(float(opt_.param_groups[0]["lr"]))
             opt_.step()
             params.append(p.detach().clone().flatten().numpy())
-            if sch is not None:
-                sch.step()
+            for s in sch if isinstance(sch, list) else [] if sch is None else [sch]:
+                if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    s.step(losses[t])
+                else:
+                    s.step()
         return lrs, np.array(params)
     finally:
         torch.set_default_dtype(torch.float32)
@@ -352,6 +391,8 @@ def make_case(name):
         out["reference"] = reference_string(spec["optimizer"]["name"])
     out["scheduler"] = describe_scheduler(spec["scheduler"]) if spec.get("scheduler") else None
     out["steps"] = steps
+    if "losses" in spec:
+        out["losses"] = [float(x) for x in spec["losses"]]
     if "shape" in spec:
         out["shape"] = list(spec["shape"])
     if "note" in spec:

@@ -51,6 +51,16 @@ pub enum Error {
         known: String,
     },
 
+    /// A schedule stepped past its end: PyTorch's `OneCycleLR` raises `ValueError` there, and an
+    /// optimizer step that would use such a rate fails with this instead.
+    #[error("Tried to step {step} times. The specified number of total steps is {total_steps}")]
+    ScheduleEnded {
+        /// The step asked (PyTorch's `last_epoch`).
+        step: u64,
+        /// The schedule's `total_steps`.
+        total_steps: u64,
+    },
+
     /// A scheduler name that is not implemented.
     #[error("unsupported scheduler: {0}")]
     UnsupportedScheduler(String),

@@ -248,9 +248,9 @@ fn plan(case: &GoldenCase, config: &OptimizerConfig) -> Result<Vec<(f64, Option<
     };
     let mut out = Vec::with_capacity(case.steps);
     for t in 0..case.steps {
-        out.push((scheduler.lr(t as u64), scheduler.momentum(t as u64)));
+        out.push((scheduler.lr(t as u64)?, scheduler.momentum(t as u64)?));
         if let Some(losses) = &case.losses {
-            scheduler.observe(losses[t]);
+            scheduler.observe_at(t as u64 + 1, losses[t]);
         }
     }
     Ok(out)

@@ -300,8 +300,8 @@ fn a_late_tensor_carries_its_own_history_as_the_cpu_mirror_does() {
             let mut cpu = CpuOptimizer::new(config.clone(), inits()[i].iter().map(|&x| x as f64).collect()).unwrap();
             let mut scale: Vec<f64> = cpu.param().iter().map(|x| x.abs()).collect();
             for t in from..9 {
-                cpu.set_lr(sched.lr(t));
-                cpu.set_momentum(sched.momentum(t));
+                cpu.set_lr(sched.lr(t).unwrap());
+                cpu.set_momentum(sched.momentum(t).unwrap());
                 cpu.step(&grad(t, i).iter().map(|&x| x as f64).collect::<Vec<_>>()).unwrap();
                 common::track_scale(&mut scale, cpu.param());
             }

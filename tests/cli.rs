@@ -399,7 +399,8 @@ fn replay_refuses_a_schedule_out_of_range_alike_on_both_targets() {
         c["scheduler"] = serde_json::json!({"name": "OneCycleLR", "max_lr": 0.01, "total_steps": 40});
     });
     let cases = [
-        (&beta1, "Invalid momentum value: 1.5 (the schedule's, at step 0"),
+        // Checked when the schedule is built, before either target runs.
+        (&beta1, "Invalid max_momentum value: 1.5 (must be in [0, 1))"),
         (&infinite, "Invalid learning rate: inf (the schedule's, at step 31)"),
         (&no_momentum, "the schedule cycles the momentum (cycle_momentum), but Adagrad has none to cycle"),
     ];

@@ -49,13 +49,16 @@ impl Group {
 
     /// The learning rate and momentum of the step after `steps` steps of the optimizer: the
     /// schedule's (at its own step count), or the group's own.
-    fn hyper(&self, steps: u64) -> (f64, Option<f64>) {
+    ///
+    /// # Errors
+    /// A schedule's refusal of the step (OneCycleLR past its total steps).
+    fn hyper(&self, steps: u64) -> Result<(f64, Option<f64>)> {
         match &self.schedule {
             Some(s) => {
                 let own = steps.saturating_sub(self.schedule_at);
-                (s.lr(own), s.momentum(own).or(self.momentum))
+                Ok((s.lr(own)?, s.momentum(own)?.or(self.momentum)))
             }
-            None => (self.lr, self.momentum),
+            None => Ok((self.lr, self.momentum)),
         }
     }
 }
@@ -234,7 +237,7 @@ impl Optimizer {
         let g = self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?;
         self.ctx.check_alive()?;
         let algorithm = g.config.algorithm();
-        let lr = g.hyper(self.steps).0;
+        let lr = g.hyper(self.steps)?.0;
         let init: Vec<Option<f32>> = (algorithm.states_used().iter().enumerate())
             // Written by the host, so stored in the state's format.
             .map(|(k, &used)| used.then(|| self.storage.state.encode(algorithm.initial_state(k, lr) as f32)))
@@ -262,7 +265,7 @@ impl Optimizer {
     /// # Errors
     /// [`Error::UnknownGroup`].
     pub fn lr(&self, group: GroupId) -> Result<f64> {
-        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.hyper(self.steps).0)
+        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.hyper(self.steps)?.0)
     }
 
     /// The momentum (or beta1) the group's next step will use, when a schedule or
@@ -271,7 +274,7 @@ impl Optimizer {
     /// # Errors
     /// [`Error::UnknownGroup`].
     pub fn momentum(&self, group: GroupId) -> Result<Option<f64>> {
-        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.hyper(self.steps).1)
+        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.hyper(self.steps)?.1)
     }
 
     /// Drives a group's learning rate (and momentum or beta1, for `cycle_momentum` schedules) by a
@@ -305,7 +308,7 @@ impl Optimizer {
         let registered = self.group_has_tensors(group.0);
         let g = self.group_mut(group)?;
         let mut config = None;
-        if let Some(first) = schedule.momentum(0) {
+        if let Some(first) = schedule.momentum(0)? {
             check_cyclable(&g.config)?;
             let cycled = g.config.for_cycled_momentum(first);
             if cycled != g.config {
@@ -350,7 +353,8 @@ impl Optimizer {
     pub fn observe(&mut self, metric: f64) {
         for g in &mut self.groups {
             if let Some(s) = &mut g.schedule {
-                s.observe(metric);
+                // At the schedule's own step count (it starts when it is set).
+                s.observe_at(self.steps.saturating_sub(g.schedule_at), metric);
             }
         }
     }
@@ -639,7 +643,7 @@ impl Optimizer {
         let step = self.steps + 1;
         let mut hyper = Vec::with_capacity(self.groups.len());
         for g in &self.groups {
-            let (lr, momentum) = g.hyper(self.steps);
+            let (lr, momentum) = g.hyper(self.steps)?;
             // A schedule is checked at construction, but a closure (LambdaLR) can return anything.
             check_non_negative("lr", "Invalid learning rate", lr)?;
             hyper.push((lr, momentum));
@@ -895,7 +899,9 @@ fn first_carry(algorithm: &dyn Algorithm, group: &Group, origin: u64, input: &St
     let mut carry = algorithm.carry_start(&StepInput { carry: Carry::default(), ..*input })?;
     if input.step > 1 {
         let at_step = |t: u64| {
-            let (lr, momentum) = group.hyper(origin + t - 1);
+            // Steps the tensor took were steps the schedule allowed: a refusal cannot happen here,
+            // and the group's own values are the sensible stand-in if it did.
+            let (lr, momentum) = group.hyper(origin + t - 1).unwrap_or((group.lr, group.momentum));
             StepInput { step: t, lr, momentum, carry: Carry::default() }
         };
         carry = algorithm.carry_start(&at_step(1))?;

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 /// Arguments of [`ConstantLr`], with PyTorch's defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConstantLrConfig {
-    /// The factor applied before `total_iters`, in `[0, 1]`. Default 1/3.
+    /// The factor applied before `total_iters`, in `(0, 1]`. Default 1/3.
     pub factor: f64,
     /// Steps that use the factor. Default 5.
     pub total_iters: u64,
@@ -47,13 +47,24 @@ impl ConstantLr {
     ///
     /// # Errors
     /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`, or PyTorch's
-    /// `Constant multiplicative factor expected to be between 0 and 1.`
+    /// `Constant multiplicative factor expected to be between 0 and 1.`; and for a factor of 0,
+    /// which PyTorch takes and then divides by at `total_iters` (`ZeroDivisionError`),
+    /// `Invalid factor value: 0 (must be above 0: the lr is divided by it at total_iters)`.
     pub fn new(base_lr: f64, config: ConstantLrConfig) -> Result<Self> {
         check_base_lr(base_lr)?;
         if !(0.0..=1.0).contains(&config.factor) {
             return Err(Error::invalid(
                 "factor",
                 "Constant multiplicative factor expected to be between 0 and 1.".into(),
+            ));
+        }
+        if config.factor == 0.0 {
+            return Err(Error::invalid(
+                "factor",
+                format!(
+                    "Invalid factor value: {} (must be above 0: the lr is divided by it at total_iters)",
+                    crate::error::py_float(config.factor)
+                ),
             ));
         }
         Ok(Self { base_lr, config })
@@ -75,6 +86,16 @@ impl Schedule for ConstantLr {
     }
     fn multiplier(&self, step: u64) -> Option<f64> {
         Some(self.multiplier_at(step))
+    }
+    fn chain(&self, step: u64, lr: f64) -> f64 {
+        let ConstantLrConfig { factor, total_iters } = self.config;
+        if step == 0 {
+            lr * factor
+        } else if step != total_iters {
+            lr
+        } else {
+            lr * (1.0 / factor)
+        }
     }
     fn name(&self) -> &str {
         "ConstantLR"

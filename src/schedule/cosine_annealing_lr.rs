@@ -1,6 +1,6 @@
 //! `CosineAnnealingLR`: a cosine from `base_lr` down to `eta_min` over `T_max` steps.
 
-use super::{check_base_lr, positive_int, Schedule};
+use super::{check_base_lr, check_finite_non_negative, positive_int, Schedule};
 use crate::error::Result;
 
 /// Arguments of [`CosineAnnealingLr`] (PyTorch's `T_max`, `eta_min`).
@@ -49,12 +49,14 @@ impl CosineAnnealingLr {
     ///
     /// # Errors
     /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`, or
-    /// `Invalid T_max value: 0 (must be a positive integer)` (PyTorch divides by zero later).
+    /// `Invalid T_max value: 0 (must be a positive integer)` (PyTorch divides by zero later),
+    /// `Invalid eta_min value: -0.5 (must be finite and non-negative)` (it becomes the lr).
     pub fn new(base_lr: f64, config: CosineAnnealingLrConfig) -> Result<Self> {
         check_base_lr(base_lr)?;
         if config.t_max == 0 {
             return Err(positive_int("T_max", 0));
         }
+        check_finite_non_negative("eta_min", config.eta_min)?;
         Ok(Self { base_lr, config })
     }
 }
@@ -66,12 +68,22 @@ impl Schedule for CosineAnnealingLr {
         eta_min + (self.base_lr - eta_min) * (1.0 + cos) / 2.0
     }
 
-    /// Multiplicative only when `eta_min == 0`. In a PyTorch `ChainedScheduler` even that holds
-    /// only up to `T_max`: PyTorch's recursion then adds a term at the trough; ours keeps the
-    /// product.
-    fn multiplier(&self, step: u64) -> Option<f64> {
+    /// PyTorch's recursion, which is not a product: it moves `lr - eta_min` by the ratio of
+    /// successive cosines and, one step past each trough, adds `(base_lr - eta_min) *
+    /// (1 - cos(pi / T_max)) / 2`.
+    fn chain(&self, step: u64, lr: f64) -> f64 {
         let CosineAnnealingLrConfig { t_max, eta_min } = self.config;
-        (eta_min == 0.0).then(|| (1.0 + (std::f64::consts::PI * step as f64 / t_max as f64).cos()) / 2.0)
+        let pi = std::f64::consts::PI;
+        if step == 0 {
+            return lr;
+        }
+        let (t, period) = (i128::from(step), 2 * i128::from(t_max));
+        if (t - 1 - i128::from(t_max)).rem_euclid(period) == 0 {
+            return lr + (self.base_lr - eta_min) * (1.0 - (pi / t_max as f64).cos()) / 2.0;
+        }
+        (1.0 + (pi * step as f64 / t_max as f64).cos()) / (1.0 + (pi * (step - 1) as f64 / t_max as f64).cos())
+            * (lr - eta_min)
+            + eta_min
     }
 
     fn name(&self) -> &str {

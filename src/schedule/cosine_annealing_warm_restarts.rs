@@ -1,6 +1,6 @@
 //! `CosineAnnealingWarmRestarts` (SGDR): cosine cycles that restart at `base_lr`.
 
-use super::{check_base_lr, Schedule};
+use super::{check_base_lr, check_finite_non_negative, Schedule};
 use crate::error::{Error, Result};
 
 /// Arguments of [`CosineAnnealingWarmRestarts`] (PyTorch's `T_0`, `T_mult`, `eta_min`).
@@ -66,7 +66,8 @@ impl CosineAnnealingWarmRestarts {
     /// # Errors
     /// [`crate::Error::InvalidHyperparameter`] with PyTorch's messages:
     /// `Expected positive integer T_0, but got 0`, `Expected integer T_mult >= 1, but got 0`;
-    /// or `Invalid learning rate: -1`.
+    /// or `Invalid learning rate: -1`; `Invalid eta_min value: -0.5 (must be finite and
+    /// non-negative)` (it becomes the lr).
     pub fn new(base_lr: f64, config: CosineAnnealingWarmRestartsConfig) -> Result<Self> {
         if config.t_0 == 0 {
             return Err(t_0_error(0));
@@ -74,6 +75,7 @@ impl CosineAnnealingWarmRestarts {
         if config.t_mult == 0 {
             return Err(t_mult_error(0));
         }
+        check_finite_non_negative("eta_min", config.eta_min)?;
         check_base_lr(base_lr)?;
         Ok(Self { base_lr, config })
     }

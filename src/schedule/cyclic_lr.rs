@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{non_negative_int, positive_int, Schedule};
+use super::{check_finite_non_negative, check_momentum_bound, non_negative_int, positive_int, Schedule};
 use crate::error::Result;
 
 /// CyclicLR's built-in policies (PyTorch's `mode`).
@@ -122,15 +122,31 @@ impl CyclicLr {
     /// # Errors
     /// [`crate::Error::InvalidHyperparameter`]:
     /// `Invalid step_size_up value: 0 (must be a positive integer)` (PyTorch divides by zero).
-    /// The JSON form also gives PyTorch's `mode is invalid and scale_fn is None`.
+    /// The JSON form also gives PyTorch's `mode is invalid and scale_fn is None`. Then what
+    /// PyTorch takes only to produce rates no optimizer takes: `Invalid base_lr value: -0.5
+    /// (must be finite and non-negative)` (also `max_lr`), `Invalid gamma value: -0.5 (must be
+    /// finite and non-negative)`, and with `cycle_momentum`, `Invalid base_momentum value: 1.5
+    /// (must be in [0, 1))` (also `max_momentum`).
     pub fn new(_optimizer_lr: f64, config: CyclicLrConfig) -> Result<Self> {
         if config.step_size_up == 0 {
             return Err(positive_int("step_size_up", 0));
+        }
+        check_finite_non_negative("base_lr", config.base_lr)?;
+        check_finite_non_negative("max_lr", config.max_lr)?;
+        check_finite_non_negative("gamma", config.gamma)?;
+        if config.cycle_momentum {
+            check_momentum_bound("base_momentum", config.base_momentum)?;
+            check_momentum_bound("max_momentum", config.max_momentum)?;
         }
         let up = config.step_size_up as f64;
         let down = config.step_size_down.map_or(up, |d| d as f64);
         let total_size = up + down;
         Ok(Self { step_ratio: up / total_size, total_size, config })
+    }
+
+    /// The arguments it was built with.
+    pub fn config(&self) -> &CyclicLrConfig {
+        &self.config
     }
 
     /// `(s, scale)` at `step`, in PyTorch's operation order.

@@ -1,6 +1,6 @@
 //! `ExponentialLR`: decay by `gamma` every step.
 
-use super::{check_base_lr, pow_steps, Schedule};
+use super::{check_base_lr, check_finite_non_negative, pow_steps, Schedule};
 use crate::error::Result;
 
 /// Arguments of [`ExponentialLr`].
@@ -34,9 +34,12 @@ impl ExponentialLr {
     /// Checks the arguments and builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`.
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`, or
+    /// `Invalid gamma value: -0.5 (must be finite and non-negative)` (PyTorch takes it and flips
+    /// the lr's sign every step).
     pub fn new(base_lr: f64, config: ExponentialLrConfig) -> Result<Self> {
         check_base_lr(base_lr)?;
+        check_finite_non_negative("gamma", config.gamma)?;
         Ok(Self { base_lr, gamma: config.gamma })
     }
 }
@@ -47,6 +50,13 @@ impl Schedule for ExponentialLr {
     }
     fn multiplier(&self, step: u64) -> Option<f64> {
         Some(pow_steps(self.gamma, step))
+    }
+    fn chain(&self, step: u64, lr: f64) -> f64 {
+        if step == 0 {
+            lr
+        } else {
+            lr * self.gamma
+        }
     }
     fn name(&self) -> &str {
         "ExponentialLR"

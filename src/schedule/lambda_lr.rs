@@ -14,8 +14,9 @@ type Factor = Arc<dyn Fn(u64) -> f64 + Send + Sync>;
 /// lr(t) = base_lr * f(t)
 /// ```
 ///
-/// Not multiplicative in PyTorch's sense (it sets the lr outright), so a
-/// [`super::ChainedScheduler`] refuses it. Not available from JSON.
+/// Not multiplicative in PyTorch's sense: in a [`super::ChainedScheduler`] it sets the lr
+/// outright, discarding what the schedulers before it did, as in PyTorch. Not available from
+/// JSON.
 ///
 /// ```
 /// use wgpu_optim::schedule::{LambdaLr, Schedule};
@@ -124,6 +125,13 @@ impl Schedule for MultiplicativeLr {
     }
     fn multiplier(&self, step: u64) -> Option<f64> {
         Some(self.product(step))
+    }
+    fn chain(&self, step: u64, lr: f64) -> f64 {
+        if step == 0 {
+            lr
+        } else {
+            lr * (self.f)(step)
+        }
     }
     fn name(&self) -> &str {
         "MultiplicativeLR"

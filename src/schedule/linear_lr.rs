@@ -83,6 +83,17 @@ impl Schedule for LinearLr {
     fn multiplier(&self, step: u64) -> Option<f64> {
         Some(self.multiplier_at(step))
     }
+    fn chain(&self, step: u64, lr: f64) -> f64 {
+        let LinearLrConfig { start_factor, end_factor, total_iters } = self.config;
+        if step == 0 {
+            return lr * start_factor;
+        }
+        if step > total_iters {
+            return lr;
+        }
+        let (t, span) = (total_iters as f64, end_factor - start_factor);
+        lr * (1.0 + span / (t * start_factor + (step - 1) as f64 * span))
+    }
     fn name(&self) -> &str {
         "LinearLR"
     }

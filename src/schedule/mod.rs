@@ -19,9 +19,10 @@
 //! | `CyclicLR`                   | [`CyclicLr`]                      |
 //! | `OneCycleLR`                 | [`OneCycleLr`]                    |
 //! | `SequentialLR`               | [`SequentialLr`] (a join)         |
-//! | `ChainedScheduler`           | [`ChainedScheduler`] (a product)  |
+//! | `ChainedScheduler`           | [`ChainedScheduler`] (in order)   |
 //! | `LambdaLR`, `MultiplicativeLR` | [`LambdaLr`], [`MultiplicativeLr`] |
 //! | `ReduceLROnPlateau`          | [`ReduceLrOnPlateau`] (stateful)  |
+//! | a schedule + `ReduceLROnPlateau` | [`LrScheduler::with_plateau`] |
 //! | Keras `InverseTimeDecay`     | [`InverseTimeDecay`]              |
 //! | Keras `ExponentialDecay`     | [`ExponentialDecay`]              |
 //! | —                            | [`RandomLr`]                      |
@@ -41,7 +42,7 @@
 //! let sched = SequentialLr::new(vec![Box::new(warmup), Box::new(cosine)], vec![5])?;
 //! assert_eq!(sched.lr(5), 0.1); // the cosine counts from its boundary
 //! let per_group = LrScheduler::new(sched);
-//! assert!(per_group.lr(0) < 0.011);
+//! assert!(per_group.lr(0)? < 0.011);
 //! # Ok(())
 //! # }
 //! ```
@@ -73,7 +74,7 @@ mod sequential_lr;
 mod spec;
 mod step_lr;
 
-pub use chained_scheduler::ChainedScheduler;
+pub use chained_scheduler::{ChainedScheduler, MAX_CHAIN_STEPS};
 pub use constant_lr::{ConstantLr, ConstantLrConfig};
 pub use cosine_annealing_lr::{CosineAnnealingLr, CosineAnnealingLrConfig};
 pub use cosine_annealing_warm_restarts::{CosineAnnealingWarmRestarts, CosineAnnealingWarmRestartsConfig};
@@ -115,6 +116,36 @@ pub trait Schedule: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// PyTorch's chainable form (`get_lr`): the lr this schedule's `step()` sets at `step` (its
+    /// `last_epoch`; 0 is the constructor's initial step) when the group's lr is `lr` before it.
+    /// [`ChainedScheduler`] and a schedule run with [`ReduceLrOnPlateau`] apply it to the lr
+    /// that the other schedulers left.
+    ///
+    /// The default: a schedule with a [`Schedule::multiplier`] scales `lr` by
+    /// `multiplier(step) / multiplier(step - 1)` (by `multiplier(0)` at step 0; a previous
+    /// factor of 0 leaves `lr`), one without sets `lr(step)` outright (`CyclicLR`,
+    /// `OneCycleLR`, `LambdaLR`, ...). PyTorch's recursive classes override it with PyTorch's
+    /// own recursion.
+    fn chain(&self, step: u64, lr: f64) -> f64 {
+        match self.multiplier(step) {
+            None => self.lr(step),
+            Some(m) if step == 0 => lr * m,
+            Some(m) => match self.multiplier(step - 1) {
+                Some(previous) if previous != 0.0 => lr * (m / previous),
+                _ => lr,
+            },
+        }
+    }
+
+    /// Whether `step` is one the schedule is defined at. PyTorch raises past `OneCycleLR`'s
+    /// `total_steps`; [`LrScheduler::lr`] asks this first, so an optimizer step there fails.
+    ///
+    /// # Errors
+    /// [`Error::ScheduleEnded`] with PyTorch's message, for a step past the schedule's end.
+    fn check(&self, _step: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// The PyTorch class name (`"StepLR"`), used for plot titles and messages.
     fn name(&self) -> &str {
         "custom"
@@ -131,20 +162,26 @@ impl<S: Schedule + ?Sized> Schedule for Box<S> {
     fn multiplier(&self, step: u64) -> Option<f64> {
         (**self).multiplier(step)
     }
+    fn chain(&self, step: u64, lr: f64) -> f64 {
+        (**self).chain(step, lr)
+    }
+    fn check(&self, step: u64) -> Result<()> {
+        (**self).check(step)
+    }
     fn name(&self) -> &str {
         (**self).name()
     }
 }
 
-/// The scheduler an optimizer holds for one parameter group: a pure [`Schedule`], or the one
-/// stateful schedule, [`ReduceLrOnPlateau`].
+/// The scheduler an optimizer holds for one parameter group: a pure [`Schedule`], the one
+/// stateful schedule, [`ReduceLrOnPlateau`], or both at once ([`LrScheduler::with_plateau`]).
 ///
 /// ```
 /// use wgpu_optim::schedule::{LrScheduler, StepLr, StepLrConfig};
 /// # fn main() -> wgpu_optim::Result<()> {
 /// let mut sched = LrScheduler::new(StepLr::new(0.1, StepLrConfig { step_size: 7, gamma: 0.5 })?);
 /// sched.observe(0.3); // a no-op for pure schedules
-/// assert_eq!(sched.lr(7), 0.05);
+/// assert_eq!(sched.lr(7)?, 0.05);
 /// # Ok(())
 /// # }
 /// ```
@@ -157,6 +194,38 @@ pub struct LrScheduler {
 enum Kind {
     Pure(Box<dyn Schedule>),
     Plateau(ReduceLrOnPlateau),
+    WithPlateau(WithPlateau),
+}
+
+/// A schedule and a plateau scheduler on one group. The group's lr lives in the plateau's state
+/// (`PlateauState::lr`), which is the lr of step `at`.
+#[derive(Debug)]
+struct WithPlateau {
+    schedule: Box<dyn Schedule>,
+    plateau: ReduceLrOnPlateau,
+    /// `"{schedule}+ReduceLROnPlateau"`.
+    name: String,
+    at: u64,
+    /// `(t, lr(t))` reached from `at` without a metric (the schedule alone), for the next ask.
+    ahead: std::sync::Mutex<Option<(u64, f64)>>,
+}
+
+impl WithPlateau {
+    /// The lr at `step >= at` with no metric observed since `at`.
+    fn advance(&self, step: u64) -> Result<f64> {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut t, mut lr) = match *ahead {
+            Some((t, lr)) if t >= self.at && t <= step => (t, lr),
+            _ => (self.at, self.plateau.lr()),
+        };
+        while t < step {
+            t += 1;
+            self.schedule.check(t)?;
+            lr = self.schedule.chain(t, lr);
+        }
+        *ahead = Some((t, lr));
+        Ok(lr)
+    }
 }
 
 impl LrScheduler {
@@ -175,50 +244,138 @@ impl LrScheduler {
         Self { kind: Kind::Plateau(plateau) }
     }
 
-    /// The learning rate for `step`; for plateau, the current lr whatever the step.
-    pub fn lr(&self, step: u64) -> f64 {
+    /// A schedule (a warmup, say) and a [`ReduceLrOnPlateau`] on one group, in PyTorch's order:
+    /// after every optimizer step the schedule's `step()` moves the group's lr by its chainable
+    /// form ([`Schedule::chain`]), and when a metric is observed the plateau then cuts that lr
+    /// (`lr = max(lr * factor, min_lr)`), which the schedule's next steps continue from.
+    ///
+    /// ```text
+    /// lr(0)   = schedule.chain(0, base_lr)                       (its constructor's step)
+    /// after step t (t + 1 steps done):
+    ///   lr    = schedule.chain(t + 1, lr)
+    ///   if a metric was observed: plateau.observe(metric) on lr
+    /// ```
+    ///
+    /// The plateau's own lr is taken as `base_lr`. Multiplicative schedules (`LinearLR`,
+    /// `ExponentialLR`, ...) scale the cut lr; schedules that set the lr outright (`OneCycleLR`,
+    /// `CyclicLR`) overwrite the cut at their next step, as in PyTorch. The lr depends on the
+    /// metrics seen, so asking a step before the last observation gives the lr of that
+    /// observation (the scheduler does not rewind); checkpoints keep the step and the plateau's
+    /// state ([`SchedulerState::WithPlateau`]).
+    ///
+    /// ```
+    /// use wgpu_optim::schedule::{LinearLr, LinearLrConfig, LrScheduler, ReduceLrOnPlateau, ReduceLrOnPlateauConfig};
+    /// # fn main() -> wgpu_optim::Result<()> {
+    /// let warmup = LinearLr::new(1.0, LinearLrConfig { start_factor: 0.5, end_factor: 1.0, total_iters: 4 })?;
+    /// let plateau = ReduceLrOnPlateau::new(1.0, ReduceLrOnPlateauConfig { patience: 0, factor: 0.5, ..Default::default() })?;
+    /// let mut sched = LrScheduler::with_plateau(warmup, plateau);
+    /// assert_eq!(sched.lr(0)?, 0.5);
+    /// sched.observe_at(1, 1.0); // improves on inf
+    /// sched.observe_at(2, 1.0); // no better: cut
+    /// assert_eq!(sched.lr(2)?, 0.375); // 0.5 -> 0.625 -> 0.75, cut to 0.375
+    /// assert!((sched.lr(3)? - 0.4375).abs() < 1e-15); // the warmup continues from the cut: * 7/6
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_plateau<S: Schedule + 'static>(schedule: S, plateau: ReduceLrOnPlateau) -> Self {
+        Self::with_plateau_boxed(Box::new(schedule), plateau)
+    }
+
+    /// [`LrScheduler::with_plateau`] for a boxed schedule.
+    pub fn with_plateau_boxed(schedule: Box<dyn Schedule>, mut plateau: ReduceLrOnPlateau) -> Self {
+        plateau.set_lr(schedule.chain(0, plateau.lr()));
+        let name = format!("{}+ReduceLROnPlateau", schedule.name());
+        let both = WithPlateau { schedule, plateau, name, at: 0, ahead: std::sync::Mutex::new(None) };
+        Self { kind: Kind::WithPlateau(both) }
+    }
+
+    /// The learning rate for `step` (the optimizer's step count before the step); for plateau,
+    /// the current lr whatever the step.
+    ///
+    /// # Errors
+    /// The schedule's [`Schedule::check`]: [`Error::ScheduleEnded`] past `OneCycleLR`'s end.
+    pub fn lr(&self, step: u64) -> Result<f64> {
         match &self.kind {
-            Kind::Pure(s) => s.lr(step),
-            Kind::Plateau(p) => p.lr(),
+            Kind::Pure(s) => s.check(step).map(|()| s.lr(step)),
+            Kind::Plateau(p) => Ok(p.lr()),
+            Kind::WithPlateau(w) if step <= w.at => Ok(w.plateau.lr()),
+            Kind::WithPlateau(w) => w.advance(step),
         }
     }
 
     /// The cycled momentum / beta1 for `step`, if the schedule cycles it.
-    pub fn momentum(&self, step: u64) -> Option<f64> {
+    ///
+    /// # Errors
+    /// As [`LrScheduler::lr`].
+    pub fn momentum(&self, step: u64) -> Result<Option<f64>> {
         match &self.kind {
-            Kind::Pure(s) => s.momentum(step),
-            Kind::Plateau(_) => None,
+            Kind::Pure(s) | Kind::WithPlateau(WithPlateau { schedule: s, .. }) => {
+                s.check(step).map(|()| s.momentum(step))
+            }
+            Kind::Plateau(_) => Ok(None),
         }
     }
 
-    /// Reports the metric after a step: plateau acts on it, pure schedules ignore it.
+    /// Reports the metric after a step: plateau acts on it, pure schedules ignore it. With
+    /// [`LrScheduler::with_plateau`], this is [`LrScheduler::observe_at`] one step after the
+    /// last observation (one metric per step); use `observe_at` otherwise.
     pub fn observe(&mut self, metric: f64) {
-        if let Kind::Plateau(p) = &mut self.kind {
-            p.observe(metric);
+        let at = match &self.kind {
+            Kind::WithPlateau(w) => w.at.saturating_add(1),
+            _ => 0,
+        };
+        self.observe_at(at, metric);
+    }
+
+    /// Reports the metric observed when `steps` optimizer steps are done (PyTorch's
+    /// `plateau.step(metric)` after the other schedulers' `step()`); what [`crate::Optimizer`]
+    /// calls. Only [`LrScheduler::with_plateau`] reads `steps`: its schedule first steps up to
+    /// it (a `steps` before the last observation is taken as that one). A step past the
+    /// schedule's end (`OneCycleLR`) leaves the lr where the schedule ended.
+    pub fn observe_at(&mut self, steps: u64, metric: f64) {
+        match &mut self.kind {
+            Kind::Pure(_) => {}
+            Kind::Plateau(p) => p.observe(metric),
+            Kind::WithPlateau(w) => {
+                if steps > w.at {
+                    // A refused step cannot have been taken; the lr stays at the last good one.
+                    let mut reached = w.at;
+                    while reached < steps && w.schedule.check(reached + 1).is_ok() {
+                        reached += 1;
+                    }
+                    if let Ok(lr) = w.advance(reached) {
+                        w.plateau.set_lr(lr);
+                    }
+                    w.at = steps;
+                }
+                w.plateau.observe(metric);
+                *w.ahead.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+            }
         }
     }
 
-    /// The PyTorch class name of the schedule.
+    /// The PyTorch class name of the schedule (`"LinearLR+ReduceLROnPlateau"` for both).
     pub fn name(&self) -> &str {
         match &self.kind {
             Kind::Pure(s) => s.name(),
             Kind::Plateau(_) => "ReduceLROnPlateau",
+            Kind::WithPlateau(w) => &w.name,
         }
     }
 
-    /// The pure schedule inside, if it is one.
+    /// The pure schedule inside, if it is one (also the schedule beside a plateau).
     pub fn schedule(&self) -> Option<&dyn Schedule> {
         match &self.kind {
-            Kind::Pure(s) => Some(s.as_ref()),
+            Kind::Pure(s) | Kind::WithPlateau(WithPlateau { schedule: s, .. }) => Some(s.as_ref()),
             Kind::Plateau(_) => None,
         }
     }
 
-    /// The plateau scheduler inside, if it is one.
+    /// The plateau scheduler inside, if there is one.
     pub fn as_plateau(&self) -> Option<&ReduceLrOnPlateau> {
         match &self.kind {
             Kind::Pure(_) => None,
-            Kind::Plateau(p) => Some(p),
+            Kind::Plateau(p) | Kind::WithPlateau(WithPlateau { plateau: p, .. }) => Some(p),
         }
     }
 
@@ -227,24 +384,37 @@ impl LrScheduler {
         match &self.kind {
             Kind::Pure(_) => SchedulerState::Pure,
             Kind::Plateau(p) => SchedulerState::ReduceLROnPlateau(p.state()),
+            Kind::WithPlateau(w) => SchedulerState::WithPlateau { at: w.at, plateau: w.plateau.state() },
         }
     }
 
     /// Restores a state taken by [`LrScheduler::state`] from a scheduler built the same way.
     ///
     /// # Errors
-    /// [`Error::Config`] when the state is of the other kind (a plateau state for a pure schedule
-    /// or the reverse) or holds an invalid lr.
+    /// [`Error::Config`] when the state is of another kind (a plateau state for a pure schedule
+    /// or the reverse) or holds an invalid lr or counters.
     pub fn restore(&mut self, state: &SchedulerState) -> Result<()> {
         match (&mut self.kind, state) {
             (Kind::Pure(_), SchedulerState::Pure) => Ok(()),
             (Kind::Plateau(p), SchedulerState::ReduceLROnPlateau(s)) => p.restore(s),
-            (Kind::Pure(s), SchedulerState::ReduceLROnPlateau(_)) => {
-                Err(config_error(format!("cannot restore a ReduceLROnPlateau state into {}", s.name())))
+            (Kind::WithPlateau(w), SchedulerState::WithPlateau { at, plateau }) => {
+                if *at > 1 << 53 {
+                    return Err(config_error(format!("WithPlateau state: at is {at}, past 2^53")));
+                }
+                w.plateau.restore(plateau)?;
+                w.at = *at;
+                *w.ahead.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+                Ok(())
             }
-            (Kind::Plateau(_), SchedulerState::Pure) => {
-                Err(config_error("cannot restore a pure schedule's state into ReduceLROnPlateau".into()))
-            }
+            (_, state) => Err(config_error(format!(
+                "cannot restore a {} state into {}",
+                match state {
+                    SchedulerState::Pure => "pure schedule's",
+                    SchedulerState::ReduceLROnPlateau(_) => "ReduceLROnPlateau",
+                    SchedulerState::WithPlateau { .. } => "WithPlateau",
+                },
+                self.name()
+            ))),
         }
     }
 }
@@ -261,8 +431,9 @@ impl From<Box<dyn Schedule>> for LrScheduler {
     }
 }
 
-/// A scheduler's checkpoint. Serialized with serde, e.g. as
-/// `{"kind":"Pure"}` or `{"kind":"ReduceLROnPlateau","lr":0.05,"best":0.41,...}`.
+/// A scheduler's checkpoint. Serialized with serde, e.g. as `{"kind":"Pure"}`,
+/// `{"kind":"ReduceLROnPlateau","lr":0.05,"best":0.41,...}` or
+/// `{"kind":"WithPlateau","at":120,"plateau":{"lr":0.05,...}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 pub enum SchedulerState {
@@ -270,6 +441,14 @@ pub enum SchedulerState {
     Pure,
     /// `ReduceLROnPlateau`'s counters, best metric and current lr.
     ReduceLROnPlateau(PlateauState),
+    /// [`LrScheduler::with_plateau`]: the step of the last observation and the plateau's state,
+    /// whose `lr` is the group's lr at that step.
+    WithPlateau {
+        /// The optimizer steps done at the last observation.
+        at: u64,
+        /// The plateau's counters, best metric and the lr at `at`.
+        plateau: PlateauState,
+    },
 }
 
 /// `Error::Config` for the scheduler.
@@ -303,6 +482,30 @@ pub(crate) fn check_positive(name: &str, value: f64) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(name, format!("Invalid {name} value: {} (must be positive)", py_float(value))))
+    }
+}
+
+/// A float argument that becomes a rate (`max_lr`, `eta_min`, `min_lr`) or a decay factor
+/// (`gamma`, a plateau's `factor`, which PyTorch takes negative, flipping the lr's sign every
+/// decay): finite and at least 0.
+pub(crate) fn check_finite_non_negative(name: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            name,
+            format!("Invalid {name} value: {} (must be finite and non-negative)", py_float(value)),
+        ))
+    }
+}
+
+/// A momentum a schedule cycles to (`base_momentum`, `max_momentum`): in `[0, 1)`, what the
+/// optimizer takes.
+pub(crate) fn check_momentum_bound(name: &str, value: f64) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::invalid(name, format!("Invalid {name} value: {} (must be in [0, 1))", py_float(value))))
     }
 }
 

@@ -1,13 +1,14 @@
 //! `MultiStepLR`: decay by `gamma` at each milestone.
 
-use super::{check_base_lr, pow_steps, Schedule};
-use crate::error::Result;
+use super::{check_base_lr, check_finite_non_negative, pow_steps, Schedule};
+use crate::error::{Error, Result};
 
 /// Arguments of [`MultiStepLr`]. `MultiStepLrConfig::new(milestones)` takes the default `gamma`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MultiStepLrConfig {
-    /// Steps at which the lr is multiplied by `gamma`. Required; any order, and a milestone given
-    /// twice decays twice (PyTorch keeps them in a `Counter`).
+    /// Steps at which the lr is multiplied by `gamma`. Required, non-decreasing (PyTorch's
+    /// "Must be increasing", which it does not check); a milestone given twice decays twice
+    /// (PyTorch keeps them in a `Counter`).
     pub milestones: Vec<u64>,
     /// Multiplicative decay factor. Default 0.1.
     pub gamma: f64,
@@ -45,11 +46,16 @@ impl MultiStepLr {
     /// Checks the arguments and builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`.
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`; and what PyTorch
+    /// takes without a word: `milestones must be non-decreasing, but got [10, 5]`,
+    /// `Invalid gamma value: -0.5 (must be finite and non-negative)`.
     pub fn new(base_lr: f64, config: MultiStepLrConfig) -> Result<Self> {
         check_base_lr(base_lr)?;
-        let mut sorted = config.milestones;
-        sorted.sort_unstable();
+        let sorted = config.milestones;
+        if !sorted.windows(2).all(|w| w[0] <= w[1]) {
+            return Err(Error::invalid("milestones", format!("milestones must be non-decreasing, but got {sorted:?}")));
+        }
+        check_finite_non_negative("gamma", config.gamma)?;
         Ok(Self { base_lr, sorted, gamma: config.gamma })
     }
 
@@ -65,6 +71,14 @@ impl Schedule for MultiStepLr {
     }
     fn multiplier(&self, step: u64) -> Option<f64> {
         Some(self.multiplier_at(step))
+    }
+    fn chain(&self, step: u64, lr: f64) -> f64 {
+        let count = self.sorted.partition_point(|&m| m <= step) - self.sorted.partition_point(|&m| m < step);
+        if count == 0 {
+            lr
+        } else {
+            lr * pow_steps(self.gamma, count as u64)
+        }
     }
     fn name(&self) -> &str {
         "MultiStepLR"

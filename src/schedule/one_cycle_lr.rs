@@ -1,6 +1,6 @@
 //! `OneCycleLR`: warm up to `max_lr`, then anneal far below the start (1cycle policy).
 
-use super::Schedule;
+use super::{check_finite_non_negative, check_momentum_bound, Schedule};
 use crate::error::{py_float, Error, Result};
 
 /// How a phase moves from its start value to its end value (PyTorch's `anneal_strategy`).
@@ -97,8 +97,10 @@ struct Phase {
 /// in a phase [s, e]: pct = (t - s) / (e - s), value = anneal(start, end, pct)
 /// ```
 ///
-/// `T` is `total_steps`. PyTorch raises past step `T`; here steps past `T` keep step `T`'s
-/// values (the last that PyTorch computes, one step past the minimum).
+/// `T` is `total_steps`. Step `T` is the last that PyTorch computes (one step past the
+/// minimum); past it PyTorch raises `Tried to step 101 times. The specified number of total
+/// steps is 100`, and so does [`Schedule::check`] here ([`crate::Error::ScheduleEnded`]), which
+/// an optimizer step asks first. `lr` and `momentum` themselves keep step `T`'s values there.
 ///
 /// ```
 /// use wgpu_optim::schedule::{OneCycleLr, OneCycleLrConfig, Schedule};
@@ -135,19 +137,32 @@ impl OneCycleLr {
     /// `ZeroDivisionError`: `Invalid div_factor value: 0 (must be non-zero)` (also
     /// `final_div_factor`), and `pct_start * total_steps` equal to 1 (a warm-up of no length).
     /// The JSON form also gives `anneal_strategy must be one of 'cos' or 'linear', instead got x`.
+    /// Then what PyTorch accepts only to produce rates no optimizer takes, each naming the value:
+    /// `Invalid max_lr value: -0.1 (must be finite and non-negative)`,
+    /// `Invalid div_factor value: -25.0 (must be finite and positive)` (also `final_div_factor`),
+    /// and with `cycle_momentum`, `Invalid base_momentum value: 1.5 (must be in [0, 1))` (also
+    /// `max_momentum`).
     pub fn new(_optimizer_lr: f64, config: OneCycleLrConfig) -> Result<Self> {
-        let total_steps = Self::total_steps(&config)?;
+        let total_steps = Self::pytorch_checks(&config)?;
         let pct = config.pct_start;
-        if !(0.0..=1.0).contains(&pct) {
-            return Err(Error::invalid(
-                "pct_start",
-                format!("Expected float between 0 and 1 pct_start, but got {}", py_float(pct)),
-            ));
-        }
-        for (name, value) in [("div_factor", config.div_factor), ("final_div_factor", config.final_div_factor)] {
+        let divisors = [("div_factor", config.div_factor), ("final_div_factor", config.final_div_factor)];
+        for (name, value) in divisors {
             if value == 0.0 {
                 return Err(Error::invalid(name, format!("Invalid {name} value: 0 (must be non-zero)")));
             }
+        }
+        check_finite_non_negative("max_lr", config.max_lr)?;
+        for (name, value) in divisors {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(Error::invalid(
+                    name,
+                    format!("Invalid {name} value: {} (must be finite and positive)", py_float(value)),
+                ));
+            }
+        }
+        if config.cycle_momentum {
+            check_momentum_bound("base_momentum", config.base_momentum)?;
+            check_momentum_bound("max_momentum", config.max_momentum)?;
         }
         let total = total_steps as f64;
         let warmup_end = pct * total - 1.0;
@@ -181,6 +196,19 @@ impl OneCycleLr {
         Ok(Self { total_steps, phases, strategy: config.anneal_strategy, cycle_momentum: config.cycle_momentum })
     }
 
+    /// PyTorch's checks before `anneal_strategy`: `total_steps` (returned) and `pct_start`.
+    pub(crate) fn pytorch_checks(config: &OneCycleLrConfig) -> Result<u64> {
+        let total_steps = Self::total_steps(config)?;
+        let pct = config.pct_start;
+        if !(0.0..=1.0).contains(&pct) {
+            return Err(Error::invalid(
+                "pct_start",
+                format!("Expected float between 0 and 1 pct_start, but got {}", py_float(pct)),
+            ));
+        }
+        Ok(total_steps)
+    }
+
     fn total_steps(config: &OneCycleLrConfig) -> Result<u64> {
         match (config.total_steps, config.epochs, config.steps_per_epoch) {
             (Some(0), _, _) => Err(positive_error("total_steps", 0)),
@@ -195,6 +223,11 @@ impl OneCycleLr {
                 "You must define either total_steps OR (epochs AND steps_per_epoch)".into(),
             )),
         }
+    }
+
+    /// The lr at step 0, `max_lr / div_factor` (what PyTorch writes to `initial_lr`).
+    pub fn initial_lr(&self) -> f64 {
+        self.phases[0].lr.0
     }
 
     /// `(lr, momentum)` at `step`: the first phase whose end is not before the step, else the
@@ -220,6 +253,12 @@ impl Schedule for OneCycleLr {
     }
     fn momentum(&self, step: u64) -> Option<f64> {
         self.cycle_momentum.then(|| self.values(step).1)
+    }
+    fn check(&self, step: u64) -> Result<()> {
+        if step > self.total_steps {
+            return Err(Error::ScheduleEnded { step, total_steps: self.total_steps });
+        }
+        Ok(())
     }
     fn name(&self) -> &str {
         "OneCycleLR"

@@ -97,10 +97,11 @@ impl Series {
         let points = |f: &dyn Fn(u64) -> Option<f64>| -> Points {
             at.iter().filter_map(|&t| f(t).filter(|v| v.is_finite()).map(|v| (t as f64, v))).collect()
         };
-        let lr = points(&|t| Some(sched.lr(t)));
+        // Steps past a schedule's end (OneCycleLR's total_steps) are not drawn.
+        let lr = points(&|t| sched.lr(t).ok());
         let lr_range =
             range("learning rate", &lr)?.ok_or_else(|| plot_error("no step has a finite learning rate".into()))?;
-        let momentum = points(&|t| sched.momentum(t));
+        let momentum = points(&|t| sched.momentum(t).ok().flatten());
         let momentum = range("momentum", &momentum)?.map(|r| (momentum, r));
         Ok(Self { last_step: (steps - 1).max(1) as f64, lr, lr_range, momentum })
     }

@@ -74,6 +74,15 @@ impl Schedule for PolynomialLr {
     fn multiplier(&self, step: u64) -> Option<f64> {
         Some(self.multiplier_at(step))
     }
+    fn chain(&self, step: u64, lr: f64) -> f64 {
+        let PolynomialLrConfig { total_iters, power } = self.config;
+        if step == 0 || step > total_iters {
+            return lr;
+        }
+        let t = total_iters as f64;
+        let decay = ((1.0 - step as f64 / t) / (1.0 - (step - 1) as f64 / t)).powf(power);
+        lr * decay
+    }
     fn name(&self) -> &str {
         "PolynomialLR"
     }

@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_base_lr, config_error};
+use super::{check_base_lr, check_finite_non_negative, config_error};
 use crate::error::{py_float, Error, Result};
 
 /// Whether a lower or a higher metric is better (PyTorch's `mode`).
@@ -56,7 +56,7 @@ impl FromStr for ThresholdMode {
 pub struct ReduceLrOnPlateauConfig {
     /// Default [`PlateauMode::Min`].
     pub mode: PlateauMode,
-    /// The lr is multiplied by this on a plateau; below 1. Default 0.1.
+    /// The lr is multiplied by this on a plateau; in `[0, 1)`. Default 0.1.
     pub factor: f64,
     /// Bad observations tolerated before the cut. Default 10.
     pub patience: u64,
@@ -66,7 +66,7 @@ pub struct ReduceLrOnPlateauConfig {
     pub threshold_mode: ThresholdMode,
     /// Observations ignored after a cut. Default 0.
     pub cooldown: u64,
-    /// The lr never goes below this. Default 0.0.
+    /// The lr never goes below this; finite and at least 0. Default 0.0.
     pub min_lr: f64,
     /// A cut smaller than this is skipped. Default 1e-8.
     pub eps: f64,
@@ -146,12 +146,14 @@ impl ReduceLrOnPlateau {
     /// # Errors
     /// [`crate::Error::InvalidHyperparameter`]: PyTorch's `Factor should be < 1.0.`, or
     /// `Invalid learning rate: -1`. The JSON form also gives PyTorch's `mode x is unknown!` and
-    /// `threshold mode x is unknown!`.
+    /// `threshold mode x is unknown!`. Then what PyTorch takes only to produce a negative lr:
+    /// `Invalid factor value: -0.5 (must be finite and non-negative)`, `Invalid min_lr value:
+    /// -0.5 (must be finite and non-negative)`.
     pub fn new(base_lr: f64, config: ReduceLrOnPlateauConfig) -> Result<Self> {
-        if config.factor.is_nan() || config.factor >= 1.0 {
-            return Err(Error::invalid("factor", "Factor should be < 1.0.".into()));
-        }
+        check_factor_below_one(config.factor)?;
         check_base_lr(base_lr)?;
+        check_finite_non_negative("factor", config.factor)?;
+        check_finite_non_negative("min_lr", config.min_lr)?;
         let best = worst(config.mode);
         let state = PlateauState { lr: base_lr, best, num_bad_epochs: 0, cooldown_counter: 0, last_epoch: 0 };
         Ok(Self { config, state })
@@ -160,6 +162,11 @@ impl ReduceLrOnPlateau {
     /// The current learning rate.
     pub fn lr(&self) -> f64 {
         self.state.lr
+    }
+
+    /// Sets the current lr: what another scheduler stepping the same group did to it.
+    pub(crate) fn set_lr(&mut self, lr: f64) {
+        self.state.lr = lr;
     }
 
     /// The arguments it was built with.
@@ -238,6 +245,14 @@ impl ReduceLrOnPlateau {
         self.state = *state;
         Ok(())
     }
+}
+
+/// PyTorch's first check (NaN too, which PyTorch lets through).
+pub(crate) fn check_factor_below_one(factor: f64) -> Result<()> {
+    if factor.is_nan() || factor >= 1.0 {
+        return Err(Error::invalid("factor", "Factor should be < 1.0.".into()));
+    }
+    Ok(())
 }
 
 impl ReduceLrOnPlateauConfig {

@@ -13,7 +13,13 @@ use crate::error::{Error, Result};
 /// `{"name": "SequentialLR", "schedulers": [{...}, {...}], "milestones": [5]}`,
 /// `{"name": "ChainedScheduler", "schedulers": [...]}`, `{"name": "ReduceLROnPlateau", ...}`.
 ///
-/// `base_lr` is the optimizer's `lr`, shared by nested schedules. Missing keys take PyTorch's
+/// A list `[{"name": "LinearLR", ...}, {"name": "ReduceLROnPlateau", ...}]` is a schedule and a
+/// plateau scheduler on one group, stepped in that order ([`LrScheduler::with_plateau`]).
+///
+/// `base_lr` is the optimizer's `lr`. Nested schedules are built in order on one group, as
+/// PyTorch's are, so each takes the group's `initial_lr` as its base lr: the optimizer's lr,
+/// except after a `OneCycleLR` (which sets it to `max_lr / div_factor`) or when a `CyclicLR`
+/// was built first (its `base_lr`). Missing keys take PyTorch's
 /// defaults; `null` means `None` where PyTorch's default is `None`; `"last_epoch": -1` is
 /// accepted. Besides PyTorch's classes (except `LambdaLR` and `MultiplicativeLR`, which need a
 /// closure), it knows Keras's `InverseTimeDecay` and `ExponentialDecay` (`decay_steps`,
@@ -25,7 +31,7 @@ use crate::error::{Error, Result};
 /// # fn main() -> wgpu_optim::Result<()> {
 /// let spec = serde_json::json!({"name": "StepLR", "step_size": 7, "gamma": 0.5});
 /// let sched = from_json(&spec, 0.1)?;
-/// assert_eq!(sched.lr(7), 0.05);
+/// assert_eq!(sched.lr(7)?, 0.05);
 /// # Ok(())
 /// # }
 /// ```
@@ -36,10 +42,53 @@ use crate::error::{Error, Result};
 /// unknown key or a value of the wrong type (the message names the key);
 /// [`Error::InvalidHyperparameter`] for values out of their domain, with PyTorch's messages.
 pub fn from_json(value: &Value, base_lr: f64) -> Result<LrScheduler> {
-    Ok(match build(value, base_lr)? {
+    if let Some(list) = value.as_array() {
+        return with_plateau(list, base_lr);
+    }
+    Ok(match build(value, &mut Group::new(base_lr))? {
         Built::Pure(s) => LrScheduler::from_boxed(s),
         Built::Plateau(p) => LrScheduler::plateau(p),
     })
+}
+
+/// `[schedule, plateau]`: the two schedulers of [`LrScheduler::with_plateau`], in the order
+/// PyTorch's loop steps them.
+fn with_plateau(list: &[Value], base_lr: f64) -> Result<LrScheduler> {
+    let shape = || {
+        config_error(
+            "a list of schedulers must be [a schedule, a ReduceLROnPlateau] (stepped in that order, the \
+             plateau with the metric)"
+                .into(),
+        )
+    };
+    let [first, second] = list else { return Err(shape()) };
+    let mut group = Group::new(base_lr);
+    let Built::Pure(schedule) = build(first, &mut group)? else { return Err(shape()) };
+    let Built::Plateau(plateau) = build(second, &mut Group::new(base_lr))? else { return Err(shape()) };
+    Ok(LrScheduler::with_plateau_boxed(schedule, plateau))
+}
+
+/// The optimizer group's lr and PyTorch's `group["initial_lr"]` while the schedulers of one spec
+/// are built in order on it: the first scheduler built sets `initial_lr` (to the group's lr, or
+/// to its own `base_lr` for `CyclicLR`), `OneCycleLR` overwrites it with `max_lr / div_factor`,
+/// and every other scheduler takes it as its base lr. So in
+/// `SequentialLR([OneCycleLR(max_lr=0.1), ConstantLR])` the `ConstantLR` scales 0.004, not the
+/// optimizer's lr, as in PyTorch.
+#[derive(Clone, Copy)]
+struct Group {
+    lr: f64,
+    initial: Option<f64>,
+}
+
+impl Group {
+    fn new(lr: f64) -> Self {
+        Self { lr, initial: None }
+    }
+
+    /// The base lr of the next scheduler built.
+    fn base(&self) -> f64 {
+        self.initial.unwrap_or(self.lr)
+    }
 }
 
 /// Like [`from_json`], for a pure schedule.
@@ -47,7 +96,7 @@ pub fn from_json(value: &Value, base_lr: f64) -> Result<LrScheduler> {
 /// # Errors
 /// As [`from_json`], and [`Error::Config`] for `ReduceLROnPlateau`, which is not pure.
 pub fn schedule_from_json(value: &Value, base_lr: f64) -> Result<Box<dyn Schedule>> {
-    match build(value, base_lr)? {
+    match build(value, &mut Group::new(base_lr))? {
         Built::Pure(s) => Ok(s),
         Built::Plateau(_) => {
             Err(config_error("ReduceLROnPlateau is not a pure schedule: build it with from_json".into()))
@@ -64,7 +113,16 @@ fn pure(schedule: impl Schedule + 'static) -> Result<Built> {
     Ok(Built::Pure(Box::new(schedule)))
 }
 
-fn build(value: &Value, base_lr: f64) -> Result<Built> {
+fn build(value: &Value, group: &mut Group) -> Result<Built> {
+    let base_lr = group.base();
+    let built = build_one(value, group, base_lr)?;
+    if matches!(built, Built::Pure(_)) && group.initial.is_none() {
+        group.initial = Some(group.lr);
+    }
+    Ok(built)
+}
+
+fn build_one(value: &Value, group: &mut Group, base_lr: f64) -> Result<Built> {
     let map =
         value.as_object().ok_or_else(|| config_error(format!("a scheduler must be a JSON object, got {value}")))?;
     let name = match map.get("name") {
@@ -132,17 +190,36 @@ fn build(value: &Value, base_lr: f64) -> Result<Built> {
             };
             pure(CosineAnnealingWarmRestarts::new(base_lr, config)?)
         }
-        "CyclicLR" => pure(cyclic(map, base_lr)?),
-        "OneCycleLR" => pure(one_cycle(map, base_lr)?),
+        "CyclicLR" => {
+            let cyclic = cyclic(map, base_lr)?;
+            group.initial.get_or_insert(cyclic.config().base_lr);
+            pure(cyclic)
+        }
+        "OneCycleLR" => {
+            let one_cycle = one_cycle(map, base_lr)?;
+            group.initial = Some(one_cycle.initial_lr());
+            pure(one_cycle)
+        }
         "SequentialLR" => {
             let a = Args::new(name, map, &["schedulers", "milestones"])?;
-            let schedules = children(name, a.list_req("schedulers")?, base_lr)?;
-            let milestones = a.uint_list("milestones", &|v| positive_int("milestones", v))?;
+            let list = a.list_req("schedulers")?;
+            let mut schedules = children(name, list, group)?;
+            let milestones = a.uint_list("milestones", &|v| non_negative_int("milestones", v))?;
+            // PyTorch resets the group's lr to initial_lr once every piece is built, and the
+            // first active piece runs from there.
+            if group.initial != Some(base_lr) {
+                if let (Some(first), Some(slot)) = (list.first(), schedules.first_mut()) {
+                    if let Built::Pure(s) = build_one(first, &mut group.clone(), group.base())? {
+                        *slot = s;
+                    }
+                }
+            }
             pure(SequentialLr::new(schedules, milestones)?)
         }
         "ChainedScheduler" => {
             let a = Args::new(name, map, &["schedulers"])?;
-            pure(ChainedScheduler::new(base_lr, children(name, a.list_req("schedulers")?, base_lr)?)?)
+            let schedules = children(name, a.list_req("schedulers")?, group)?;
+            pure(ChainedScheduler::new(group.lr, schedules)?)
         }
         "ReduceLROnPlateau" => Ok(Built::Plateau(plateau(map, base_lr)?)),
         "InverseTimeDecay" | "ExponentialDecay" => {
@@ -174,10 +251,10 @@ fn build(value: &Value, base_lr: f64) -> Result<Built> {
 }
 
 /// The nested schedules of a composite; PyTorch refuses a plateau among them.
-fn children(class: &str, list: &[Value], base_lr: f64) -> Result<Vec<Box<dyn Schedule>>> {
+fn children(class: &str, list: &[Value], group: &mut Group) -> Result<Vec<Box<dyn Schedule>>> {
     let mut out = Vec::with_capacity(list.len());
     for (i, value) in list.iter().enumerate() {
-        match build(value, base_lr)? {
+        match build(value, group)? {
             Built::Pure(s) => out.push(s),
             Built::Plateau(_) => {
                 return Err(Error::invalid(
@@ -292,8 +369,8 @@ fn one_cycle(map: &Map<String, Value>, base_lr: f64) -> Result<OneCycleLr> {
         three_phase: a.bool_or("three_phase", d.three_phase)?,
         ..d
     };
-    // PyTorch checks total_steps and pct_start before anneal_strategy.
-    OneCycleLr::new(base_lr, config)?;
+    // PyTorch checks total_steps and pct_start before anneal_strategy, and ours come after.
+    OneCycleLr::pytorch_checks(&config)?;
     OneCycleLr::new(base_lr, OneCycleLrConfig { anneal_strategy: strategy?, ..config })
 }
 
@@ -315,8 +392,8 @@ fn plateau(map: &Map<String, Value>, base_lr: f64) -> Result<ReduceLrOnPlateau> 
     };
     let mode = a.str_or("mode", "min")?;
     let threshold_mode = a.str_or("threshold_mode", "rel")?;
-    // PyTorch checks factor before the modes.
-    ReduceLrOnPlateau::new(base_lr, config)?;
+    // PyTorch checks factor before the modes, and ours come after both.
+    super::reduce_lr_on_plateau::check_factor_below_one(config.factor)?;
     let config = ReduceLrOnPlateauConfig { mode: mode.parse()?, threshold_mode: threshold_mode.parse()?, ..config };
     ReduceLrOnPlateau::new(base_lr, config)
 }

@@ -1,6 +1,6 @@
 //! `StepLR`: decay by `gamma` every `step_size` steps.
 
-use super::{check_base_lr, positive_int, pow_steps, Schedule};
+use super::{check_base_lr, check_finite_non_negative, positive_int, pow_steps, Schedule};
 use crate::error::Result;
 
 /// Arguments of [`StepLr`], PyTorch's names. `StepLrConfig::new(step_size)` takes the default
@@ -46,12 +46,14 @@ impl StepLr {
     /// # Errors
     /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`, or
     /// `Invalid step_size value: 0 (must be a positive integer)` (PyTorch itself does not check
-    /// `step_size` and divides by zero later).
+    /// `step_size` and divides by zero later), `Invalid gamma value: -0.5 (must be finite and
+    /// non-negative)` (PyTorch takes it and flips the lr's sign).
     pub fn new(base_lr: f64, config: StepLrConfig) -> Result<Self> {
         check_base_lr(base_lr)?;
         if config.step_size == 0 {
             return Err(positive_int("step_size", 0));
         }
+        check_finite_non_negative("gamma", config.gamma)?;
         Ok(Self { base_lr, config })
     }
 }
@@ -62,6 +64,13 @@ impl Schedule for StepLr {
     }
     fn multiplier(&self, step: u64) -> Option<f64> {
         Some(self.multiplier_at(step))
+    }
+    fn chain(&self, step: u64, lr: f64) -> f64 {
+        if step == 0 || !step.is_multiple_of(self.config.step_size) {
+            lr
+        } else {
+            lr * self.config.gamma
+        }
     }
     fn name(&self) -> &str {
         "StepLR"
