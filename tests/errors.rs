@@ -203,11 +203,13 @@ fn schedule_arguments_read_pythons_tokens_too() {
     let factor = from_json(&parse(r#"{"name": "ReduceLROnPlateau", "factor": Infinity}"#), 0.1).unwrap_err();
     assert_eq!(factor.to_string(), "Factor should be < 1.0.");
     // ...and every float argument reads the token as a number, not as a string of the wrong type:
-    // StepLR's gamma is NaN, which its own check (when it has one) refuses naming gamma.
-    let gamma = from_json(&parse(r#"{"name": "StepLR", "step_size": 3, "gamma": NaN}"#), 0.1).err();
-    if let Some(e) = gamma.map(|e| e.to_string()) {
-        assert!(e.contains("gamma") && !e.contains("must be a number"), "{e}");
-    }
+    // StepLR's gamma is NaN, which its own check refuses naming gamma.
+    let gamma = from_json(&parse(r#"{"name": "StepLR", "step_size": 3, "gamma": NaN}"#), 0.1).unwrap_err();
+    let e = gamma.to_string();
+    assert!(e.contains("gamma") && e.contains("nan") && !e.contains("must be a number"), "{e}");
+    // An integer argument given as a token is the wrong type, shown as Python wrote it.
+    let steps = from_json(&parse(r#"{"name": "StepLR", "step_size": NaN}"#), 0.1).unwrap_err();
+    assert!(steps.to_string().ends_with("got NaN"), "{steps}");
 }
 
 #[test]

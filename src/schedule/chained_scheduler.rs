@@ -63,7 +63,7 @@ impl ChainedScheduler {
     /// Checks the arguments and builds the chain.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`; PyTorch's
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`; PyTorch's
     /// `ChainedScheduler expects at least one scheduler to be chained, but got no scheduler.`
     pub fn new(base_lr: f64, schedules: Vec<Box<dyn Schedule>>) -> Result<Self> {
         check_base_lr(base_lr)?;

@@ -46,7 +46,7 @@ impl ConstantLr {
     /// Checks the arguments and builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`, or PyTorch's
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`, or PyTorch's
     /// `Constant multiplicative factor expected to be between 0 and 1.`; and for a factor of 0,
     /// which PyTorch takes and then divides by at `total_iters` (`ZeroDivisionError`),
     /// `Invalid factor value: 0 (must be above 0: the lr is divided by it at total_iters)`.

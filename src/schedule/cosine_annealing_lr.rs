@@ -48,7 +48,7 @@ impl CosineAnnealingLr {
     /// Checks the arguments and builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`, or
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`, or
     /// `Invalid T_max value: 0 (must be a positive integer)` (PyTorch divides by zero later),
     /// `Invalid eta_min value: -0.5 (must be finite and non-negative)` (it becomes the lr).
     pub fn new(base_lr: f64, config: CosineAnnealingLrConfig) -> Result<Self> {

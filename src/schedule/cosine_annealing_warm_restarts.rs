@@ -66,7 +66,7 @@ impl CosineAnnealingWarmRestarts {
     /// # Errors
     /// [`crate::Error::InvalidHyperparameter`] with PyTorch's messages:
     /// `Expected positive integer T_0, but got 0`, `Expected integer T_mult >= 1, but got 0`;
-    /// or `Invalid learning rate: -1`; `Invalid eta_min value: -0.5 (must be finite and
+    /// or `Invalid learning rate: -1.0`; `Invalid eta_min value: -0.5 (must be finite and
     /// non-negative)` (it becomes the lr).
     pub fn new(base_lr: f64, config: CosineAnnealingWarmRestartsConfig) -> Result<Self> {
         if config.t_0 == 0 {

@@ -39,7 +39,7 @@ impl ExponentialDecay {
     /// Checks the arguments and builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`,
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`,
     /// `Invalid decay_steps value: 0 (must be positive)`,
     /// `Invalid decay_rate value: -1 (must be non-negative)`.
     pub fn new(base_lr: f64, config: ExponentialDecayConfig) -> Result<Self> {

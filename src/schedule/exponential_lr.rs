@@ -34,7 +34,7 @@ impl ExponentialLr {
     /// Checks the arguments and builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`, or
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`, or
     /// `Invalid gamma value: -0.5 (must be finite and non-negative)` (PyTorch takes it and flips
     /// the lr's sign every step).
     pub fn new(base_lr: f64, config: ExponentialLrConfig) -> Result<Self> {

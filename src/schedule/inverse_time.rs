@@ -39,7 +39,7 @@ impl InverseTimeDecay {
     /// Checks the arguments and builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`,
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`,
     /// `Invalid decay_steps value: 0 (must be positive)`,
     /// `Invalid decay_rate value: -1 (must be non-negative)` (Keras checks neither).
     pub fn new(base_lr: f64, config: InverseTimeDecayConfig) -> Result<Self> {

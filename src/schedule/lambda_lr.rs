@@ -36,7 +36,7 @@ impl LambdaLr {
     /// Builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`.
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`.
     pub fn new(base_lr: f64, f: impl Fn(u64) -> f64 + Send + Sync + 'static) -> Result<Self> {
         check_base_lr(base_lr)?;
         Ok(Self { base_lr, f: Arc::new(f) })
@@ -86,7 +86,7 @@ impl MultiplicativeLr {
     /// Builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`.
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`.
     pub fn new(base_lr: f64, f: impl Fn(u64) -> f64 + Send + Sync + 'static) -> Result<Self> {
         check_base_lr(base_lr)?;
         Ok(Self { base_lr, f: Arc::new(f), memo: Mutex::new((0, 1.0)) })

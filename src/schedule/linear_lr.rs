@@ -49,7 +49,7 @@ impl LinearLr {
     /// [`crate::Error::InvalidHyperparameter`] with PyTorch's messages:
     /// `Starting multiplicative factor expected to be greater than 0 and less or equal to 1.`,
     /// `Ending multiplicative factor expected to be between 0 and 1.`; or
-    /// `Invalid learning rate: -1`.
+    /// `Invalid learning rate: -1.0`.
     pub fn new(base_lr: f64, config: LinearLrConfig) -> Result<Self> {
         check_base_lr(base_lr)?;
         if !(config.start_factor > 0.0 && config.start_factor <= 1.0) {

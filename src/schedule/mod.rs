@@ -456,7 +456,7 @@ pub(crate) fn config_error(message: String) -> Error {
     Error::Config { what: "scheduler", message }
 }
 
-/// The optimizer's check on the base lr (PyTorch: `Invalid learning rate: -1`); also rejects NaN
+/// The optimizer's check on the base lr (PyTorch: `Invalid learning rate: -1.0`); also rejects NaN
 /// and infinity, which PyTorch lets through.
 pub(crate) fn check_base_lr(lr: f64) -> Result<()> {
     if lr.is_finite() && lr >= 0.0 {

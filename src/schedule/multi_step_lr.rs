@@ -46,7 +46,7 @@ impl MultiStepLr {
     /// Checks the arguments and builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`; and what PyTorch
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`; and what PyTorch
     /// takes without a word: `milestones must be non-decreasing, but got [10, 5]`,
     /// `Invalid gamma value: -0.5 (must be finite and non-negative)`.
     pub fn new(base_lr: f64, config: MultiStepLrConfig) -> Result<Self> {

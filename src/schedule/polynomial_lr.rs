@@ -44,7 +44,7 @@ impl PolynomialLr {
     /// Checks the arguments and builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`, or
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`, or
     /// `Invalid power value: -1 (must be non-negative)`: PyTorch does not check it and raises
     /// `ZeroDivisionError` when the lr reaches 0.
     pub fn new(base_lr: f64, config: PolynomialLrConfig) -> Result<Self> {

@@ -145,7 +145,7 @@ impl ReduceLrOnPlateau {
     ///
     /// # Errors
     /// [`crate::Error::InvalidHyperparameter`]: PyTorch's `Factor should be < 1.0.`, or
-    /// `Invalid learning rate: -1`. The JSON form also gives PyTorch's `mode x is unknown!` and
+    /// `Invalid learning rate: -1.0`. The JSON form also gives PyTorch's `mode x is unknown!` and
     /// `threshold mode x is unknown!`. Then what PyTorch takes only to produce a negative lr:
     /// `Invalid factor value: -0.5 (must be finite and non-negative)`, `Invalid min_lr value:
     /// -0.5 (must be finite and non-negative)`.

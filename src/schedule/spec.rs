@@ -434,7 +434,7 @@ impl<'a> Args<'a> {
     }
 
     fn wrong_type(&self, key: &str, expected: &str, got: &Value) -> Error {
-        config_error(format!("{}: \"{key}\" must be {expected}, got {got}", self.class))
+        config_error(format!("{}: \"{key}\" must be {expected}, got {}", self.class, crate::pyjson::show(got)))
     }
 
     fn float(&self, key: &str, v: &Value) -> Result<f64> {

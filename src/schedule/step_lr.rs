@@ -44,7 +44,7 @@ impl StepLr {
     /// Checks the arguments and builds the schedule.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1`, or
+    /// [`crate::Error::InvalidHyperparameter`]: `Invalid learning rate: -1.0`, or
     /// `Invalid step_size value: 0 (must be a positive integer)` (PyTorch itself does not check
     /// `step_size` and divides by zero later), `Invalid gamma value: -0.5 (must be finite and
     /// non-negative)` (PyTorch takes it and flips the lr's sign).
