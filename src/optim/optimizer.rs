@@ -586,9 +586,11 @@ impl Optimizer {
         self.tensors.len()
     }
 
-    /// Dispatches one step records (a measure of how well tensors were batched): one per run of
-    /// tensors that share a dispatch, and one more for a run's last `len % 4` elements where it
-    /// runs four elements per invocation. Nothing is built or changed.
+    /// Dispatches the next step records (a measure of how well tensors were batched): with every
+    /// gradient present, one per run of tensors that share a dispatch, and one more for a run's
+    /// last `len % 4` elements where it runs four elements per invocation; tensors without a
+    /// gradient ([`Optimizer::set_has_grad`]) cut runs into stretches, each up to three (a
+    /// one-wide head, four-wide, a one-wide tail). Nothing is built or changed.
     pub fn dispatch_count(&self) -> usize {
         plan::dispatch_count(&self.ctx.device, &self.tensors, &self.store)
     }
