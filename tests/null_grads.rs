@@ -22,7 +22,10 @@ const SIZES: &[usize] = &[257, 1, 4099, 33, 600, 5003, 7, 0, 4096];
 /// must not change by one bit, and its own step count must be the mirror's.
 fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
     let mut rng = Rng::new(seed);
-    let lens: Vec<u64> = SIZES.iter().map(|&n| n as u64).collect();
+    // Then many small tensors, so that random marks cut the run into more stretches than the
+    // optimizer cuts into dispatches: it runs one dispatch that skips what lies between them.
+    let sizes: Vec<usize> = SIZES.iter().copied().chain((0..40).map(|i| 1 + (7 * i) % 61)).collect();
+    let lens: Vec<u64> = sizes.iter().map(|&n| n as u64).collect();
     let arena = ParamArena::new(ctx, &lens).unwrap();
     let mut opt = Optimizer::new(ctx, config.clone()).unwrap();
     opt.add_params(opt.default_group(), &arena.bindings()).unwrap();
@@ -41,16 +44,16 @@ fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
         len: odd_n as u64,
     };
     opt.add_params(opt.default_group(), &[binding]).unwrap();
-    let all: Vec<usize> = SIZES.iter().copied().chain([odd_n]).collect();
+    let all: Vec<usize> = sizes.iter().copied().chain([odd_n]).collect();
     let read = |i: usize| {
-        if i < SIZES.len() {
+        if i < sizes.len() {
             read_f32(ctx, arena.params(), arena.offset(i), all[i] as u64).unwrap()
         } else {
             read_f32(ctx, &odd_param, odd_off as u64, odd_n as u64).unwrap()
         }
     };
     let write_grad = |i: usize, g: &[f32]| {
-        if i < SIZES.len() {
+        if i < sizes.len() {
             arena.write_grads(ctx, i, g).unwrap();
         } else {
             ctx.queue.write_buffer(&odd_grad, odd_off as u64 * 4, bytemuck::cast_slice(g));
@@ -60,8 +63,8 @@ fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
     let mut cpu = Vec::new();
     let mut alone = Vec::new();
     for (i, &n) in all.iter().enumerate() {
-        let init = if i < SIZES.len() { rng.vector(n) } else { odd_init.clone() };
-        if i < SIZES.len() {
+        let init = if i < sizes.len() { rng.vector(n) } else { odd_init.clone() };
+        if i < sizes.len() {
             arena.write_params(ctx, i, &init).unwrap();
         }
         cpu.push(CpuOptimizer::new(config.clone(), init.iter().map(|&x| x as f64).collect()).unwrap());
@@ -72,8 +75,13 @@ fn check(name: &str, config: &OptimizerConfig, ctx: &GpuContext, seed: u64) {
     }
     let mut skipped_some = false;
     for step in 0..STEPS {
-        // Step 3 has no gradient anywhere; otherwise each tensor has one with probability 0.6.
-        let present: Vec<bool> = all.iter().map(|_| step != 3 && rng.uniform() < 0.6).collect();
+        // Step 0: every other tensor (while all count alike, one dispatch that skips the others);
+        // step 3: no gradient anywhere; otherwise each tensor has one with probability 0.6.
+        let present: Vec<bool> = all
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if step == 0 { i % 2 == 0 } else { step != 3 && rng.uniform() < 0.6 })
+            .collect();
         let before: Vec<Vec<f32>> = all.iter().enumerate().map(|(i, _)| read(i)).collect();
         for (i, &n) in all.iter().enumerate() {
             opt.set_has_grad(i, present[i]).unwrap();
@@ -289,4 +297,34 @@ fn carried_values_follow_each_tensor_through_the_steps_it_sat_out() {
         let reference = read_f32(&ctx, param, 0, 40).unwrap();
         assert_eq!(ours, reference, "tensor {i}");
     }
+}
+
+/// Tensors without gradients scattered through an arena do not cost a dispatch per stretch: the
+/// run is dispatched once (four-wide and a tail) over the stretches it lists, skipping the rest,
+/// and a block of them is cut out instead.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn scattered_tensors_without_gradients_keep_the_dispatches_of_a_full_step() {
+    let ctx = gpu();
+    // 257 elements each: the dispatch runs four-wide (and a tail), skipping lanes.
+    let (arena, mut opt) = arena_adam(&ctx, 40, 257);
+    let full = opt.dispatch_count();
+    for i in (1..40).step_by(2) {
+        opt.set_has_grad(i, false).unwrap();
+    }
+    assert!(opt.dispatch_count() <= full + 1, "{} dispatches for a step that had {full}", opt.dispatch_count());
+    opt.step().unwrap();
+    let params = read_f32(&ctx, arena.params(), 0, 40 * 257).unwrap();
+    for (i, tensor) in params.chunks(257).enumerate() {
+        // Adam's first step moves every element by lr (gradients of ones); the others stay at 0.
+        let expected = if i % 2 == 0 { -0.1 } else { 0.0 };
+        assert!(tensor.iter().all(|&x| (x - expected).abs() < 1e-6), "tensor {i}: {tensor:?}");
+    }
+    // A block (on a fresh optimizer: after the step above, odd and even tensors have different
+    // step counts, and so different scalars): cut out, the rest in at most three dispatches.
+    let (_arena, mut opt) = arena_adam(&ctx, 40, 37);
+    for i in 0..40 {
+        opt.set_has_grad(i, i >= 20).unwrap();
+    }
+    assert!(opt.dispatch_count() <= 3, "{}", opt.dispatch_count());
 }

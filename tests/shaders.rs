@@ -79,9 +79,10 @@ fn every_kernel_binds_what_the_host_binds_and_shares_the_uniform_layout() {
         let mut bindings: Vec<u32> =
             module.global_variables.iter().filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding)).collect();
         bindings.sort();
-        // Every storage binding twice: as `array<f32>` for `main`, as `array<vec4<f32>>` for `main4`.
-        let expected: Vec<u32> =
-            [0].into_iter().chain((1..3 + kernel.states.len() as u32).flat_map(|b| [b, b])).collect();
+        // Every storage binding twice: as `array<f32>` for `main`, as `array<vec4<f32>>` for `main4`;
+        // then the spans, once.
+        let spans = 3 + kernel.states.len() as u32;
+        let expected: Vec<u32> = [0].into_iter().chain((1..spans).flat_map(|b| [b, b])).chain([spans]).collect();
         assert_eq!(bindings, expected, "{}: bindings", kernel.name);
 
         let mut layouter = naga::proc::Layouter::default();
@@ -92,9 +93,9 @@ fn every_kernel_binds_what_the_host_binds_and_shares_the_uniform_layout() {
             .find(|(_, v)| v.space == naga::AddressSpace::Uniform)
             .unwrap_or_else(|| panic!("{}: no uniform", kernel.name));
         assert_eq!(layouter[uniform.ty].size, UNIFORM_SIZE, "{}: struct Step and StepUniform differ", kernel.name);
-        // The host's one pipeline constant is the only override.
+        // The host's pipeline constants are the only overrides.
         let overrides: Vec<&str> = module.overrides.iter().filter_map(|(_, o)| o.name.as_deref()).collect();
-        assert_eq!(overrides, ["OFFSETS"], "{}: override constants", kernel.name);
+        assert_eq!(overrides, ["OFFSETS", "SPANS"], "{}: override constants", kernel.name);
         let entries: Vec<_> = module.entry_points.iter().map(|e| (e.name.as_str(), e.workgroup_size)).collect();
         assert_eq!(entries, [("main", [256, 1, 1]), ("main4", [256, 1, 1])], "{}", kernel.name);
     }

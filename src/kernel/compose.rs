@@ -2,7 +2,8 @@
 //! compiled. Plain string assembly over one fixed skeleton (STYLE.md: no templating engine);
 //! `wgpu-optim shader` prints the result, so a reader sees every line that runs.
 //!
-//! The skeleton, in order: the flags as `const`s and `OFFSETS` as the one pipeline constant;
+//! The skeleton, in order: the flags as `const`s and `OFFSETS` and `SPANS` as the pipeline
+//! constants;
 //! `struct Step` (the uniform, [`super::StepUniform`]'s layout, the scalars named by the
 //! declaration); the bindings per storage format; `struct Values` (the parameter and each state
 //! array, four elements each); the kernel's own source (`update()` and any helpers); loads and
@@ -11,7 +12,7 @@
 
 use std::fmt::Write;
 
-use super::{Kernel, Storage, MAX_SCALARS};
+use super::{Kernel, Storage, MAX_SCALARS, SPAN_BLOCK};
 
 /// The WGSL module of `kernel` for these storage formats and flag bits (bit `k` is
 /// `kernel.flags[k]`). This is exactly the source the optimizer compiles.
@@ -37,12 +38,15 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
     for (bit, flag) in kernel.flags.iter().enumerate() {
         let _ = writeln!(w, "const {flag}: bool = {};", flags >> bit & 1 == 1);
     }
-    w.push_str("// The one pipeline constant: false when every binding starts at its slice.\n");
-    w.push_str("override OFFSETS: bool = true;\n\n");
+    w.push_str("// The pipeline constants. OFFSETS: false when every binding starts at its slice.\n");
+    w.push_str("override OFFSETS: bool = true;\n");
+    w.push_str("// SPANS: true when the dispatch updates only the element ranges listed in `spans` (tensors\n");
+    w.push_str("// without a gradient this step are left out, however many there are, in one dispatch).\n");
+    w.push_str("override SPANS: bool = false;\n\n");
 
     // Keep in sync with `StepUniform` in src/kernel/mod.rs (tests check the size).
     w.push_str("struct Step {\n    n: u32,\n    param_off: u32,\n    grad_off: u32,\n    state_off: u32,\n");
-    w.push_str("    flags: u32,\n    _pad0: u32,\n    _pad1: u32,\n    _pad2: u32,\n");
+    w.push_str("    flags: u32,\n    span_first: u32,\n    span_count: u32,\n    first: u32,\n");
     for (name, doc) in kernel.scalars.iter().zip(kernel.scalar_docs) {
         let doc = doc.trim();
         if doc.is_empty() {
@@ -60,6 +64,14 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
     for (k, state) in kernel.states.iter().enumerate() {
         storage.state.bindings(w, state.name, 3 + k as u32, "read_write");
     }
+    let _ = writeln!(
+        w,
+        "// With SPANS: this step's [start, end) element ranges within the run, sorted, as pairs\n\
+         // from spans[u.span_first]; before them, per block of {SPAN_BLOCK} elements of the run, the first\n\
+         // span that ends past the block's start. Element i of the dispatch is u.first + i of the run.\n\
+         @group(0) @binding({}) var<storage, read> spans: array<u32>;",
+        super::spans_binding(kernel)
+    );
 
     w.push_str("\n// A parameter and its state, four elements of each.\nstruct Values {\n    param: vec4<f32>,\n");
     for state in kernel.states {
@@ -70,6 +82,34 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
     w.push_str(kernel.source.trim_end());
     let _ = writeln!(w, "\n// ---- end of shaders/{}.wgsl ----\n", kernel.name);
 
+    let _ = writeln!(
+        w,
+        "// Which of the elements e..e+3 of the run lie in this dispatch's spans. The block table\n\
+         // says at once where a block lies wholly inside a span (bit 31) or outside them all\n\
+         // (bit 30); elsewhere, past the spans that end at or before e (from the table's first\n\
+         // candidate), each span that starts before e + 4 is tested.\n\
+         fn in_spans4(e: u32) -> vec4<bool> {{\n    \
+             let entry = spans[e / {SPAN_BLOCK}u];\n    \
+             // The four lanes in one block (a dispatch that starts off a multiple of four may\n    \
+             // straddle two), marked wholly inside or outside.\n    \
+             if (e % {SPAN_BLOCK}u <= {SPAN_BLOCK}u - 4u && entry >= 0x40000000u) {{\n        \
+                 return vec4<bool>(entry >= 0x80000000u);\n    \
+             }}\n    \
+             let lanes = vec4(e) + vec4(0u, 1u, 2u, 3u);\n    \
+             var keep = vec4<bool>(false);\n    \
+             var j = entry & 0x3fffffffu;\n    \
+             while (j < u.span_count && spans[u.span_first + 2u * j + 1u] <= e) {{\n        \
+                 j = j + 1u;\n    \
+             }}\n    \
+             while (j < u.span_count && spans[u.span_first + 2u * j] < e + 4u) {{\n        \
+                 let start = spans[u.span_first + 2u * j];\n        \
+                 let end = spans[u.span_first + 2u * j + 1u];\n        \
+                 keep = keep | ((lanes >= vec4(start)) & (lanes < vec4(end)));\n        \
+                 j = j + 1u;\n    \
+             }}\n    \
+             return keep;\n\
+         }}\n"
+    );
     storage.param.loads(w, "param");
     storage.param.stores(w, "param");
     storage.grad.loads(w, "grad");
@@ -95,6 +135,19 @@ fn entry_point(w: &mut String, kernel: &Kernel, wide: bool) {
     w.push_str("    // A 2-D grid reaches past 65,535 workgroups in one dimension.\n");
     w.push_str("    let i = gid.x + gid.y * nwg.x * WG;\n");
     let _ = writeln!(w, "    if (i >= {n}) {{\n        return;\n    }}");
+    if wide {
+        w.push_str(
+            "    // The lanes inside this step's spans; the others keep their values (written back as read).\n\
+             \x20   var keep = vec4<bool>(true);\n\
+             \x20   if (SPANS) {\n\
+             \x20       let e = u.first + 4u * i;\n\
+             \x20       keep = in_spans4(e);\n\
+             \x20       if (!any(keep)) {\n            return;\n        }\n\
+             \x20   }\n",
+        );
+    } else {
+        w.push_str("    if (SPANS && !in_spans4(u.first + i).x) {\n        return;\n    }\n");
+    }
     for (var, field) in [("ip", "param_off"), ("ig", "grad_off"), ("is", "state_off")] {
         if var == "is" && kernel.states.is_empty() {
             continue;
@@ -107,7 +160,14 @@ fn entry_point(w: &mut String, kernel: &Kernel, wide: bool) {
         let load = format!("x.{0} = {1};", state.name, widen(format!("load_{}{suffix}(is)", state.name)));
         guarded(w, state.flag, &load);
     }
-    let _ = writeln!(w, "    let y = update({}, x);", widen(format!("load_grad{suffix}(ig)")));
+    let _ = writeln!(w, "    var y = update({}, x);", widen(format!("load_grad{suffix}(ig)")));
+    if wide {
+        w.push_str("    if (SPANS) {\n        y.param = select(x.param, y.param, keep);\n");
+        for state in kernel.states {
+            let _ = writeln!(w, "        y.{0} = select(x.{0}, y.{0}, keep);", state.name);
+        }
+        w.push_str("    }\n");
+    }
     let lane = if wide { "" } else { ".x" };
     let _ = writeln!(w, "    store_param{suffix}(ip, y.param{lane});");
     for state in kernel.states {

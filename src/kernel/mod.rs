@@ -112,7 +112,12 @@ pub(crate) struct StepUniform {
     pub grad_off: u32,
     pub state_off: u32,
     pub flags: u32,
-    pub _pad: [u32; 3],
+    /// With `SPANS`: where the span pairs start in the `spans` binding (after the block table),
+    /// how many there are, and the dispatch's first element within its run (the spans'
+    /// coordinates).
+    pub span_first: u32,
+    pub span_count: u32,
+    pub first: u32,
     pub scalars: [f32; 8],
 }
 
@@ -123,7 +128,7 @@ pub const UNIFORM_SIZE: u32 = size_of::<StepUniform>() as u32;
 /// a bit set of flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Scalars {
-    /// The values, in the order of [`Kernel::scalars`] (the kernel's `struct Step` after `_pad2`).
+    /// The values, in the order of [`Kernel::scalars`] (the kernel's `struct Step` after `first`).
     pub values: [f32; 8],
     /// The kernel's flags (`MAXIMIZE`, `AMSGRAD`, ...): bit `k` is `Kernel::flags[k]`.
     pub flags: u32,
@@ -205,7 +210,7 @@ pub(crate) struct KernelPipeline {
     storage: Storage,
     /// One composed module per flag combination a step has used.
     modules: Mutex<HashMap<u32, wgpu::ShaderModule>>,
-    variants: Mutex<HashMap<(u32, bool, bool), wgpu::ComputePipeline>>,
+    variants: Mutex<HashMap<(u32, bool, bool, bool), wgpu::ComputePipeline>>,
 }
 
 impl KernelPipeline {
@@ -243,12 +248,14 @@ impl KernelPipeline {
             storage_entry(2, true),
         ];
         entries.extend((0..kernel.states.len() as u32).map(|i| storage_entry(3 + i, false)));
+        // The spans a `SPANS` dispatch updates (tensors without gradients left out).
+        entries.push(storage_entry(spans_binding(kernel), true));
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
         let pipeline = Self { layout, kernel, storage, modules: Mutex::default(), variants: Mutex::default() };
         // The most common variants, compiled now so that shader errors surface at construction.
-        pipeline.variant(device, 0, true, false)?;
-        pipeline.variant(device, 0, false, true)?;
+        pipeline.variant(device, 0, true, false, false)?;
+        pipeline.variant(device, 0, false, true, false)?;
         Ok(pipeline)
     }
 
@@ -265,11 +272,12 @@ impl KernelPipeline {
         flags: u32,
         offsets: bool,
         wide: bool,
+        spans: bool,
     ) -> crate::Result<wgpu::ComputePipeline> {
         // Bits past the kernel's flags mean nothing to it.
         let flags = flags & ((1u32 << self.kernel.flags.len()) - 1);
         let mut variants = self.variants.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pipeline) = variants.get(&(flags, offsets, wide)) {
+        if let Some(pipeline) = variants.get(&(flags, offsets, wide, spans)) {
             return Ok(pipeline.clone());
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -281,13 +289,13 @@ impl KernelPipeline {
             })
         });
         let entry = if wide { "main4" } else { "main" };
-        let pipeline =
-            compute_pipeline(device, &self.layout, module, entry, &[("OFFSETS", f64::from(u8::from(offsets)))]);
+        let constants = [("OFFSETS", f64::from(u8::from(offsets))), ("SPANS", f64::from(u8::from(spans)))];
+        let pipeline = compute_pipeline(device, &self.layout, module, entry, &constants);
         if let Some(error) = pollster::block_on(scope.pop()) {
             modules.remove(&flags);
             return Err(crate::Error::Wgpu(format!("kernel {} (flags {flags:#b}): {error}", self.kernel.name)));
         }
-        variants.insert((flags, offsets, wide), pipeline.clone());
+        variants.insert((flags, offsets, wide, spans), pipeline.clone());
         Ok(pipeline)
     }
 }
@@ -314,6 +322,15 @@ pub(crate) fn compute_pipeline(
         compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
         cache: None,
     })
+}
+
+/// Elements of a run per entry of a `SPANS` dispatch's block table (the first span that may hold
+/// them), so that an invocation finds its span in a step or two, not a search.
+pub(crate) const SPAN_BLOCK: u64 = 1024;
+
+/// The binding of the `spans` array: after the kernel's state arrays.
+pub(crate) fn spans_binding(kernel: &Kernel) -> u32 {
+    3 + kernel.states.len() as u32
 }
 
 /// Workgroups for `n` elements as a 2-D grid, so that no dimension exceeds `max_per_dim`.

@@ -5,7 +5,7 @@
 
 use std::num::NonZeroU64;
 
-use crate::kernel::{workgroups, StepUniform};
+use crate::kernel::{workgroups, StepUniform, SPAN_BLOCK};
 
 use super::registration::{Piece, StepKey, Tensors};
 use super::store::StateStore;
@@ -26,6 +26,9 @@ pub(super) struct Run {
     pub state_off: u32,
     /// Whether its group keeps state (its state offset then matters for four-wide access).
     keeps_state: bool,
+    /// Its region of the plan's `spans` buffer (byte offset), for a run of three pieces or more:
+    /// where a step that leaves tensors out lists the spans it updates.
+    pub span_region: Option<u64>,
 }
 
 /// One dispatch of a step: part of a run, the scalars it takes, and how it runs.
@@ -41,17 +44,24 @@ pub(super) struct Dispatch {
     pub n: u64,
     /// Four elements per invocation (`main4`), or one (`main`).
     pub wide: bool,
+    /// For a `SPANS` dispatch, where its span pairs start in its run's region (in u32s, after
+    /// the block table) and how many there are.
+    pub spans: Option<(u32, u32)>,
 }
 
 impl Dispatch {
     /// Where its slices lie in their bindings (the scalars are filled in per step).
     pub fn header(&self, run: &Run) -> StepUniform {
         let first = self.first as u32;
+        let (span_first, span_count) = self.spans.unwrap_or_default();
         StepUniform {
             n: self.n as u32,
             param_off: run.param_off + first,
             grad_off: run.grad_off + first,
             state_off: run.state_off + first,
+            span_first,
+            span_count,
+            first,
             ..Default::default()
         }
     }
@@ -76,6 +86,35 @@ pub(super) struct Plan {
     pub runs: Vec<Run>,
     /// One per run.
     pub bind_groups: Vec<wgpu::BindGroup>,
+    /// The runs' span regions (and a small one bound where a run has none).
+    pub spans: wgpu::Buffer,
+}
+
+/// The dispatches of one step and the spans its `SPANS` dispatches read, per run.
+#[derive(Debug, Default)]
+pub(super) struct StepDispatches {
+    pub dispatches: Vec<Dispatch>,
+    /// (run, what its region holds this step: the block table, then the span pairs).
+    pub spans: Vec<(usize, Vec<u32>)>,
+}
+
+/// A run cut into more stretches than this (of one key) runs as one `SPANS` dispatch instead:
+/// past it, a dispatch per stretch costs more than skipping elements in the kernel (on lavapipe a
+/// dispatch costs some 40-60 us; see docs/PERFORMANCE.md, "Steps without gradients").
+const SPAN_STRETCHES: usize = 16;
+
+/// Block table marks: the block lies wholly inside one span, or outside them all (stretch indices
+/// stay below 2^30: a run has fewer pieces).
+const SPAN_INSIDE: u32 = 1 << 31;
+const SPAN_OUTSIDE: u32 = 1 << 30;
+
+/// A run of this many pieces or more gets a span region.
+const SPAN_PIECES: usize = SPAN_STRETCHES + 1;
+
+/// The u32s of a run's span region: a block table entry per `SPAN_BLOCK` elements, and a pair per
+/// piece (the most stretches a step can have).
+fn span_words(run: &Run) -> u64 {
+    run.n.div_ceil(SPAN_BLOCK) + 2 * run.pieces.len() as u64
 }
 
 /// Below this many elements, a range that cannot run four-wide from its first element to its
@@ -111,6 +150,7 @@ fn runs<'a>(tensors: &'a Tensors, store: &StateStore, align: u64) -> Vec<(Run, P
             grad_off: within(p.span.grad_start),
             state_off: if store.keeps_state(p.slot.block) { within(p.slot.offset) } else { 0 },
             keeps_state: store.keeps_state(p.slot.block),
+            span_region: None,
         };
         runs.push((run, p));
     }
@@ -126,7 +166,7 @@ fn cut(run: &Run, first: u64, n: u64, key: StepKey, out: &mut Vec<Dispatch>, ind
     let residue = |off: u32| (off as u64 + first) % 4;
     let (rp, rg) = (residue(run.param_off), residue(run.grad_off));
     let rs = if run.keeps_state { residue(run.state_off) } else { rp };
-    let main = |first, n| Dispatch { run: index, key, first, n, wide: false };
+    let main = |first, n| Dispatch { run: index, key, first, n, wide: false, spans: None };
     if n == 0 {
         return;
     }
@@ -144,44 +184,83 @@ fn cut(run: &Run, first: u64, n: u64, key: StepKey, out: &mut Vec<Dispatch>, ind
     if head > 0 {
         out.push(main(first, head));
     }
-    out.push(Dispatch { run: index, key, first: first + head, n: body, wide: true });
+    out.push(Dispatch { run: index, key, first: first + head, n: body, wide: true, spans: None });
     if tail > 0 {
         out.push(main(first + head + body, tail));
     }
 }
 
-/// The dispatches of one step over `runs`: in each run, each stretch of pieces whose tensors have
-/// a gradient and the same `key` (`None`: no gradient, skipped), four-wide dispatches first.
-pub(super) fn dispatches(runs: &[Run], key: impl Fn(usize) -> Option<StepKey>) -> Vec<Dispatch> {
-    let mut out = Vec::with_capacity(runs.len() + 1);
+/// The dispatches of one step over `runs`: in each run, the stretches of pieces whose tensors
+/// have a gradient (`key` is `None` for those without: they sit the step out) and the same key.
+/// A run of a few stretches (`SPAN_STRETCHES`), or of several keys, is cut into dispatches over
+/// each stretch; a run of more stretches of one key (tensors without gradients scattered through
+/// it), where that would cost a dispatch per stretch, runs over the whole range of its stretches
+/// with `SPANS`, the kernel skipping what lies outside them. Four-wide dispatches first.
+pub(super) fn dispatches(runs: &[Run], key: impl Fn(usize) -> Option<StepKey>) -> StepDispatches {
+    let mut step = StepDispatches { dispatches: Vec::with_capacity(runs.len() + 1), spans: Vec::new() };
+    let out = &mut step.dispatches;
+    let mut stretches: Vec<(StepKey, u64, u64)> = Vec::new(); // (key, first, n)
     for (index, run) in runs.iter().enumerate() {
-        let mut stretch: Option<(StepKey, u64, u64)> = None; // (key, first, n)
+        stretches.clear();
         for &(tensor, first, n) in &run.pieces {
-            let k = key(tensor);
-            match (&mut stretch, k) {
+            match (stretches.last_mut(), key(tensor)) {
                 (Some((same, start, len)), Some(k)) if *same == k && *start + *len == first => *len += n,
-                _ => {
-                    if let Some((k, start, len)) = stretch.take() {
-                        cut(run, start, len, k, &mut out, index);
-                    }
-                    stretch = k.map(|k| (k, first, n));
-                }
+                (_, Some(k)) => stretches.push((k, first, n)),
+                (_, None) => {}
             }
         }
-        if let Some((k, start, len)) = stretch {
-            cut(run, start, len, k, &mut out, index);
+        let one_key = stretches.iter().all(|s| s.0 == stretches[0].0);
+        if stretches.len() <= SPAN_STRETCHES || !one_key || run.span_region.is_none() {
+            for &(k, start, len) in &stretches {
+                cut(run, start, len, k, out, index);
+            }
+            continue;
         }
+        // The block table: for each block of the run, the first stretch that ends past its start,
+        // or that the block lies wholly inside one (`INSIDE`) or outside them all (`OUTSIDE`).
+        let blocks = run.n.div_ceil(SPAN_BLOCK);
+        let mut words: Vec<u32> = Vec::with_capacity(blocks as usize + 2 * stretches.len());
+        let mut j = 0;
+        for b in 0..blocks {
+            let (start, end) = (b * SPAN_BLOCK, ((b + 1) * SPAN_BLOCK).min(run.n));
+            while j < stretches.len() && stretches[j].1 + stretches[j].2 <= start {
+                j += 1;
+            }
+            let word = match stretches.get(j) {
+                Some(&(_, first, n)) if first <= start && end <= first + n => SPAN_INSIDE,
+                Some(&(_, first, _)) if end <= first => SPAN_OUTSIDE,
+                None => SPAN_OUTSIDE,
+                Some(_) => j as u32,
+            };
+            words.push(word);
+        }
+        for &(_, first, n) in &stretches {
+            words.extend([first as u32, (first + n) as u32]);
+        }
+        let (k, lo) = (stretches[0].0, stretches[0].1);
+        let (last_first, last_n) = (stretches[stretches.len() - 1].1, stretches[stretches.len() - 1].2);
+        let before = out.len();
+        cut(run, lo, last_first + last_n - lo, k, out, index);
+        for d in &mut out[before..] {
+            d.spans = Some((blocks as u32, stretches.len() as u32));
+        }
+        step.spans.push((index, words));
     }
     // Fewer pipeline switches: the four-wide dispatches first (they touch disjoint elements).
     out.sort_by_key(|d| !d.wide);
-    out
+    step
 }
 
 /// Dispatches one step records now, without building anything.
 pub(super) fn dispatch_count(device: &wgpu::Device, tensors: &Tensors, store: &StateStore) -> usize {
     let align = device.limits().min_storage_buffer_offset_alignment as u64;
     let runs: Vec<Run> = runs(tensors, store, align).into_iter().map(|(run, _)| run).collect();
-    dispatches(&runs, |t| tensors.step_key(t)).len()
+    let mut runs = runs;
+    for run in &mut runs {
+        // Only whether a run has a region matters here.
+        run.span_region = (run.pieces.len() >= SPAN_PIECES).then_some(0);
+    }
+    dispatches(&runs, |t| tensors.step_key(t)).dispatches.len()
 }
 
 impl Plan {
@@ -201,7 +280,20 @@ impl Plan {
         let align = limits.min_storage_buffer_offset_alignment as u64;
         let slot_size =
             (size_of::<StepUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
-        let runs = runs(tensors, store, align);
+        let mut runs = runs(tensors, store, align);
+        // A span region for each run of three pieces or more: room for a span per piece, each
+        // region at an aligned offset after a first, small one bound where a run has none.
+        let mut span_bytes = align.max(16);
+        for (run, _) in runs.iter_mut().filter(|(run, _)| run.pieces.len() >= SPAN_PIECES) {
+            run.span_region = Some(span_bytes);
+            span_bytes += (span_words(run) * 4).next_multiple_of(align);
+        }
+        let spans = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-optim step spans"),
+            size: span_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         // Room for a step in which every tensor has its gradient, or for `min_slots`.
         let full = runs.iter().map(|(run, _)| run).fold(0, |acc, run| {
             let mut d = Vec::new();
@@ -242,6 +334,18 @@ impl Plan {
                     };
                     entries.push(wgpu::BindGroupEntry { binding: 3 + k as u32, resource });
                 }
+                let (offset, size) = match run.span_region {
+                    Some(offset) => (offset, span_words(run) * 4),
+                    None => (0, 16),
+                };
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 3 + unused.len() as u32,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &spans,
+                        offset,
+                        size: NonZeroU64::new(size),
+                    }),
+                });
                 device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("wgpu-optim step"),
                     layout,
@@ -250,7 +354,7 @@ impl Plan {
             })
             .collect();
         let runs = runs.into_iter().map(|(run, _)| run).collect();
-        Plan { uniform, slot_size, slots, runs, bind_groups }
+        Plan { uniform, slot_size, slots, runs, bind_groups, spans }
     }
 }
 

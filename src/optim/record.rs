@@ -89,7 +89,8 @@ impl Recorder {
             Some(plan) => plan,
             None => Plan::build(device, &self.pipeline.layout, &self.unused, tensors, store, 0),
         };
-        let dispatches = plan::dispatches(&plan.runs, |t| tensors.step_key(t));
+        let step = plan::dispatches(&plan.runs, |t| tensors.step_key(t));
+        let dispatches = step.dispatches;
         if dispatches.len() > plan.slots {
             // Tensors without gradients cut runs into more dispatches than the uniform buffer has
             // slots for: a larger one (twice what this step needs, so that this happens rarely).
@@ -106,7 +107,7 @@ impl Recorder {
                 let s = *cache.entry((run.group, d.key)).or_insert_with(|| scalars(run.group, d.key));
                 let h = d.header(run);
                 let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
-                let pipeline = self.pipeline.variant(device, s.flags, offsets, d.wide)?;
+                let pipeline = self.pipeline.variant(device, s.flags, offsets, d.wide, d.spans.is_some())?;
                 Ok((StepUniform { flags: s.flags, scalars: s.values, ..h }, pipeline))
             })
             .collect();
@@ -129,6 +130,12 @@ impl Recorder {
         let scopes = Scopes::push(device);
         let size = NonZeroU64::new(bytes.len() as u64).expect("a step with dispatches uploads something");
         self.belt.write_buffer(encoder, uniform, 0, size).copy_from_slice(&bytes);
+        for (run, spans) in &step.spans {
+            let offset = plan.runs[*run].span_region.expect("spans are listed for runs with a region");
+            let bytes: &[u8] = bytemuck::cast_slice(spans);
+            let size = NonZeroU64::new(bytes.len() as u64).expect("a run cut into spans has some");
+            self.belt.write_buffer(encoder, &plan.spans, offset, size).copy_from_slice(bytes);
+        }
         self.belt.finish_and_recall_on_submit(encoder);
         {
             let mut pass = encoder
