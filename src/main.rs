@@ -80,6 +80,22 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run every composed kernel in a browser's WebGPU (headless Chromium, Dawn/Tint on
+    /// SwiftShader): each variant compiled with every pipeline constant, each optimizer case of the
+    /// registry run for three steps against the f64 CPU reference.
+    ///
+    /// Exit code: 0 if everything passes, 1 on any FAIL, 2 without Chromium or a WebGPU adapter.
+    BrowserCheck {
+        /// Where to write the variants, the cases and the page [default: a temporary folder].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The Chromium binary.
+        #[arg(long, default_value = "chromium")]
+        chromium: PathBuf,
+        /// Seconds the page may take.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// Draw a schedule's learning rate (and momentum, when cycled) over the steps.
     ///
     /// SPEC is a scheduler object (`{"name": "StepLR", "step_size": 7}`) or a golden case holding
@@ -123,6 +139,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::BrowserCheck { out, chromium, timeout }) => tools_cli::browser_check(out, chromium, timeout),
         Some(Command::Adapters { backend, json }) => tools_cli::adapters(backend, json),
         Some(Command::Validate(args)) => tools_cli::validate(&args),
         Some(Command::Bench(args)) => tools_cli::bench(&args),

@@ -263,3 +263,50 @@ pub fn main_job(choice: &AdapterArgs) -> ExitCode {
         benched
     }
 }
+
+/// `wgpu-optim browser-check`: writes the cases, runs them in headless Chromium, prints each
+/// verdict. Exit 0 if all pass, 1 on a FAIL, 2 without Chromium or an adapter.
+pub fn browser_check(out: Option<PathBuf>, chromium: PathBuf, timeout: u64) -> ExitCode {
+    use wgpu_optim::tools::browser;
+    let dir = out.unwrap_or_else(|| std::env::temp_dir().join(format!("wgpu-optim-browser-{}", std::process::id())));
+    let written = match browser::write(&dir, &|_, wgsl| wgsl) {
+        Ok(written) => written,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("wrote {} variants and {} cases into {}", written.variants, written.cases, dir.display());
+    let options = browser::BrowserOptions { chromium, timeout: std::time::Duration::from_secs(timeout) };
+    let report = match browser::run(&dir, &options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(adapter) = &report.adapter else {
+        eprintln!("error: {}", report.error.as_deref().unwrap_or("no WebGPU adapter"));
+        return ExitCode::from(2);
+    };
+    println!("adapter: {adapter} (shader-f16: {})", report.shader_f16);
+    for v in &report.results {
+        println!("{} {}: {}", v.status, v.name, v.detail);
+    }
+    let failed = report.results.iter().filter(|v| v.status != "PASS").count();
+    let missing = (written.variants + written.cases).saturating_sub(report.results.len());
+    println!("{} passed, {failed} failed, {missing} did not run", report.results.len() - failed);
+    if missing > 0 {
+        eprintln!("error: {missing} variants or cases did not report");
+        return ExitCode::FAILURE;
+    }
+    if let Some(error) = &report.error {
+        eprintln!("error: the harness stopped: {error}");
+        return ExitCode::FAILURE;
+    }
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

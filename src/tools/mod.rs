@@ -7,6 +7,7 @@
 
 pub mod adapters;
 pub mod bench;
+pub mod browser;
 mod cases;
 mod ceiling;
 mod program;
