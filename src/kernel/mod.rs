@@ -4,7 +4,7 @@
 //! A kernel is declared once, in Rust, in its algorithm's file (`src/algorithm/<name>.rs`): its
 //! state arrays (and the flag that switches each on), its per-step scalars (names and order, with
 //! the [`scalars!`](crate::scalars) macro) and its flags. Its WGSL file (`shaders/<name>.wgsl`)
-//! holds only `update()` and its helpers; [`compose`] builds the rest (the `Step` struct, the
+//! holds only `update()` and its helpers; [`compose()`] builds the rest (the `Step` struct, the
 //! bindings, loads and stores per storage [`Format`], the entry points, the guards). The list of
 //! algorithms is [`crate::algorithm::OptimizerConfig`], the crate's one registry.
 
@@ -21,11 +21,11 @@ use std::sync::Mutex;
 /// Invocations per workgroup in every kernel (`@workgroup_size(256)`).
 pub const WORKGROUP_SIZE: u32 = 256;
 
-/// The most per-step scalars a kernel can declare (the f32 slots of [`StepUniform`]).
+/// The most per-step scalars a kernel can declare (the f32 slots of the uniform every composed `struct Step` mirrors).
 pub const MAX_SCALARS: usize = 8;
 
 /// A kernel's declaration: its WGSL `update()`, its state arrays, flags and per-step scalars.
-/// [`compose`] turns it into the module that runs.
+/// [`compose()`] turns it into the module that runs.
 #[derive(Debug)]
 pub struct Kernel {
     /// The file name under `shaders/`, without `.wgsl`.

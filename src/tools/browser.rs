@@ -87,7 +87,7 @@ struct VariantFile {
     states: usize,
 }
 
-/// What [`write`] wrote: how many variants the page compiles and how many cases it runs.
+/// What [`write()`] wrote: how many variants the page compiles and how many cases it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Written {
     /// Composed variants (every kernel, flag combination and supported storage).
