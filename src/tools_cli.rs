@@ -220,7 +220,7 @@ fn run_bench(choice: &AdapterArgs, options: &bench::BenchOptions, json: Option<&
                 continue;
             }
         };
-        let timer = bench::Timer::new(&ctx).source();
+        let timer = bench::Timer::source_of(&ctx);
         println!(
             "bench on {} ({:?}, {:?}), {timer} time, median of {} steps after {} warm-up",
             info.name, info.backend, info.device_type, options.reps, options.warmup

@@ -213,7 +213,7 @@ fn a_registration_after_steps_keeps_the_state_and_its_own_step_count() {
 fn bench_runs_one_buffer_per_tensor() {
     use wgpu_optim::tools::bench::{find, transformer_shapes, Kind, Layout, Setup, Timer};
     let ctx = gpu();
-    let timer = Timer::new(&ctx);
+    let timer = Timer::new(&ctx).unwrap();
     let adam = find("Adam").unwrap().remove(0);
     let lens = transformer_shapes(4099, 7);
     let expected = lens.iter().map(|&n| dispatches(n)).sum::<usize>();

@@ -149,7 +149,7 @@ fn bench_json_has_the_documented_keys() {
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn every_bench_workload_runs_on_the_device() {
     let ctx = gpu();
-    let timer = bench::Timer::new(&ctx);
+    let timer = bench::Timer::new(&ctx).unwrap();
     for variant in bench::variants() {
         // Past one binding on a capped device would need 40M elements; the chunking is exercised
         // by the optimizer's tests. Here: an awkward size, several tensors.

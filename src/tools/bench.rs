@@ -377,28 +377,43 @@ pub struct Timer {
 }
 
 impl Timer {
-    /// A timer for `ctx`'s device.
-    pub fn new(ctx: &GpuContext) -> Self {
+    /// A timer for `ctx`'s device: timestamp queries where it has them, else wall time. Its query
+    /// set and buffers are made inside error scopes.
+    ///
+    /// # Errors
+    /// [`Error::Wgpu`] if the device cannot make them (out of memory, a lost device).
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
         let device = &ctx.device;
-        let queries = device.features().contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
-            let set = device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("bench timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            });
-            let buffer = |usage| {
-                device.create_buffer(&wgpu::BufferDescriptor {
+        let queries = crate::replay::scoped(device, "bench timestamps", || {
+            Ok(Self::source_of(ctx).eq("gpu").then(|| {
+                let set = device.create_query_set(&wgpu::QuerySetDescriptor {
                     label: Some("bench timestamps"),
-                    size: 16,
-                    usage,
-                    mapped_at_creation: false,
-                })
-            };
-            let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
-            let read = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
-            (set, resolve, read)
-        });
-        Self { queries, period_ns: ctx.queue.get_timestamp_period() as f64 }
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                });
+                let buffer = |usage| {
+                    device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("bench timestamps"),
+                        size: 16,
+                        usage,
+                        mapped_at_creation: false,
+                    })
+                };
+                let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+                let read = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+                (set, resolve, read)
+            }))
+        })?;
+        Ok(Self { queries, period_ns: ctx.queue.get_timestamp_period() as f64 })
+    }
+
+    /// What a timer on `ctx`'s device measures, without making one: `"gpu"` or `"wall"`.
+    pub fn source_of(ctx: &GpuContext) -> &'static str {
+        if ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            "gpu"
+        } else {
+            "wall"
+        }
     }
 
     /// `"gpu"` (timestamp queries) or `"wall"`.
@@ -560,10 +575,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// Measures every variant at every size, tensor count and layout on one device.
 ///
 /// # Errors
-/// As [`BenchOptions::check`], [`Setup::with_layout`] and [`Timer::time`].
+/// As [`BenchOptions::check`], [`Timer::new`], [`Setup::with_layout`] and [`Timer::time`].
 pub fn run(ctx: &GpuContext, options: &BenchOptions) -> Result<Vec<Record>> {
     let total = options.check()?;
-    let timer = Timer::new(ctx);
+    let timer = Timer::new(ctx)?;
     let bar = progress::bar(total, "bench");
     let mut records = Vec::new();
     for variant in &options.variants {
