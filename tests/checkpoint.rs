@@ -877,3 +877,39 @@ fn a_huge_file_is_refused_from_its_header_without_reading_the_rest() {
     let _ = std::fs::remove_file(&padded);
     let _ = std::fs::remove_file(&described);
 }
+
+/// A version-3 checkpoint of an algorithm that carries values from step to step (NAdam's
+/// mu_product, ASGD's eta and mu) holds them exactly where a writer writes them, with values its
+/// steps can produce; anything else is refused (sealed again, so the checksum is not what refuses).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn carried_values_are_where_and_what_a_writer_writes() {
+    for algorithm in ["NAdam", "ASGD"] {
+        let (name, config) = configs().into_iter().find(|(n, _)| *n == algorithm).unwrap();
+        let mut run = Run::new(name, &config, None);
+        run.steps(0, T);
+        let path = scratch(&format!("carry-{algorithm}.safetensors"));
+        run.opt.save_state(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut target = Run::new(name, &config, None);
+        let before = target.snapshot();
+        type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(String, Edit)> = vec![
+            ("lacks \"carry\" after".into(), Box::new(|p| drop(p[0].as_object_mut().unwrap().remove("carry")))),
+            ("carry:".into(), Box::new(|p| p[0]["carry"] = serde_json::json!([0.5, 1.5]))),
+            ("carry:".into(), Box::new(|p| p[0]["carry"] = serde_json::json!([-1.0, 0.0]))),
+        ];
+        for (i, (message, edit)) in cases.iter().enumerate() {
+            let edited = seal(rewrite(&bytes, |m, _| edit_json(m, "params", |p| edit(p))));
+            let path = write_scratch(&format!("carry-{algorithm}-{i}.safetensors"), &edited);
+            let error = match target.opt.load_state(&path) {
+                Ok(()) => panic!("{algorithm} case {i}: loaded, expected \"{message}\""),
+                Err(e) => e.to_string(),
+            };
+            assert!(error.contains(message.as_str()), "{algorithm} case {i}: expected \"{message}\" in: {error}");
+            assert!(target.snapshot() == before, "{algorithm}: a refused checkpoint changed the optimizer");
+        }
+        // Unedited, it loads and resumes as the saved run goes on.
+        target.opt.load_state(&path).unwrap();
+    }
+}

@@ -164,3 +164,89 @@ fn a_schedule_attached_mid_run_starts_at_its_own_step_0_and_checkpoints_keep_whe
     assert_eq!(before_save, 0.5 * base);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn set_hyperparameter_keeps_an_lr_set_by_set_lr() {
+    let ctx = gpu();
+    let mut opt = Optimizer::new(&ctx, AdamWConfig { lr: 1e-3, ..Default::default() }).unwrap();
+    let g = opt.default_group();
+    opt.set_lr(g, 0.5).unwrap();
+    assert_eq!(opt.lr(g).unwrap(), 0.5);
+    // PyTorch: param_groups[0]["weight_decay"] = 0.05 leaves param_groups[0]["lr"] at 0.5.
+    opt.set_hyperparameter(g, "weight_decay", 0.05.into()).unwrap();
+    assert_eq!(opt.lr(g).unwrap(), 0.5, "changing weight_decay reverted the learning rate");
+}
+
+/// Two steps recorded into one encoder that the engine then drops; it rewinds both with
+/// set_step_count, as the docs say. The next step must be the tensor's first step again.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn rewinding_two_dropped_steps_restores_nadam_carry() {
+    let ctx = gpu();
+    let n = 64u64;
+    let init: Vec<f32> = (0..n).map(|i| 0.1 * i as f32 - 1.0).collect();
+    let grads: Vec<f32> = (0..n).map(|i| 0.3 - 0.01 * i as f32).collect();
+    let make = || {
+        let p = buffer(&ctx, &init);
+        let g = buffer(&ctx, &grads);
+        let mut opt = Optimizer::new(&ctx, NAdamConfig { lr: 0.01, ..Default::default() }).unwrap();
+        opt.add_params(opt.default_group(), &[ParamBinding::whole(&p, &g, n)]).unwrap();
+        (opt, p, g)
+    };
+    let (mut a, pa, _ga) = make();
+    {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        a.record(&mut enc).unwrap();
+        a.record(&mut enc).unwrap();
+        drop(enc); // never submitted
+    }
+    a.set_step_count(0).unwrap();
+    a.step().unwrap();
+    let (mut b, pb, _gb) = make();
+    b.step().unwrap();
+    let (xa, xb) = (read_f32(&ctx, &pa, 0, n).unwrap(), read_f32(&ctx, &pb, 0, n).unwrap());
+    assert_eq!(xa, xb, "after rewinding to 0, the next step differs from a first step");
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn set_lr_is_what_the_config_says() {
+    let ctx = gpu();
+    let mut opt = Optimizer::new(&ctx, SgdConfig { lr: 0.1, ..Default::default() }).unwrap();
+    let g = opt.default_group();
+    opt.set_lr(g, 0.25).unwrap();
+    assert_eq!(opt.group_config(g).unwrap().to_json()["lr"], json!(0.25));
+}
+
+/// More recorded steps dropped than a rewind can take back one by one: the carries are rebuilt
+/// from the schedule (a constant rate here: exactly).
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn rewinding_past_what_is_kept_rebuilds_the_carries() {
+    let ctx = gpu();
+    let init = [0.5f32, -1.0, 2.0, 0.25];
+    let grads = [0.1f32, 0.2, -0.3, 0.4];
+    let make = || {
+        let (p, g) = (buffer(&ctx, &init), buffer(&ctx, &grads));
+        let mut opt = Optimizer::new(&ctx, AsgdConfig { lr: 0.05, lambd: 0.1, ..Default::default() }).unwrap();
+        opt.add_params(opt.default_group(), &[ParamBinding::whole(&p, &g, 4)]).unwrap();
+        (opt, p, g)
+    };
+    let (mut a, pa, _ga) = make();
+    for _ in 0..3 {
+        a.step().unwrap();
+    }
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    for _ in 0..70 {
+        a.record(&mut enc).unwrap();
+    }
+    drop(enc);
+    a.set_step_count(3).unwrap();
+    a.step().unwrap();
+    let (mut b, pb, _gb) = make();
+    for _ in 0..4 {
+        b.step().unwrap();
+    }
+    assert_eq!(read_f32(&ctx, &pa, 0, 4).unwrap(), read_f32(&ctx, &pb, 0, 4).unwrap());
+}

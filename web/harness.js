@@ -15,7 +15,8 @@ async function post(report) {
   document.getElementById("summary").textContent = report.error
     ? `ERROR ${report.error}`
     : `${results.filter((r) => r.status === "PASS").length} passed, ${results.filter((r) => r.status === "FAIL").length} failed`;
-  await fetch("/report", { method: "POST", body: JSON.stringify(report) });
+  // The server takes the report only with the token it gave this page.
+  await fetch("/report" + location.search, { method: "POST", body: JSON.stringify(report) });
 }
 
 function layoutFor(device, states) {

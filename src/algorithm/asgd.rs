@@ -133,6 +133,15 @@ impl Algorithm for AsgdConfig {
         let (lr, step) = (input.lr, input.step as f64);
         Carry([lr / (1.0 + self.lambd * lr * step).powf(self.alpha), 1.0 / (step - self.t0).max(1.0)])
     }
+    fn check_carry(&self, carry: &Carry) -> std::result::Result<(), String> {
+        // eta = lr / (1 + lambd * lr * t)^alpha >= 0; mu = 1 / max(1, t - t0) in (0, 1].
+        let [eta, mu] = carry.0;
+        if eta >= 0.0 && eta.is_finite() && mu > 0.0 && mu <= 1.0 {
+            Ok(())
+        } else {
+            Err(format!("eta {eta} must be finite and >= 0, mu {mu} in (0, 1]"))
+        }
+    }
     fn scalars(&self, input: &StepInput) -> Scalars {
         AsgdScalars::new(self, input).pack()
     }

@@ -121,6 +121,14 @@ pub trait Algorithm: CpuReference + std::fmt::Debug {
     fn carry_next(&self, input: &StepInput) -> Carry {
         input.carry
     }
+    /// Whether `carry` is one this algorithm's steps can hand on (a checkpoint's is checked
+    /// before it is used): the message says what is wrong.
+    ///
+    /// # Errors
+    /// A description of the impossible value.
+    fn check_carry(&self, _carry: &Carry) -> std::result::Result<(), String> {
+        Ok(())
+    }
     /// This config with its momentum set to `momentum`, for an algorithm whose momentum buffer
     /// exists only when the config's momentum is not 0 (SGD, RMSprop); `None` for the others (the
     /// default). See [`OptimizerConfig::for_cycled_momentum`].

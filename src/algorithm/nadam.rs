@@ -182,6 +182,13 @@ impl Algorithm for NAdamConfig {
     fn carry_next(&self, input: &StepInput) -> Carry {
         Carry([input.carry.0[0] * self.mu(input, input.step), 0.0])
     }
+    fn check_carry(&self, carry: &Carry) -> std::result::Result<(), String> {
+        // A product of factors beta1 * (1 - 0.5 * 0.96^(...)), each in [0, 1).
+        match carry.0 {
+            [m, 0.0] if (0.0..=1.0).contains(&m) => Ok(()),
+            [m, extra] => Err(format!("mu_product {m} must be in [0, 1] and the second value 0 (is {extra})")),
+        }
+    }
     fn validate(&self) -> Result<()> {
         check_adam_like(self.lr, self.eps, self.betas, self.weight_decay)?;
         check_non_negative("momentum_decay", "Invalid momentum_decay value", self.momentum_decay)

@@ -86,8 +86,8 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
         w,
         "// Which of the elements e..e+3 of the run lie in this dispatch's spans. The block table\n\
          // says at once where a block lies wholly inside a span (bit 31) or outside them all\n\
-         // (bit 30); elsewhere, past the spans that end at or before e (from the table's first\n\
-         // candidate), each span that starts before e + 4 is tested.\n\
+         // (bit 30), the first candidate span in the low bits; elsewhere, past the spans that end at\n\
+         // or before e (from that candidate), each span that starts before e + 4 is tested.\n\
          fn in_spans4(e: u32) -> vec4<bool> {{\n    \
              let entry = spans[e / {SPAN_BLOCK}u];\n    \
              // The four lanes in one block (a dispatch that starts off a multiple of four may\n    \

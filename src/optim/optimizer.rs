@@ -3,7 +3,7 @@
 //! state store, the plan, the recorder, the state readback, the gradient scan).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 
 use crate::algorithm::{check_non_negative, Algorithm, Carry, OptimizerConfig, StepInput};
@@ -133,8 +133,9 @@ pub struct Optimizer {
     /// The storage formats the kernels read and write (f32 unless built `with_storage`).
     storage: Storage,
     steps: u64,
-    /// What the last recorded step changed that rewinding it takes back.
-    last_step: Option<LastStep>,
+    /// What the last recorded steps changed that rewinding them takes back (the latest last; at
+    /// most [`REWINDABLE`]).
+    recent: VecDeque<LastStep>,
 }
 
 impl Optimizer {
@@ -191,7 +192,7 @@ impl Optimizer {
             storage,
             nonfinite: NonfiniteScan::default(),
             steps: 0,
-            last_step: None,
+            recent: VecDeque::new(),
         })
     }
 
@@ -255,6 +256,8 @@ impl Optimizer {
     pub fn set_lr(&mut self, group: GroupId, lr: f64) -> Result<()> {
         check_non_negative("lr", "Invalid learning rate", lr)?;
         let g = self.group_mut(group)?;
+        // The config says the rate too (`group_config`, checkpoints, `set_hyperparameter`).
+        g.config = with_lr(&g.config, lr)?;
         g.lr = lr;
         g.schedule = None;
         Ok(())
@@ -458,7 +461,10 @@ impl Optimizer {
     /// of the wrong type; otherwise as [`Optimizer::set_group_config`].
     pub fn set_hyperparameter(&mut self, group: GroupId, name: &str, value: serde_json::Value) -> Result<()> {
         let current = self.group_config(group)?;
-        let mut json = current.to_json();
+        // From the group's rate as it is now (a `set_lr` or a restored checkpoint's), which only
+        // a change of `lr` itself replaces, as PyTorch's `param_groups[i][name] = value` leaves
+        // every other key alone.
+        let mut json = with_lr(current, self.groups[group.0].lr)?.to_json();
         let fields = json.as_object_mut().expect("a config is a JSON object");
         let config_error = |message: String| Error::Config { what: "optimizer", message };
         if name == "name" || !fields.contains_key(name) {
@@ -500,9 +506,11 @@ impl Optimizer {
     /// a step it recorded (dropped the encoder, say), since a recorded step counts whether or not
     /// it is submitted. `set_step_count(opt.steps() - 1)` rewinds one such step. A tensor's own
     /// step count is this less the count at which it was registered and the steps it sat out
-    /// without a gradient; rewinding past the last recorded step also takes back that step's
-    /// sat-out counts (those of earlier steps stay). The state arrays are not touched, nor is a
-    /// `ReduceLROnPlateau` schedule's record of the metrics it observed.
+    /// without a gradient; rewinding the last recorded steps (up to 64) also takes back what they
+    /// counted as sat out and the values they carried on (ASGD's eta, NAdam's mu_product).
+    /// Rewinding further keeps earlier sat-out counts and rebuilds the carried values from the
+    /// schedule. The state arrays are not touched, nor is a `ReduceLROnPlateau` schedule's record
+    /// of the metrics it observed.
     ///
     /// # Errors
     /// [`Error::InvalidHyperparameter`] for a count below a tensor's registration step (it would
@@ -512,17 +520,25 @@ impl Optimizer {
         if steps > 1 << 53 {
             return Err(Error::invalid("steps", format!("step count {steps} is past 2^53")));
         }
-        // Rewinding the last recorded step takes back what it counted as sat out, first, so that
-        // the check below sees the counts as they will be.
-        let undone = self.last_step.take_if(|last| steps < last.at);
-        let redo = undone.as_ref().map(|last| last.undo(&mut self.tensors));
+        // Rewinding recorded steps takes back what each counted as sat out and the carries it
+        // handed on, latest first, before the check below, so that it sees the counts as they
+        // will be; a refusal puts them back.
+        let mut undone: Vec<(LastStep, LastStep)> = Vec::new();
+        while let Some(last) = self.recent.pop_back() {
+            if last.at <= steps {
+                self.recent.push_back(last);
+                break;
+            }
+            let redo = last.undo(&mut self.tensors);
+            undone.push((last, redo));
+        }
         let latest = (0..self.tensors.len())
             .filter_map(|i| self.tensors.info(i).map(|t| (i, t)))
             .max_by_key(|(_, t)| t.origin());
         if let Some((param, t)) = latest.filter(|(_, t)| steps < t.origin()) {
-            if let (Some(last), Some(redo)) = (undone, redo) {
+            for (last, redo) in undone.into_iter().rev() {
                 redo.apply(&mut self.tensors);
-                self.last_step = Some(last);
+                self.recent.push_back(last);
             }
             let why = match t.skipped {
                 0 => format!("the step at which parameter {param} was registered"),
@@ -530,6 +546,14 @@ impl Optimizer {
                 n => format!("parameter {param}'s registration step, {}, and the {n} steps it sat out", t.added_at),
             };
             return Err(Error::invalid("steps", format!("step count {steps} is below {}, {why}", t.origin())));
+        }
+        // Steps older than those kept to rewind: their carries cannot be taken back one by one,
+        // so they are rebuilt from the schedule at the next step (`first_carry`).
+        let kept = undone.len() as u64;
+        if steps < self.steps.saturating_sub(kept) {
+            for i in 0..self.tensors.len() {
+                self.tensors.set_carry(i, None);
+            }
         }
         self.steps = steps;
         Ok(())
@@ -662,31 +686,39 @@ impl Optimizer {
         // tensor's last step carried (ASGD's eta, NAdam's mu_product) goes in with it; the
         // carries this step hands on are found once per key and kept if the step is recorded.
         let next: RefCell<HashMap<(usize, StepKey), Carry>> = RefCell::default();
-        let scalars = |group: usize, key: StepKey| {
+        // The step's input for tensors of `group` with `key`, with their carry (if any), and the
+        // carry it hands on, kept in `next`.
+        let input = |group: usize, key: StepKey| {
             let (lr, momentum) = hyper[group];
             let algorithm = groups[group].config.algorithm();
             let mut input = StepInput { step: step - key.origin, lr, momentum, carry: Carry::default() };
-            let carry = key.carry().or_else(|| first_carry(algorithm, &groups[group], key.origin, &input));
-            if let Some(carry) = carry {
+            if let Some(carry) = key.carry().or_else(|| first_carry(algorithm, &groups[group], key.origin, &input)) {
                 input.carry = carry;
                 next.borrow_mut().insert((group, key), algorithm.carry_next(&input));
             }
-            algorithm.scalars(&input)
+            input
         };
+        let scalars = |group: usize, key: StepKey| groups[group].config.algorithm().scalars(&input(group, key));
         self.recorder.record(&self.ctx, &self.tensors, &self.store, encoder, scalars, timestamp_writes)?;
-        let next = next.into_inner();
+        // Every tensor with a gradient takes its step's carry, dispatched or not (an empty tensor
+        // has nothing to dispatch but counts its steps all the same).
         let mut carries = Vec::new();
-        if !next.is_empty() {
-            for i in 0..self.tensors.len() {
-                let (Some(key), Some(info)) = (self.tensors.step_key(i), self.tensors.info(i)) else { continue };
-                if let Some(&carry) = next.get(&(info.group, key)) {
-                    carries.push((i, self.tensors.carry(i)));
-                    self.tensors.set_carry(i, Some(carry));
-                }
+        for i in 0..self.tensors.len() {
+            let (Some(key), Some(info)) = (self.tensors.step_key(i), self.tensors.info(i)) else { continue };
+            if !next.borrow().contains_key(&(info.group, key)) {
+                input(info.group, key);
+            }
+            if let Some(&carry) = next.borrow().get(&(info.group, key)) {
+                carries.push((i, self.tensors.carry(i)));
+                self.tensors.set_carry(i, Some(carry));
             }
         }
         self.steps = step;
-        self.last_step = Some(LastStep { at: step, skipped: self.tensors.count_skipped(), carries });
+        let last = LastStep { at: step, skipped: self.tensors.count_skipped(), carries };
+        self.recent.push_back(last);
+        if self.recent.len() > REWINDABLE {
+            self.recent.pop_front();
+        }
         Ok(())
     }
 
@@ -708,7 +740,7 @@ impl Optimizer {
         if let Err(error) = scopes.pop("submitting the step") {
             if self.steps != before {
                 self.steps = before;
-                if let Some(last) = self.last_step.take() {
+                if let Some(last) = self.recent.pop_back() {
                     last.undo(&mut self.tensors);
                 }
             }
@@ -779,9 +811,24 @@ impl Optimizer {
             .collect()
     }
 
-    /// Tensor `i`'s carry (see [`Carry`]).
+    /// Tensor `i`'s carry (see [`Carry`]) for its next step: the one kept, or, for a tensor that
+    /// stepped without one kept (after a version-2 checkpoint or a long rewind), rebuilt as its
+    /// next step would rebuild it, so that a checkpoint always holds it.
     pub(super) fn tensor_carry(&self, i: usize) -> Option<Carry> {
-        self.tensors.carry(i)
+        if let Some(carry) = self.tensors.carry(i) {
+            return Some(carry);
+        }
+        let info = self.tensors.info(i)?;
+        let own = self.steps.checked_sub(info.origin()).filter(|&own| own > 0)?;
+        let group = &self.groups[info.group];
+        let (lr, momentum) = group.hyper(self.steps).unwrap_or((group.lr, group.momentum));
+        let input = StepInput { step: own + 1, lr, momentum, carry: Carry::default() };
+        first_carry(group.config.algorithm(), group, info.origin(), &input)
+    }
+
+    /// Whether `carry` is one group `g`'s algorithm can hand on.
+    pub(super) fn check_carry(&self, g: usize, carry: &Carry) -> std::result::Result<(), String> {
+        self.groups[g].config.algorithm().check_carry(carry)
     }
 
     /// Whether group `g`'s algorithm carries anything from step to step.
@@ -850,12 +897,22 @@ impl Optimizer {
         for (i, carry) in checkpoint.carries.into_iter().enumerate() {
             self.tensors.set_carry(i, carry);
         }
-        self.last_step = None;
+        self.recent.clear();
         self.recorder.invalidate();
         self.steps = checkpoint.steps;
         Ok(())
     }
 }
+
+/// `config` with its `lr` replaced (checked as the constructor checks it).
+fn with_lr(config: &OptimizerConfig, lr: f64) -> Result<OptimizerConfig> {
+    let mut json = config.to_json();
+    json["lr"] = serde_json::Value::from(lr);
+    OptimizerConfig::from_json(&json)
+}
+
+/// Recorded steps whose host-side changes a rewind can take back one by one.
+const REWINDABLE: usize = 64;
 
 /// What a recorded step changed besides the device: the tensors it counted as sitting it out and
 /// the carries it replaced. Rewinding the step ([`Optimizer::set_step_count`], or a submit wgpu

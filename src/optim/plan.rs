@@ -103,8 +103,8 @@ pub(super) struct StepDispatches {
 /// dispatch costs some 40-60 us; see docs/PERFORMANCE.md, "Steps without gradients").
 const SPAN_STRETCHES: usize = 16;
 
-/// Block table marks: the block lies wholly inside one span, or outside them all (stretch indices
-/// stay below 2^30: a run has fewer pieces).
+/// Block table marks, or'ed into the block's first candidate: the block lies wholly inside one
+/// span, or outside them all (stretch indices stay below 2^30: a run has fewer pieces).
 const SPAN_INSIDE: u32 = 1 << 31;
 const SPAN_OUTSIDE: u32 = 1 << 30;
 
@@ -226,10 +226,11 @@ pub(super) fn dispatches(runs: &[Run], key: impl Fn(usize) -> Option<StepKey>) -
             while j < stretches.len() && stretches[j].1 + stretches[j].2 <= start {
                 j += 1;
             }
+            // The marks keep the candidate too, for lanes that straddle into the next block.
             let word = match stretches.get(j) {
-                Some(&(_, first, n)) if first <= start && end <= first + n => SPAN_INSIDE,
-                Some(&(_, first, _)) if end <= first => SPAN_OUTSIDE,
-                None => SPAN_OUTSIDE,
+                Some(&(_, first, n)) if first <= start && end <= first + n => SPAN_INSIDE | j as u32,
+                Some(&(_, first, _)) if end <= first => SPAN_OUTSIDE | j as u32,
+                None => SPAN_OUTSIDE | j as u32,
                 Some(_) => j as u32,
             };
             words.push(word);

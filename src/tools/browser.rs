@@ -252,15 +252,27 @@ pub fn run(dir: &Path, options: &BrowserOptions) -> Result<Report> {
     let port = listener.local_addr().map_err(|source| Error::Io { path: dir.into(), source })?.port();
     let (tx, rx) = mpsc::channel::<String>();
     let root = dir.to_path_buf();
+    // Only the page this run opens may post the report: it carries this token in its address.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let token = format!("{:x}", nanos ^ (u128::from(std::process::id()) << 64));
+    let expected = format!("/report?token={token}");
     std::thread::spawn(move || {
+        // A thread per connection: a socket the browser opens and leaves idle blocks no other.
         for stream in listener.incoming().flatten() {
-            if let Some(body) = serve(stream, &root) {
-                let _ = tx.send(body);
-            }
+            let (tx, root, expected) = (tx.clone(), root.clone(), expected.clone());
+            std::thread::spawn(move || {
+                if let Some(body) = serve(stream, &root, &expected) {
+                    let _ = tx.send(body);
+                }
+            });
         }
     });
     let profile = dir.join("chromium-profile");
-    let mut child = Command::new(&options.chromium)
+    let mut command = Command::new(&options.chromium);
+    // Its own process group, so that stopping it stops its GPU and renderer processes too.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
         .args([
             "--headless=new",
             "--no-sandbox",
@@ -275,7 +287,7 @@ pub fn run(dir: &Path, options: &BrowserOptions) -> Result<Report> {
             "--disable-quic",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("http://127.0.0.1:{port}/index.html"))
+        .arg(format!("http://127.0.0.1:{port}/index.html?token={token}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -304,12 +316,18 @@ pub fn run(dir: &Path, options: &BrowserOptions) -> Result<Report> {
 }
 
 fn stop(child: &mut Child) {
+    #[cfg(unix)]
+    let _ = Command::new("kill").args(["-KILL", &format!("-{}", child.id())]).stderr(Stdio::null()).status();
     let _ = child.kill();
     let _ = child.wait();
 }
 
-/// Answers one request: a GET of a file directly in `root`, or the POST of the report (returned).
-fn serve(mut stream: TcpStream, root: &Path) -> Option<String> {
+/// The largest report the server reads (the real one is tens of kilobytes).
+const MAX_REPORT: usize = 16 << 20;
+
+/// Answers one request: a GET of a file directly in `root`, or the POST of the report to
+/// `report` (the path with this run's token), which it returns.
+fn serve(mut stream: TcpStream, root: &Path, report: &str) -> Option<String> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut request = String::new();
@@ -327,13 +345,17 @@ fn serve(mut stream: TcpStream, root: &Path) -> Option<String> {
     let mut parts = request.split_whitespace();
     let (method, target) = (parts.next()?, parts.next()?);
     if method == "POST" {
+        if target != report || length > MAX_REPORT {
+            let _ = stream.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return None;
+        }
         let mut body = vec![0; length];
         reader.read_exact(&mut body).ok()?;
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return String::from_utf8(body).ok();
     }
     // Only plain file names of the directory: no paths, no parent directories.
-    let name = target.trim_start_matches('/');
+    let name = target.trim_start_matches('/').split('?').next().unwrap_or_default();
     let file = (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c)))
         .then(|| std::fs::read(root.join(name)).ok())
         .flatten();

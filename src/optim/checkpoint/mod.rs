@@ -456,22 +456,42 @@ impl Optimizer {
                     steps - added
                 )));
             }
+            // A version-3 writer writes a carry exactly for the tensors of an algorithm that
+            // carries something and that took a step of their own, and only values its steps
+            // can hand on.
+            let own_steps = steps - added - skipped;
+            let carrying = self.group_carries(ours.group);
             let carry = match (saved.carry, version) {
                 (Some(_), 1 | 2) => {
                     return Err(fail(format!(
                         "params metadata: parameter {i} has \"carry\", which no version-{version} writer writes"
                     )))
                 }
-                (Some(_), _) if !self.group_carries(ours.group) => {
+                (None, 1 | 2) => None,
+                (Some(_), _) if !carrying => {
                     return Err(fail(format!(
                         "params metadata: parameter {i} has \"carry\", but {} carries nothing from step to step",
                         self.algorithm_name()
                     )))
                 }
-                (Some(values), _) if values.iter().any(|v| !v.is_finite()) => {
-                    return Err(fail(format!("params metadata: parameter {i}'s carry {values:?} is not finite")))
+                (Some(_), _) if own_steps == 0 => {
+                    return Err(fail(format!(
+                        "params metadata: parameter {i} has \"carry\" but has taken no step of its own"
+                    )))
                 }
-                (carry, _) => carry.map(Carry),
+                (None, _) if carrying && own_steps > 0 => {
+                    return Err(fail(format!(
+                        "params metadata: parameter {i} lacks \"carry\" after {own_steps} steps of its own"
+                    )))
+                }
+                (Some(values), _) => {
+                    let carry = Carry(values);
+                    if let Err(why) = self.check_carry(ours.group, &carry) {
+                        return Err(fail(format!("params metadata: parameter {i}'s carry: {why}")));
+                    }
+                    Some(carry)
+                }
+                (None, _) => None,
             };
             counts.push((added, skipped));
             carries.push(carry);
