@@ -97,11 +97,12 @@ async function runCase(device, c, compiled, rtol) {
   const param = storage(device, new Float32Array(c.param));
   const grad = storage(device, new Float32Array(c.param.length));
   const stateBuffers = c.states.map((s) => storage(device, new Float32Array(s)));
-  const spans = storage(device, new Uint32Array(4));
+  const spans = storage(device, new Uint32Array(64));
   for (const step of c.steps) {
     const module = compiled.get(step.variant);
     if (!module) throw new Error(`variant ${step.variant} did not compile`);
     device.queue.writeBuffer(grad, 0, new Float32Array(step.grad));
+    if (step.spans.length) device.queue.writeBuffer(spans, 0, new Uint32Array(step.spans));
     const slot = 256;
     const uniform = device.createBuffer({ size: slot * step.dispatches.length, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     step.dispatches.forEach((d, i) => device.queue.writeBuffer(uniform, i * slot, new Uint32Array(d.uniform)));
@@ -116,7 +117,7 @@ async function runCase(device, c, compiled, rtol) {
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     for (const [i, d] of step.dispatches.entries()) {
-      pass.setPipeline(await pipeline(device, module, d.entry, d.offsets, false));
+      pass.setPipeline(await pipeline(device, module, d.entry, d.offsets, d.spans));
       pass.setBindGroup(0, bindGroup, [i * slot]);
       pass.dispatchWorkgroups(d.workgroups);
     }

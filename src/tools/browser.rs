@@ -27,8 +27,10 @@ use crate::kernel::{StepUniform, Storage, Variant};
 
 /// Elements per case: 64 run four-wide, the last 3 one-wide at an offset (`OFFSETS`).
 const N: usize = 67;
-/// Steps per case: the first (where `FIRST_STEP`-like flags are on) and two more.
+/// Steps per case: the first (where `FIRST_STEP`-like flags are on) and two more; the last with
+/// `SPANS`, as a step where elements `SKIPPED` belong to a tensor without a gradient.
 const STEPS: u64 = 3;
+const SKIPPED: std::ops::Range<usize> = 41..48;
 /// The replay tolerance: `|ours - reference| <= 1e-5 * scale` per element.
 pub const RTOL: f64 = 1e-5;
 
@@ -45,6 +47,8 @@ struct Dispatch {
     workgroups: u32,
     /// The uniform's bytes as 16 little-endian words (`StepUniform`).
     uniform: Vec<u32>,
+    /// With the pipeline constant `SPANS`.
+    spans: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +58,9 @@ struct Step {
     /// The gradient of this step.
     grad: Vec<f32>,
     dispatches: Vec<Dispatch>,
+    /// What the `spans` binding holds for `SPANS` dispatches (block table, then span pairs), or
+    /// nothing.
+    spans: Vec<u32>,
 }
 
 /// One registry case: inputs, steps and the CPU reference's outputs.
@@ -144,7 +151,10 @@ fn case(name: &str, config: &OptimizerConfig, seed: u64) -> Result<Case> {
     let states: Vec<Vec<f32>> = (0..kernel.states.len())
         .map(|k| if used[k] { vec![algorithm.initial_state(k, lr) as f32; N] } else { Vec::new() })
         .collect();
-    let mut cpu = CpuOptimizer::new(config.clone(), param.iter().map(|&x| f64::from(x)).collect())?;
+    // The reference: every element three steps; the skipped ones only the first two.
+    let init: Vec<f64> = param.iter().map(|&x| f64::from(x)).collect();
+    let mut cpu = CpuOptimizer::new(config.clone(), init.clone())?;
+    let mut sat_out = CpuOptimizer::new(config.clone(), init)?;
     let mut scale: Vec<f64> = param.iter().map(|x| f64::from(x.abs())).collect();
     let mut steps = Vec::new();
     let mut carry: Option<Carry> = None;
@@ -159,6 +169,10 @@ fn case(name: &str, config: &OptimizerConfig, seed: u64) -> Result<Case> {
         let scalars = algorithm.scalars(&input);
         let flags = scalars.flags & ((1u32 << kernel.flags.len()) - 1);
         let variant = Variant { kernel, storage: Storage::F32, flags }.file_name();
+        let spans = step == STEPS;
+        // One block (67 elements), whose first candidate is span 0; then the spans around SKIPPED.
+        let words: Vec<u32> =
+            if spans { vec![0, 0, SKIPPED.start as u32, SKIPPED.end as u32, N as u32] } else { Vec::new() };
         let uniform = |n: u32, off: u32| {
             let u = StepUniform {
                 n,
@@ -166,30 +180,46 @@ fn case(name: &str, config: &OptimizerConfig, seed: u64) -> Result<Case> {
                 grad_off: off,
                 state_off: off,
                 flags: scalars.flags,
+                span_first: if spans { 1 } else { 0 },
+                span_count: if spans { 2 } else { 0 },
+                first: off,
                 scalars: scalars.values,
-                ..Default::default()
             };
             bytemuck::cast_slice::<_, u32>(bytemuck::bytes_of(&u)).to_vec()
         };
         let dispatches = vec![
-            Dispatch { entry: "main4", offsets: false, workgroups: 1, uniform: uniform(64, 0) },
-            Dispatch { entry: "main", offsets: true, workgroups: 1, uniform: uniform(3, 64) },
+            Dispatch { entry: "main4", offsets: false, workgroups: 1, uniform: uniform(64, 0), spans },
+            Dispatch { entry: "main", offsets: true, workgroups: 1, uniform: uniform(3, 64), spans },
         ];
-        cpu.step(&grad.iter().map(|&g| f64::from(g)).collect::<Vec<_>>())?;
+        let g: Vec<f64> = grad.iter().map(|&g| f64::from(g)).collect();
+        cpu.step(&g)?;
+        if !spans {
+            sat_out.step(&g)?;
+        }
         for (s, p) in scale.iter_mut().zip(cpu.param()) {
             *s = s.max(p.abs());
         }
-        steps.push(Step { variant, grad, dispatches });
+        for (s, p) in scale.iter_mut().zip(sat_out.param()) {
+            *s = s.max(p.abs());
+        }
+        steps.push(Step { variant, grad, dispatches, spans: words });
     }
-    let expected_states =
-        kernel.states.iter().map(|s| cpu.state(s.name).map(<[f64]>::to_vec).unwrap_or_default()).collect();
+    let merge = |all: &[f64], skipped: &[f64]| -> Vec<f64> {
+        (0..all.len()).map(|i| if SKIPPED.contains(&i) { skipped[i] } else { all[i] }).collect()
+    };
+    let expected_states = (kernel.states.iter())
+        .map(|s| match (cpu.state(s.name), sat_out.state(s.name)) {
+            (Some(all), Some(skipped)) => merge(all, skipped),
+            _ => Vec::new(),
+        })
+        .collect();
     Ok(Case {
         name: name.to_string(),
         kernel: kernel.name,
         param,
         states,
         steps,
-        expected_param: cpu.param().to_vec(),
+        expected_param: merge(cpu.param(), sat_out.param()),
         param_scale: scale,
         expected_states,
     })
