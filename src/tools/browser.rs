@@ -298,11 +298,7 @@ pub fn run(dir: &Path, options: &BrowserOptions) -> Result<Report> {
         }
     });
     let profile = dir.join("chromium-profile");
-    let mut command = Command::new(&options.chromium);
-    // Its own process group, so that stopping it stops its GPU and renderer processes too.
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command
+    let mut child = Command::new(&options.chromium)
         .args([
             "--headless=new",
             "--no-sandbox",
@@ -345,9 +341,8 @@ pub fn run(dir: &Path, options: &BrowserOptions) -> Result<Report> {
     serde_json::from_str(&body).map_err(|e| Error::UnsupportedDevice(format!("the page's report: {e}: {body}")))
 }
 
+/// Stops the browser. (Its GPU and renderer processes exit when their browser process does.)
 fn stop(child: &mut Child) {
-    #[cfg(unix)]
-    let _ = Command::new("kill").args(["-KILL", &format!("-{}", child.id())]).stderr(Stdio::null()).status();
     let _ = child.kill();
     let _ = child.wait();
 }
