@@ -703,8 +703,13 @@ impl Optimizer {
         // Every tensor with a gradient takes its step's carry, dispatched or not (an empty tensor
         // has nothing to dispatch but counts its steps all the same).
         let mut carries = Vec::new();
+        // Only where some group's algorithm carries anything: no work per tensor otherwise.
+        let carrying: Vec<bool> = (0..self.groups.len()).map(|g| self.group_carries(g)).collect();
         for i in 0..self.tensors.len() {
             let (Some(key), Some(info)) = (self.tensors.step_key(i), self.tensors.info(i)) else { continue };
+            if !carrying[info.group] {
+                continue;
+            }
             if !next.borrow().contains_key(&(info.group, key)) {
                 input(info.group, key);
             }
