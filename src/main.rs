@@ -272,7 +272,13 @@ fn replay_cases(paths: &[PathBuf], cpu: bool, json: bool) -> ExitCode {
                 if json {
                     println!("{}", serde_json::json!({ "case": path, "error": e.to_string() }));
                 } else {
-                    println!("ERROR {}: {e}", path.display());
+                    // Errors about the file itself already name it.
+                    let (message, name) = (e.to_string(), path.display().to_string());
+                    if message.starts_with(&name) {
+                        println!("ERROR {message}");
+                    } else {
+                        println!("ERROR {name}: {message}");
+                    }
                 }
             }
         }

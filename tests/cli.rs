@@ -347,6 +347,9 @@ fn replay_refuses_empty_cases() {
             let (code, text) = replay_on(target, path);
             assert_eq!(code, 2, "{target} {path}: {text}");
             assert!(text.contains(message), "{target} {path}: {text}");
+            // The file is named once.
+            let name = std::path::Path::new(path).display().to_string();
+            assert_eq!(text.matches(&name).count(), 1, "{target} {path}: {text}");
         }
     }
 }
