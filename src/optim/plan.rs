@@ -26,8 +26,9 @@ pub(super) struct Run {
     pub state_off: u32,
     /// Whether its group keeps state (its state offset then matters for four-wide access).
     keeps_state: bool,
-    /// Its region of the plan's `spans` buffer (byte offset), for a run of three pieces or more:
-    /// where a step that leaves tensors out lists the spans it updates.
+    /// Its region of the plan's `spans` buffer (byte offset), for a run that can take `SPANS`
+    /// dispatches ([`Run::takes_spans`]): where a step that leaves tensors out lists the spans it
+    /// updates.
     pub span_region: Option<u64>,
 }
 
@@ -110,6 +111,14 @@ const SPAN_OUTSIDE: u32 = 1 << 30;
 
 /// A run of this many pieces or more gets a span region.
 const SPAN_PIECES: usize = SPAN_STRETCHES + 1;
+
+impl Run {
+    /// Whether a step may run it as `SPANS` dispatches: it has enough pieces to be cut into more
+    /// than `SPAN_STRETCHES` stretches. [`Plan::build`] gives exactly these runs a span region.
+    fn takes_spans(&self) -> bool {
+        self.pieces.len() >= SPAN_PIECES
+    }
+}
 
 /// The u32s of a run's span region: a block table entry per `SPAN_BLOCK` elements, and a pair per
 /// piece (the most stretches a step can have).
@@ -210,7 +219,7 @@ pub(super) fn dispatches(runs: &[Run], key: impl Fn(usize) -> Option<StepKey>) -
             }
         }
         let one_key = stretches.iter().all(|s| s.0 == stretches[0].0);
-        if stretches.len() <= SPAN_STRETCHES || !one_key || run.span_region.is_none() {
+        if stretches.len() <= SPAN_STRETCHES || !one_key || !run.takes_spans() {
             for &(k, start, len) in &stretches {
                 cut(run, start, len, k, out, index);
             }
@@ -256,11 +265,6 @@ pub(super) fn dispatches(runs: &[Run], key: impl Fn(usize) -> Option<StepKey>) -
 pub(super) fn dispatch_count(device: &wgpu::Device, tensors: &Tensors, store: &StateStore) -> usize {
     let align = device.limits().min_storage_buffer_offset_alignment as u64;
     let runs: Vec<Run> = runs(tensors, store, align).into_iter().map(|(run, _)| run).collect();
-    let mut runs = runs;
-    for run in &mut runs {
-        // Only whether a run has a region matters here.
-        run.span_region = (run.pieces.len() >= SPAN_PIECES).then_some(0);
-    }
     dispatches(&runs, |t| tensors.step_key(t)).dispatches.len()
 }
 
@@ -282,10 +286,11 @@ impl Plan {
         let slot_size =
             (size_of::<StepUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
         let mut runs = runs(tensors, store, align);
-        // A span region for each run of three pieces or more: room for a span per piece, each
-        // region at an aligned offset after a first, small one bound where a run has none.
+        // A span region for each run that can take `SPANS` dispatches: a block table and room
+        // for a span per piece, each region at an aligned offset after a first, small one bound
+        // where a run has none.
         let mut span_bytes = align.max(16);
-        for (run, _) in runs.iter_mut().filter(|(run, _)| run.pieces.len() >= SPAN_PIECES) {
+        for (run, _) in runs.iter_mut().filter(|(run, _)| run.takes_spans()) {
             run.span_region = Some(span_bytes);
             span_bytes += (span_words(run) * 4).next_multiple_of(align);
         }

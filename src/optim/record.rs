@@ -98,7 +98,7 @@ impl Recorder {
         }
         // Each group's flags, and whether a dispatch's slices start inside their bindings, pick a
         // pipeline specialized for them (compiled the first time a step needs it). The scalars
-        // are computed once per (group, origin).
+        // are computed once per (group, key).
         let mut cache: HashMap<(usize, StepKey), Scalars> = HashMap::new();
         let per_dispatch: Result<Vec<(StepUniform, wgpu::ComputePipeline)>> = dispatches
             .iter()
