@@ -36,6 +36,14 @@ are identical. It exits 1 when data or lr differ, params are more than ``--max-u
 (default 1) float32 ulps apart, or params_f64 differ by more than ``--rtol64`` (default
 1e-15) relative.
 
+The mixed-precision cases (``AMP_CASES``, names ``amp_*``; tests/data/README.md
+"Mixed-precision cases") run PyTorch's AMP loop instead: several tensors, each with the data
+recipe above seeded with ``"<name>/<k>"``, gradients multiplied by the GradScaler's scale (and
+cast to bfloat16 where the case says) with inf/NaN injected at chosen steps, ``unscale_``,
+``clip_grad_norm_``, a fused optimizer, ``scaler.update()``, an optional EMA; float32 only (no
+``params_f64``). Their files hold NaN/Infinity tokens. ``--check`` compares data, lr, scale,
+found_inf and growth_tracker exactly and total_norm/params/master/ema_params within ``--max-ulps``.
+
 A case's ``losses`` (one metric per step) go to every ReduceLROnPlateau after the other
 schedulers' ``step()``; a ``scheduler`` that is a list is several schedulers on one group,
 stepped in list order (a warmup, then a plateau). Not covered yet: sched_plateau_min (made
@@ -207,6 +215,50 @@ CASES = {
     # Third wave: the file names its reference.
     "lion": dict(optimizer=opt("Lion"), ref=True),
     "lion_wd": dict(optimizer=opt("Lion", lr=3e-4, weight_decay=0.1), ref=True),
+}
+
+# Mixed-precision cases (issue 12): PyTorch's own AMP loop -- GradScaler, unscale_,
+# clip_grad_norm_, a fused optimizer, optionally an EMA (AveragedModel) and bf16 parameters with
+# an f32 master copy -- over several tensors. tests/data/README.md "Mixed-precision cases".
+# tensors: (n, shape or None); inject: (step, tensor, flat index, "inf" | "-inf" | "nan"),
+# written into p.grad after the scale and the cast to grad_dtype.
+AMP_TENSORS = [(257, None), (64, [8, 8]), (1031, None)]
+AMP_SCALER = dict(init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5, growth_interval=4)
+
+AMP_CASES = {
+    # AdamW (lr 1e-2, weight_decay 0.01 = the default), L2 clipping at about the median norm of
+    # the true gradients (active at some steps, not at others), EMA 0.9. Skips at 2, 9-10 (two
+    # in a row; step 10 has non-finite values in two tensors), 21 and 30.
+    "amp_adamw_clip": dict(
+        optimizer=opt("AdamW", lr=1e-2, weight_decay=0.01), scaler=AMP_SCALER,
+        clip=dict(max_norm=580.0, norm_type=2.0), ema=dict(decay=0.9),
+        inject=[(2, 1, 5, "inf"), (9, 0, 100, "nan"), (10, 2, 1000, "-inf"), (10, 0, 7, "inf"),
+                (21, 2, 33, "nan"), (30, 1, 63, "inf")]),
+    # Fused SGD with momentum 0.9, inf-norm clipping. Never a skip at step 0: fused SGD's first
+    # step makes its momentum buffers with torch.empty_like, and a skipped first step leaves them
+    # uninitialised (garbage) for the next one (README).
+    "amp_sgd_momentum_clip": dict(
+        optimizer=opt("SGD", lr=0.01, momentum=0.9), scaler=AMP_SCALER,
+        clip=dict(max_norm=175.0, norm_type="inf"), ema=None,
+        inject=[(1, 0, 3, "inf"), (7, 2, 512, "nan"), (8, 1, 0, "inf"), (8, 2, 1030, "nan"),
+                (19, 0, 256, "-inf"), (27, 1, 40, "nan")]),
+    # bf16 parameters and bf16 gradients; the fused AdamW steps an f32 master copy, which is
+    # copied back to the bf16 parameter (round to nearest even) after every iteration. The EMA
+    # averages the f32 masters.
+    "amp_adamw_bf16_master": dict(
+        optimizer=opt("AdamW", lr=1e-2, weight_decay=0.01), scaler=AMP_SCALER,
+        clip=dict(max_norm=640.0, norm_type=2.0), ema=dict(decay=0.9),
+        param_dtype="bfloat16", grad_dtype="bfloat16", master_weights=True,
+        inject=[(3, 0, 9, "inf"), (4, 1, 17, "nan"), (4, 2, 200, "inf"), (15, 2, 999, "nan"),
+                (26, 0, 128, "-inf")]),
+    # The scaler alone: AdamW at its defaults, no clipping, no EMA. Three skips in a row at the
+    # start (the scale backs off 2**24 -> 2**21; Adam's step count stays 0), growth every 3 steps.
+    "amp_adamw_noclip": dict(
+        optimizer=opt("AdamW"),
+        scaler=dict(init_scale=2.0 ** 24, growth_factor=2.0, backoff_factor=0.5, growth_interval=3),
+        clip=None, ema=None,
+        inject=[(0, 0, 11, "inf"), (1, 2, 77, "nan"), (2, 1, 30, "inf"), (2, 2, 5, "-inf"),
+                (17, 0, 200, "nan"), (25, 2, 640, "inf")]),
 }
 
 # Optimizers from outside torch.optim: class name -> (module, attribute, PyPI distribution).
@@ -518,6 +570,249 @@ def check_case(case, path, max_ulps, rtol64):
 
 
 # ---------------------------------------------------------------------------------------
+# Mixed-precision cases (tests/data/README.md "Mixed-precision cases")
+# ---------------------------------------------------------------------------------------
+
+NONFINITE = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan")}
+
+
+def make_amp_data(name, spec, steps):
+    """Per tensor k: init and true gradients from the plain recipe seeded with "<name>/<k>"."""
+    out = []
+    for k, (n, shape) in enumerate(spec.get("tensors", AMP_TENSORS)):
+        init, grads = make_data(f"{name}/{k}", n, steps)
+        out.append((n, shape, init, np.array(grads)))
+    return out
+
+
+def run_amp(name, spec, data, steps):
+    """PyTorch's AMP loop, float32 (and bfloat16 where the case says), one thread."""
+    import torch
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    param_dtype = getattr(torch, spec.get("param_dtype", "float32"))
+    grad_dtype = getattr(torch, spec.get("grad_dtype", "float32"))
+    master_weights = spec.get("master_weights", False)
+    clip, ema_spec = spec.get("clip"), spec.get("ema")
+    inject = {}
+    for t, k, i, v in spec.get("inject", ()):
+        if not (0 <= t < steps and 0 <= k < len(data) and 0 <= i < data[k][0]):
+            raise SystemExit(f"{name}: injection {(t, k, i, v)} out of range")
+        inject.setdefault(t, []).append((k, i, NONFINITE[v]))
+    if spec["optimizer"]["name"] == "SGD" and 0 in inject:
+        raise SystemExit(f"{name}: fused SGD must not skip its first step (README)")
+
+    shapes = [shape or [n] for n, shape, _, _ in data]
+    params = [torch.nn.Parameter(torch.from_numpy(init.copy()).to(param_dtype).reshape(shape))
+              for (_, _, init, _), shape in zip(data, shapes)]
+    if master_weights:
+        opt_params = [torch.nn.Parameter(p.detach().float().clone()) for p in params]
+    else:
+        opt_params = params
+    cls = optimizer_class(spec["optimizer"]["name"])
+    kwargs = {k: v for k, v in spec["optimizer"].items() if k != "name"}
+    opt_ = cls(opt_params, fused=True, **kwargs)
+    scaler = torch.amp.GradScaler("cpu", **spec["scaler"])
+    module = torch.nn.ParameterList(opt_params)
+    ema = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(ema_spec["decay"])) if ema_spec else None
+
+    def snap(tensors):
+        return [t.detach().float().clone().flatten().numpy() for t in tensors]
+
+    rec = {k: [] for k in ("grads", "lr", "scale", "found_inf", "growth_tracker", "total_norm",
+                           "params", "master", "ema_params")}
+    rec["init"] = snap(params)          # the parameters as made: bf16-rounded where param_dtype says
+    for t in range(steps):
+        before = snap(params) + (snap(opt_params) if master_weights else [])
+        for k, (p, shape) in enumerate(zip(params, shapes)):
+            true_g = torch.from_numpy(data[k][3][t].copy()).reshape(shape)   # float32
+            g = scaler.scale(true_g).to(grad_dtype)      # true gradient * scale, in float32, cast
+            for kk, i, v in inject.get(t, ()):
+                if kk == k:
+                    g.view(-1)[i] = v
+            p.grad = g
+        rec["grads"].append(snap([p.grad for p in params]))
+        rec["scale"].append(scaler.get_scale())
+        if master_weights:
+            for p, m in zip(params, opt_params):
+                m.grad = p.grad.float()
+        rec["lr"].append(float(opt_.param_groups[0]["lr"]))
+        scaler.unscale_(opt_)
+        if clip:
+            norm_type = float("inf") if clip["norm_type"] == "inf" else clip["norm_type"]
+            total = torch.nn.utils.clip_grad_norm_(opt_params, clip["max_norm"], norm_type)
+            rec["total_norm"].append(float(total))
+        scaler.step(opt_)
+        found = sum(v.item() for v in scaler._found_inf_per_device(opt_).values()) > 0
+        scale_before = scaler.get_scale()
+        scaler.update()
+        scale_after = scaler.get_scale()
+        if master_weights:
+            with torch.no_grad():
+                for p, m in zip(params, opt_params):
+                    p.copy_(m)                          # float32 -> bfloat16, nearest even
+        if ema is not None:
+            ema.update_parameters(module)
+        rec["found_inf"].append(bool(found))
+        rec["growth_tracker"].append(int(scaler._growth_tracker.item()))
+        rec["params"].append(snap(params))
+        if master_weights:
+            rec["master"].append(snap(opt_params))
+        if ema is not None:
+            rec["ema_params"].append(snap(list(ema.module.parameters())))
+        # The loop's own checks: a skip is exactly the backoff, and it changes nothing.
+        backoff = spec["scaler"]["backoff_factor"]
+        if found != (scale_after == np.float32(scale_before * backoff)) or found != (t in inject):
+            raise SystemExit(f"{name}: step {t}: found_inf {found}, scale {scale_before} -> "
+                             f"{scale_after}, injected {t in inject}")
+        after = snap(params) + (snap(opt_params) if master_weights else [])
+        if found and not all(np.array_equal(a.view(np.uint32), b.view(np.uint32))
+                             for a, b in zip(before, after)):
+            raise SystemExit(f"{name}: step {t} was skipped but the parameters changed")
+    return rec
+
+
+def make_amp_case(name):
+    import torch
+
+    spec = AMP_CASES[name]
+    steps = spec.get("steps", STEPS_DEFAULT)
+    data = make_amp_data(name, spec, steps)
+    rec = run_amp(name, spec, data, steps)
+    master_weights = spec.get("master_weights", False)
+    out = {"name": name, "reference": f"torch {torch.__version__.split('+')[0]}",
+           "optimizer": describe_optimizer(spec["optimizer"]), "scheduler": None, "steps": steps,
+           "scaler": {k: spec["scaler"][k] for k in
+                      ("init_scale", "growth_factor", "backoff_factor", "growth_interval")},
+           "clip": dict(spec["clip"]) if spec.get("clip") else None,
+           "ema": dict(spec["ema"]) if spec.get("ema") else None,
+           "param_dtype": spec.get("param_dtype", "float32"),
+           "grad_dtype": spec.get("grad_dtype", "float32"),
+           "master_weights": master_weights,
+           "injected": [{"step": t, "tensor": k, "index": i, "value": v}
+                        for t, k, i, v in sorted(spec.get("inject", ()))]}
+    if "note" in spec:
+        out["note"] = spec["note"]
+    out["tensors"] = [{"n": n, **({"shape": list(shape)} if shape else {}), "init": init}
+                      for (n, shape, _, _), init in zip(data, rec["init"])]
+    out["grads"] = rec["grads"]
+    out["lr"] = rec["lr"]
+    out["scale"] = rec["scale"]
+    out["found_inf"] = rec["found_inf"]
+    out["growth_tracker"] = rec["growth_tracker"]
+    if spec.get("clip"):
+        out["total_norm"] = rec["total_norm"]
+    out["params"] = rec["params"]
+    if master_weights:
+        out["master"] = rec["master"]
+    if spec.get("ema"):
+        out["ema_params"] = rec["ema_params"]
+    return out
+
+
+def f32_token(x):
+    """f32_text, with Python json's NaN / Infinity / -Infinity for non-finite values."""
+    x = np.float32(x)
+    if np.isnan(x):
+        return "NaN"
+    if np.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return f32_text(x)
+
+
+def f64_token(x):
+    x = float(x)
+    if x != x or x in (float("inf"), float("-inf")):
+        return json.dumps(x)
+    return f64_text(x)
+
+
+AMP_F32_VECTORS = {"scale"}
+AMP_F64_VECTORS = {"lr", "total_norm"}
+AMP_TENSOR_ROWS = {"grads", "params", "master", "ema_params"}
+
+
+def amp_to_text(case):
+    """One key per line; tensors one per line; T rows of per-tensor vectors one step per line."""
+    lines = []
+    for key, value in case.items():
+        if key == "tensors":
+            objs = []
+            for tensor in value:
+                head = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in tensor.items()
+                                 if k != "init")
+                objs.append("{" + head + ', "init": ' + vec(tensor["init"], f32_token) + "}")
+            text = "[\n" + ",\n".join(objs) + "\n]"
+        elif key in AMP_TENSOR_ROWS:
+            text = "[\n" + ",\n".join("[" + ",".join(vec(v, f32_token) for v in row) + "]"
+                                      for row in value) + "\n]"
+        elif key in AMP_F32_VECTORS:
+            text = vec(value, f32_token)
+        elif key in AMP_F64_VECTORS:
+            text = vec(value, f64_token)
+        elif key in ("found_inf", "growth_tracker"):
+            text = "[" + ",".join(json.dumps(v) for v in value) + "]"
+        elif key == "injected":
+            text = "[\n" + ",\n".join(json.dumps(v) for v in value) + "\n]"
+        else:
+            text = json.dumps(value)
+        lines.append(f"{json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def _ulps(a, b, dtype):
+    """Largest distance in ulps of dtype ("float32" or "bfloat16", values held as float32);
+    NaN against NaN is 0 apart, NaN against a number is reported as -1 (a mismatch)."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    na, nb = np.isnan(a), np.isnan(b)
+    if np.any(na != nb):
+        return -1
+    d = _f32_ulp_diff(np.where(na, 0, a), np.where(nb, 0, b))
+    return int(np.max(d, initial=0)) >> (16 if dtype == "bfloat16" else 0)
+
+
+def check_amp_case(case, path, max_ulps):
+    if not path.exists():
+        print(f"{case['name']}: MISMATCH  no file {path}")
+        return False
+    ref_text = path.read_text()
+    ref = json.loads(ref_text)
+    new = json.loads(amp_to_text(case))     # the numbers exactly as written
+
+    def bits(rows_):
+        return [[np.array(v, np.float32).view(np.uint32).tolist() for v in row] for row in rows_]
+
+    data_ok = ([t["init"] for t in ref["tensors"]] == [t["init"] for t in new["tensors"]]
+               and bits(ref["grads"]) == bits(new["grads"]))
+    scaler_keys = ("lr", "scale", "found_inf", "growth_tracker")
+    scaler_ok = all(ref.get(k) == new.get(k) for k in scaler_keys)
+    traj_keys = ("grads", "tensors", "total_norm", "params", "master", "ema_params") + scaler_keys
+    meta_ok = set(ref) == set(new) and all(ref[k] == new[k] for k in ref if k not in traj_keys)
+    ok = data_ok and scaler_ok and meta_ok
+    details = []
+    if "total_norm" in ref:
+        u = _ulps(ref["total_norm"], new.get("total_norm", []), "float32") \
+            if len(ref["total_norm"]) == len(new.get("total_norm", [])) else -1
+        ok = ok and 0 <= u <= max_ulps
+        details.append(f"    total_norm: max {u} f32 ulp")
+    for key, dtype in (("params", ref["param_dtype"]), ("master", "float32"), ("ema_params", "float32")):
+        if key not in ref:
+            continue
+        a = [np.concatenate([np.array(v, np.float32) for v in row]) for row in ref[key]]
+        b = [np.concatenate([np.array(v, np.float32) for v in row]) for row in new.get(key, [])]
+        u = _ulps(a, b, dtype) if len(a) == len(b) else -1
+        ok = ok and 0 <= u <= max_ulps
+        details.append(f"    {key}: max {u} {'bf16' if dtype == 'bfloat16' else 'f32'} ulp")
+    print(f"{case['name']}: {'OK' if ok else 'MISMATCH'}"
+          f"  data(init,grads) {'identical' if data_ok else 'DIFFERENT'}"
+          f"  lr/scale/found_inf/growth_tracker {'identical' if scaler_ok else 'DIFFERENT'}"
+          f"  header {'identical' if meta_ok else 'DIFFERENT'}")
+    print("\n".join(details))
+    print(f"    file bytes {'identical' if ref_text == amp_to_text(case) else 'differ'}")
+    return ok
+
+
+# ---------------------------------------------------------------------------------------
 
 
 def main(argv=None):
@@ -535,14 +830,15 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.list:
-        print("\n".join(CASES))
+        print("\n".join(list(CASES) + list(AMP_CASES)))
         return 0
     names = args.names
+    every = list(CASES) + list(AMP_CASES)
     if args.check and not names:
-        names = [n for n in CASES if (Path(args.check) / f"{n}.json").exists()]
+        names = [n for n in every if (Path(args.check) / f"{n}.json").exists()]
     elif not names:
-        names = list(CASES)
-    unknown = [n for n in names if n not in CASES]
+        names = every
+    unknown = [n for n in names if n not in CASES and n not in AMP_CASES]
     if unknown:
         ap.error(f"unknown cases {unknown}; --list shows them")
 
@@ -555,8 +851,10 @@ def main(argv=None):
           f"cpu capability {torch.backends.cpu.get_cpu_capability()}", file=sys.stderr)
 
     if args.check:
-        bad = [n for n in names if not check_case(make_case(n), Path(args.check) / f"{n}.json",
-                                                  args.max_ulps, args.rtol64)]
+        bad = [n for n in names if not (
+            check_amp_case(make_amp_case(n), Path(args.check) / f"{n}.json", args.max_ulps)
+            if n in AMP_CASES else
+            check_case(make_case(n), Path(args.check) / f"{n}.json", args.max_ulps, args.rtol64))]
         print(f"{len(names) - len(bad)} of {len(names)} cases match" +
               (f"; mismatched: {' '.join(bad)}" if bad else ""))
         return 1 if bad else 0
@@ -564,7 +862,8 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for n in names:
-        (out / f"{n}.json").write_text(to_text(make_case(n)))
+        text = amp_to_text(make_amp_case(n)) if n in AMP_CASES else to_text(make_case(n))
+        (out / f"{n}.json").write_text(text)
         print(f"wrote {out / f'{n}.json'}")
     return 0
 

@@ -29,6 +29,12 @@ pub enum Error {
         message: String,
     },
 
+    /// A combination the crate does not run (yet), named with the reason: loss scaling with an
+    /// algorithm whose scalars depend on the step count and have no device-side correction, or
+    /// taking a step back under loss scaling.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
     /// A device whose limits the optimizer cannot work within.
     #[error("unsupported device: {0}")]
     UnsupportedDevice(String),

@@ -57,4 +57,4 @@ pub use algorithm::{
 pub use arena::ParamArena;
 pub use context::{enumerate_adapters, ContextOptions, GpuContext};
 pub use error::{py_float, Error, Result};
-pub use optim::{GroupId, Optimizer, ParamBinding};
+pub use optim::{AmpStatus, ClipGradNorm, GradScalerConfig, GroupId, NormType, Optimizer, ParamBinding};

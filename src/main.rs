@@ -73,6 +73,10 @@ enum Command {
         /// Storage formats of parameters, gradients and state: `PARAM-GRAD-STATE`.
         #[arg(long, default_value = "f32-f32-f32", conflicts_with = "all")]
         storage: String,
+        /// The variant loss scaling and gradient clipping run: gradients unscaled and clipped as
+        /// they load, the gradient scan (`scan`, `scan4`), the step's decision read from `amp`.
+        #[arg(long, conflicts_with = "all")]
+        amp: bool,
         /// Every variant of the kernel (of every kernel, without NAME).
         #[arg(long)]
         all: bool,
@@ -130,8 +134,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Some(Command::Shader { name, flags, storage, all, out }) => {
-            match shader(name.as_deref(), &flags, &storage, all, out.as_deref()) {
+        Some(Command::Shader { name, flags, storage, amp, all, out }) => {
+            match shader(name.as_deref(), &flags, &storage, amp, all, out.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -148,7 +152,14 @@ fn main() -> ExitCode {
 }
 
 /// Prints (or writes into `out`) the composed modules `wgpu-optim shader` asks for.
-fn shader(name: Option<&str>, flags: &[String], storage: &str, all: bool, out: Option<&Path>) -> Result<(), String> {
+fn shader(
+    name: Option<&str>,
+    flags: &[String],
+    storage: &str,
+    amp: bool,
+    all: bool,
+    out: Option<&Path>,
+) -> Result<(), String> {
     let known = || kernels().iter().map(|k| k.name).collect::<Vec<_>>().join(", ");
     let selected: Vec<&'static Kernel> = match name {
         Some(name) => {
@@ -179,7 +190,7 @@ fn shader(name: Option<&str>, flags: &[String], storage: &str, all: bool, out: O
             })?;
             bits |= 1 << bit;
         }
-        variants.push(Variant { kernel, storage, flags: bits });
+        variants.push(Variant { kernel, storage, flags: bits, amp });
     }
     match out {
         Some(dir) => {
@@ -311,4 +322,7 @@ fn print_report(r: &CaseReport, json: bool) {
         w.reference,
         r.worst_lr.0
     );
+    if let Some(m) = &r.mismatch {
+        println!("     {m}");
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use wgpu_optim::algorithm::kernels;
-use wgpu_optim::kernel::{compose, Format, Kernel, Storage, UNIFORM_SIZE};
+use wgpu_optim::kernel::{compose, compose_variant, Format, Kernel, Storage, UNIFORM_SIZE};
 
 fn module(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module =
@@ -29,14 +29,20 @@ fn every_composed_variant_validates() {
     for kernel in kernels() {
         for storage in Storage::supported().into_iter().chain([test_only]) {
             for flags in flag_sets(kernel) {
-                let source = compose(kernel, storage, flags);
-                module(&format!("{} {} flags {flags:#b}", kernel.name, storage.name()), &source);
-                count += 1;
+                for amp in [false, true] {
+                    let source = compose_variant(kernel, storage, flags, amp);
+                    module(&format!("{} {} flags {flags:#b} amp {amp}", kernel.name, storage.name()), &source);
+                    count += 1;
+                }
             }
         }
     }
-    assert!(count >= 2 * 11, "validated only {count} variants");
+    assert!(count >= 4 * 11, "validated only {count} variants");
 }
+
+/// Pieces the composition puts into kernels' modules (validated there, by
+/// `every_composed_variant_validates`), not modules of their own.
+const FRAGMENTS: [&str; 4] = ["amp_state.wgsl", "amp_scan.wgsl", "device_step.wgsl", "adam_step.wgsl"];
 
 #[test]
 fn standalone_shaders_validate() {
@@ -46,9 +52,15 @@ fn standalone_shaders_validate() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.ends_with(".wgsl") && !kernel_files.contains(&name) {
-            module(&name, &std::fs::read_to_string(&path).unwrap());
+        if !name.ends_with(".wgsl") || kernel_files.contains(&name) || FRAGMENTS.contains(&name.as_str()) {
+            continue;
         }
+        let mut source = std::fs::read_to_string(&path).unwrap();
+        if name == "amp.wgsl" {
+            // The crate composes `struct Amp` in front of it.
+            source = format!("{}\n{source}", std::fs::read_to_string(path.with_file_name("amp_state.wgsl")).unwrap());
+        }
+        module(&name, &source);
     }
 }
 

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adadelta",
@@ -13,6 +13,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: AdadeltaScalars::FLAGS,
     scalars: AdadeltaScalars::NAMES,
     scalar_docs: AdadeltaScalars::DOCS,
+    device_step: DeviceStep::Independent,
 };
 
 /// `torch.optim.Adadelta`: its arguments, names and defaults.

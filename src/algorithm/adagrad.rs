@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, Algorithm, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adagrad",
@@ -13,6 +13,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: AdaGradScalars::FLAGS,
     scalars: AdaGradScalars::NAMES,
     scalar_docs: AdaGradScalars::DOCS,
+    device_step: DeviceStep::Unsupported,
 };
 
 /// `torch.optim.Adagrad`: its arguments, names and defaults.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_adam_like, Algorithm, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adam",
@@ -18,6 +18,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: AdamScalars::FLAGS,
     scalars: AdamScalars::NAMES,
     scalar_docs: AdamScalars::DOCS,
+    device_step: DeviceStep::Corrected(include_str!("../../shaders/adam_step.wgsl")),
 };
 
 /// `torch.optim.Adam`: its arguments, names and defaults.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_adam_like, Algorithm, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "adamax",
@@ -13,6 +13,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: AdamaxScalars::FLAGS,
     scalars: AdamaxScalars::NAMES,
     scalar_docs: AdamaxScalars::DOCS,
+    device_step: DeviceStep::Unsupported,
 };
 
 /// `torch.optim.Adamax`: its arguments, names and defaults.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, Algorithm, Carry, StepInput};
 use crate::error::{py_float, Error, Result};
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "asgd",
@@ -13,6 +13,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: AsgdScalars::FLAGS,
     scalars: AsgdScalars::NAMES,
     scalar_docs: AsgdScalars::DOCS,
+    device_step: DeviceStep::Unsupported,
 };
 
 /// `torch.optim.ASGD`: its arguments, names and defaults.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "lion",
@@ -14,6 +14,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: LionScalars::FLAGS,
     scalars: LionScalars::NAMES,
     scalar_docs: LionScalars::DOCS,
+    device_step: DeviceStep::Independent,
 };
 
 /// Lion (`lion_pytorch.Lion`, lion-pytorch 0.2.5): its arguments, names and defaults.

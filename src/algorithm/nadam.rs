@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_adam_like, check_non_negative, Algorithm, Carry, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "nadam",
@@ -13,6 +13,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: NAdamScalars::FLAGS,
     scalars: NAdamScalars::NAMES,
     scalar_docs: NAdamScalars::DOCS,
+    device_step: DeviceStep::Unsupported,
 };
 
 /// `torch.optim.NAdam`: its arguments, names and defaults.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_adam_like, Algorithm, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "radam",
@@ -13,6 +13,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: RAdamScalars::FLAGS,
     scalars: RAdamScalars::NAMES,
     scalar_docs: RAdamScalars::DOCS,
+    device_step: DeviceStep::Unsupported,
 };
 
 /// `torch.optim.RAdam`: its arguments, names and defaults.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_momentum_at_most_one, check_non_negative, check_within, Algorithm, OptimizerConfig, StepInput};
 use crate::error::Result;
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "rmsprop",
@@ -17,6 +17,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: RmsPropScalars::FLAGS,
     scalars: RmsPropScalars::NAMES,
     scalar_docs: RmsPropScalars::DOCS,
+    device_step: DeviceStep::Independent,
 };
 
 /// `torch.optim.RMSprop`: its arguments, names and defaults.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_non_negative, Algorithm, StepInput};
 use crate::error::{py_float, Error, Result};
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "rprop",
@@ -13,6 +13,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: RpropScalars::FLAGS,
     scalars: RpropScalars::NAMES,
     scalar_docs: RpropScalars::DOCS,
+    device_step: DeviceStep::Unsupported,
 };
 
 /// `torch.optim.Rprop`: its arguments, names and defaults.

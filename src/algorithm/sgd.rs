@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_momentum_at_most_one, check_non_negative, check_within, Algorithm, OptimizerConfig, StepInput};
 use crate::error::{Error, Result};
-use crate::kernel::{Kernel, Scalars, StateArray};
+use crate::kernel::{DeviceStep, Kernel, Scalars, StateArray};
 
 pub(crate) static KERNEL: Kernel = Kernel {
     name: "sgd",
@@ -13,6 +13,7 @@ pub(crate) static KERNEL: Kernel = Kernel {
     flags: SgdScalars::FLAGS,
     scalars: SgdScalars::NAMES,
     scalar_docs: SgdScalars::DOCS,
+    device_step: DeviceStep::Independent,
 };
 
 /// `torch.optim.SGD`: its arguments, names and defaults.

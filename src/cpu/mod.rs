@@ -5,6 +5,7 @@ pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
 pub mod adamax;
+mod amp;
 pub mod asgd;
 pub mod lion;
 pub mod nadam;
@@ -12,6 +13,8 @@ pub mod radam;
 pub mod rmsprop;
 pub mod rprop;
 pub mod sgd;
+
+pub use amp::CpuAmp;
 
 use crate::algorithm::{Carry, OptimizerConfig, StepInput};
 use crate::error::{Error, Result};

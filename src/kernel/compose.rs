@@ -17,13 +17,25 @@ use super::{Kernel, Storage, MAX_SCALARS, SPAN_BLOCK};
 /// The WGSL module of `kernel` for these storage formats and flag bits (bit `k` is
 /// `kernel.flags[k]`). This is exactly the source the optimizer compiles.
 pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
+    compose_variant(kernel, storage, flags, false)
+}
+
+/// [`compose`], with `amp` the variant that loss scaling and gradient clipping run
+/// (`shaders/amp.wgsl` keeps the state it reads): the gradients are unscaled and clipped as they
+/// are loaded, a step the device found non-finite gradients in returns at once, the scalars are
+/// corrected to the device's own step count ([`super::DeviceStep`]), and the entry points `scan`
+/// and `scan4` write each workgroup's part of the gradient norm.
+pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool) -> String {
     let mut out = String::with_capacity(kernel.source.len() + 6000);
     let w = &mut out;
     let on = kernel.flags_on(flags);
-    let command = match on.is_empty() {
+    let mut command = match on.is_empty() {
         true => format!("wgpu-optim shader {} --storage {}", kernel.name, storage.name()),
         false => format!("wgpu-optim shader {} --storage {} --flags {}", kernel.name, storage.name(), on.join(",")),
     };
+    if amp {
+        command.push_str(" --amp");
+    }
     let _ = writeln!(
         w,
         "// {name}: composed by wgpu-optim from shaders/{name}.wgsl and the kernel's declaration \
@@ -47,6 +59,10 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
     // Keep in sync with `StepUniform` in src/kernel/mod.rs (tests check the size).
     w.push_str("struct Step {\n    n: u32,\n    param_off: u32,\n    grad_off: u32,\n    state_off: u32,\n");
     w.push_str("    flags: u32,\n    span_first: u32,\n    span_count: u32,\n    first: u32,\n");
+    w.push_str("    t: u32, // the tensors' own step count on the host (from 1)\n");
+    w.push_str("    amp_class: u32, // with loss scaling: the tensors' counter of skipped steps in `amp`\n");
+    w.push_str("    partial_first: u32, // where this dispatch's gradient scan writes its partial norms\n");
+    w.push_str("    clipped: u32, // with clipping: 1 when the tensors' group is clipped\n");
     for (name, doc) in kernel.scalars.iter().zip(kernel.scalar_docs) {
         let doc = doc.trim();
         if doc.is_empty() {
@@ -58,7 +74,12 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
     for pad in kernel.scalars.len()..MAX_SCALARS {
         let _ = writeln!(w, "    _pad{}: f32,", pad + 3);
     }
-    w.push_str("}\n\n@group(0) @binding(0) var<uniform> u: Step;\n");
+    if amp {
+        // The scalars may be corrected on the device (skipped steps): a private copy per invocation.
+        w.push_str("}\n\n@group(0) @binding(0) var<uniform> step: Step;\nvar<private> u: Step;\n");
+    } else {
+        w.push_str("}\n\n@group(0) @binding(0) var<uniform> u: Step;\n");
+    }
     storage.param.bindings(w, "param", 1, "read_write");
     storage.grad.bindings(w, "grad", 2, "read");
     for (k, state) in kernel.states.iter().enumerate() {
@@ -72,6 +93,10 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
          @group(0) @binding({}) var<storage, read> spans: array<u32>;",
         super::spans_binding(kernel)
     );
+    if amp {
+        let _ =
+            writeln!(w, "@group(0) @binding({}) var<storage, read_write> amp: Amp;", super::spans_binding(kernel) + 1);
+    }
 
     w.push_str("\n// A parameter and its state, four elements of each.\nstruct Values {\n    param: vec4<f32>,\n");
     for state in kernel.states {
@@ -110,6 +135,16 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
              return keep;\n\
          }}\n"
     );
+    if amp {
+        w.push_str(AMP_STATE);
+        w.push_str(AMP_SCAN);
+        if let super::DeviceStep::Corrected(source) = kernel.device_step {
+            w.push_str(DEVICE_STEP_MATH);
+            let _ = writeln!(w, "// ---- the kernel's correction to the device's step count ----");
+            w.push_str(source.trim_end());
+            w.push_str("\n// ---- end of the correction ----\n\n");
+        }
+    }
     storage.param.loads(w, "param");
     storage.param.stores(w, "param");
     storage.grad.loads(w, "grad");
@@ -117,14 +152,53 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
         storage.state.loads(w, state.name);
         storage.state.stores(w, state.name);
     }
-    entry_point(w, kernel, false);
-    entry_point(w, kernel, true);
+    entry_point(w, kernel, false, amp);
+    entry_point(w, kernel, true, amp);
+    if amp {
+        scan_entry_point(w, false);
+        scan_entry_point(w, true);
+    }
     out
+}
+
+/// `struct Amp` (keep in sync with `src/optim/amp.rs`): what the device decides about a step
+/// under loss scaling and clipping, with the counters and partial norms after it.
+const AMP_STATE: &str = include_str!("../../shaders/amp_state.wgsl");
+
+/// `scan_reduce`: a workgroup's partial of the gradient norm.
+const AMP_SCAN: &str = include_str!("../../shaders/amp_scan.wgsl");
+
+/// `one_minus_pow`, for the kernels' corrections to the device's step count.
+const DEVICE_STEP_MATH: &str = include_str!("../../shaders/device_step.wgsl");
+
+/// `scan` or `scan4`: each workgroup's part of the norm of the unscaled gradients (a sum of
+/// squares, or a largest magnitude) and whether it saw an infinity or a NaN, for
+/// `shaders/amp.wgsl` to reduce.
+fn scan_entry_point(w: &mut String, wide: bool) {
+    let (name, n, div, suffix) = if wide { ("scan4", "u.n / 4u", " / 4u", "4") } else { ("scan", "u.n", "", "") };
+    let _ = writeln!(
+        w,
+        "\n@compute @workgroup_size(256)\nfn {name}(@builtin(global_invocation_id) gid: vec3<u32>, \
+         @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, \
+         @builtin(num_workgroups) nwg: vec3<u32>) {{"
+    );
+    w.push_str("    u = step;\n    let i = gid.x + gid.y * nwg.x * WG;\n    var g = vec4<f32>(0.0);\n");
+    let _ = writeln!(w, "    if (i < {n}) {{");
+    if wide {
+        w.push_str("        var keep = vec4<bool>(true);\n        if (SPANS) {\n            keep = in_spans4(u.first + 4u * i);\n        }\n");
+    } else {
+        w.push_str("        var keep = vec4<bool>(true, false, false, false);\n        if (SPANS) {\n            keep.x = in_spans4(u.first + i).x;\n        }\n");
+    }
+    let _ = writeln!(w, "        let ig = select(i, u.grad_off{div} + i, OFFSETS);");
+    let load = if wide { "load_grad4(ig)".to_string() } else { "vec4(load_grad(ig), 0.0, 0.0, 0.0)".to_string() };
+    let _ = writeln!(w, "        g = select(vec4(0.0), {load}, keep);");
+    let _ = suffix;
+    w.push_str("    }\n    scan_reduce(g, lid, wid.x + wid.y * nwg.x);\n}\n");
 }
 
 /// `main` (one element per invocation; `update` computes four lanes and the first is kept) or
 /// `main4` (four elements per invocation).
-fn entry_point(w: &mut String, kernel: &Kernel, wide: bool) {
+fn entry_point(w: &mut String, kernel: &Kernel, wide: bool, amp: bool) {
     let (name, n, div, suffix) = if wide { ("main4", "u.n / 4u", " / 4u", "4") } else { ("main", "u.n", "", "") };
     let widen = |expr: String| if wide { expr } else { format!("vec4({expr})") };
     let _ = writeln!(
@@ -132,6 +206,15 @@ fn entry_point(w: &mut String, kernel: &Kernel, wide: bool) {
         "\n@compute @workgroup_size(256)\nfn {name}(@builtin(global_invocation_id) gid: vec3<u32>, \
          @builtin(num_workgroups) nwg: vec3<u32>) {{"
     );
+    if amp {
+        w.push_str("    // Loss scaling: a step with a non-finite gradient anywhere changes nothing.\n");
+        w.push_str("    if (amp.found_inf != 0u) {\n        return;\n    }\n    u = step;\n");
+        if matches!(kernel.device_step, super::DeviceStep::Corrected(_)) {
+            w.push_str("    // Steps the device skipped do not count: the scalars at its own step count.\n");
+            w.push_str("    let skipped = amp.data[u.amp_class];\n");
+            w.push_str("    if (skipped != 0u) {\n        u = at_step(u, f32(u.t - skipped), f32(u.t));\n    }\n");
+        }
+    }
     w.push_str("    // A 2-D grid reaches past 65,535 workgroups in one dimension.\n");
     w.push_str("    let i = gid.x + gid.y * nwg.x * WG;\n");
     let _ = writeln!(w, "    if (i >= {n}) {{\n        return;\n    }}");
@@ -160,7 +243,14 @@ fn entry_point(w: &mut String, kernel: &Kernel, wide: bool) {
         let load = format!("x.{0} = {1};", state.name, widen(format!("load_{}{suffix}(is)", state.name)));
         guarded(w, state.flag, &load);
     }
-    let _ = writeln!(w, "    var y = update({}, x);", widen(format!("load_grad{suffix}(ig)")));
+    let grad = widen(format!("load_grad{suffix}(ig)"));
+    if amp {
+        // As PyTorch: unscaled (`scaler.unscale_`), then clipped (`clip_grad_norm_`), each rounded.
+        let _ = writeln!(w, "    let clip = select(1.0, amp.clip_coef, u.clipped != 0u);");
+        let _ = writeln!(w, "    var y = update(({grad} * amp.step_inv_scale) * clip, x);");
+    } else {
+        let _ = writeln!(w, "    var y = update({grad}, x);");
+    }
     if wide {
         w.push_str("    if (SPANS) {\n        y.param = select(x.param, y.param, keep);\n");
         for state in kernel.states {
@@ -188,7 +278,8 @@ fn guarded(w: &mut String, flag: Option<&str>, statement: &str) {
     }
 }
 
-/// One composed module: a kernel, its storage formats and its flag bits.
+/// One composed module: a kernel, its storage formats, its flag bits, and whether it is the
+/// loss-scaling variant.
 #[derive(Clone, Copy, Debug)]
 pub struct Variant {
     /// The kernel.
@@ -197,16 +288,21 @@ pub struct Variant {
     pub storage: Storage,
     /// The flag bits (bit `k` is `kernel.flags[k]`).
     pub flags: u32,
+    /// The variant loss scaling and clipping run ([`compose_variant`]).
+    pub amp: bool,
 }
 
 impl Variant {
     /// Every variant the optimizer can compile for `kernel`: each supported storage combination
-    /// with each combination of flags.
+    /// with each combination of flags, without and with loss scaling.
     pub fn all(kernel: &'static Kernel) -> Vec<Variant> {
-        Storage::supported()
-            .into_iter()
-            .flat_map(|storage| (0..1u32 << kernel.flags.len()).map(move |flags| Variant { kernel, storage, flags }))
-            .collect()
+        let mut out = Vec::new();
+        for amp in [false, true] {
+            for storage in Storage::supported() {
+                out.extend((0..1u32 << kernel.flags.len()).map(|flags| Variant { kernel, storage, flags, amp }));
+            }
+        }
+        out
     }
 
     /// The names of the flags that are on.
@@ -215,15 +311,16 @@ impl Variant {
     }
 
     /// A file name that says what the variant is: `adam.f32-f32-f32.AMSGRAD+MAXIMIZE.wgsl`
-    /// (`.none.` without flags).
+    /// (`.none.` without flags; `.amp.wgsl` for the loss-scaling variant).
     pub fn file_name(&self) -> String {
         let flags = self.flag_names();
         let flags = if flags.is_empty() { "none".to_string() } else { flags.join("+") };
-        format!("{}.{}.{flags}.wgsl", self.kernel.name, self.storage.name())
+        let amp = if self.amp { ".amp" } else { "" };
+        format!("{}.{}.{flags}{amp}.wgsl", self.kernel.name, self.storage.name())
     }
 
     /// The composed module.
     pub fn source(&self) -> String {
-        compose(self.kernel, self.storage, self.flags)
+        compose_variant(self.kernel, self.storage, self.flags, self.amp)
     }
 }

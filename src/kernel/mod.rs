@@ -11,7 +11,7 @@
 mod compose;
 mod format;
 
-pub use compose::{compose, Variant};
+pub use compose::{compose, compose_variant, Variant};
 pub use format::{Format, Storage};
 
 use std::collections::HashMap;
@@ -41,6 +41,24 @@ pub struct Kernel {
     pub scalars: &'static [&'static str],
     /// Each scalar's doc line, written beside its field in the composed `struct Step`.
     pub scalar_docs: &'static [&'static str],
+    /// How the scalars depend on the tensor's own step count, which loss scaling can hold back
+    /// on the device (a skipped step is not counted, as in PyTorch's fused path).
+    pub device_step: DeviceStep,
+}
+
+/// How a kernel's per-step scalars depend on the tensor's own step count `t`. With loss scaling
+/// the host computes the scalars for its own count, but steps the device skipped (non-finite
+/// gradients) do not count: the kernel then corrects them on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStep {
+    /// The scalars do not depend on `t` (or only through a first-step flag that follows the
+    /// host's count: SGD's momentum buffer, see `SgdConfig`).
+    Independent,
+    /// WGSL source of `fn at_step(s: Step, t: f32, t_host: f32) -> Step`: the scalars `s`
+    /// computed by the host for its count `t_host`, corrected to the device's count `t`.
+    Corrected(&'static str),
+    /// The scalars depend on `t` and no correction is written yet: loss scaling is refused.
+    Unsupported,
 }
 
 /// One state array of a kernel: its name (PyTorch's state key, and the field of `Values` in the
@@ -118,6 +136,16 @@ pub(crate) struct StepUniform {
     pub span_first: u32,
     pub span_count: u32,
     pub first: u32,
+    /// The host's own step count of the dispatch's tensors (from 1): with loss scaling, the
+    /// device subtracts the steps it skipped ([`Kernel::device_step`]).
+    pub t: u32,
+    /// With loss scaling: the tensors' skip counter in the `amp` buffer, and where the
+    /// dispatch's gradient scan writes its workgroups' partial norms.
+    pub amp_class: u32,
+    pub partial_first: u32,
+    /// With clipping: 1 when the dispatch's group is clipped (its gradients count in the norm
+    /// and are scaled by the clip coefficient).
+    pub clipped: u32,
     pub scalars: [f32; 8],
 }
 
@@ -208,9 +236,23 @@ pub(crate) struct KernelPipeline {
     pub layout: wgpu::BindGroupLayout,
     kernel: &'static Kernel,
     storage: Storage,
+    /// The loss-scaling variant ([`compose_variant`]), with the `amp` binding.
+    amp: bool,
     /// One composed module per flag combination a step has used.
     modules: Mutex<HashMap<u32, wgpu::ShaderModule>>,
-    variants: Mutex<HashMap<(u32, bool, bool, bool), wgpu::ComputePipeline>>,
+    variants: Mutex<HashMap<VariantKey, wgpu::ComputePipeline>>,
+}
+
+/// A pipeline's flags, `OFFSETS`, four-wide, `SPANS` and entry point.
+type VariantKey = (u32, bool, bool, bool, Entry);
+
+/// Which entry point of a kernel's module a dispatch runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Entry {
+    /// `main` / `main4`: the update.
+    Update,
+    /// `scan` / `scan4` (loss scaling and clipping): the gradients' partial norms.
+    Scan,
 }
 
 impl KernelPipeline {
@@ -218,7 +260,12 @@ impl KernelPipeline {
     ///
     /// # Errors
     /// [`crate::Error::Wgpu`] if wgpu refuses the composed module or its pipelines.
-    pub fn with_storage(device: &wgpu::Device, kernel: &'static Kernel, storage: Storage) -> crate::Result<Self> {
+    pub fn with_storage(
+        device: &wgpu::Device,
+        kernel: &'static Kernel,
+        storage: Storage,
+        amp: bool,
+    ) -> crate::Result<Self> {
         let storage_entry = |binding, read_only| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -250,12 +297,19 @@ impl KernelPipeline {
         entries.extend((0..kernel.states.len() as u32).map(|i| storage_entry(3 + i, false)));
         // The spans a `SPANS` dispatch updates (tensors without gradients left out).
         entries.push(storage_entry(spans_binding(kernel), true));
+        if amp {
+            // The loss scale, the step's decision and the scan's partials (`shaders/amp_state.wgsl`).
+            entries.push(storage_entry(spans_binding(kernel) + 1, false));
+        }
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
-        let pipeline = Self { layout, kernel, storage, modules: Mutex::default(), variants: Mutex::default() };
+        let pipeline = Self { layout, kernel, storage, amp, modules: Mutex::default(), variants: Mutex::default() };
         // The most common variants, compiled now so that shader errors surface at construction.
-        pipeline.variant(device, 0, true, false, false)?;
-        pipeline.variant(device, 0, false, true, false)?;
+        pipeline.variant(device, 0, true, false, false, Entry::Update)?;
+        pipeline.variant(device, 0, false, true, false, Entry::Update)?;
+        if amp {
+            pipeline.variant(device, 0, false, true, false, Entry::Scan)?;
+        }
         Ok(pipeline)
     }
 
@@ -273,11 +327,12 @@ impl KernelPipeline {
         offsets: bool,
         wide: bool,
         spans: bool,
+        entry: Entry,
     ) -> crate::Result<wgpu::ComputePipeline> {
         // Bits past the kernel's flags mean nothing to it.
         let flags = flags & ((1u32 << self.kernel.flags.len()) - 1);
         let mut variants = self.variants.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pipeline) = variants.get(&(flags, offsets, wide, spans)) {
+        if let Some(pipeline) = variants.get(&(flags, offsets, wide, spans, entry)) {
             return Ok(pipeline.clone());
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -285,17 +340,22 @@ impl KernelPipeline {
         let module = modules.entry(flags).or_insert_with(|| {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(self.kernel.name),
-                source: wgpu::ShaderSource::Wgsl(compose(self.kernel, self.storage, flags).into()),
+                source: wgpu::ShaderSource::Wgsl(compose_variant(self.kernel, self.storage, flags, self.amp).into()),
             })
         });
-        let entry = if wide { "main4" } else { "main" };
+        let name = match (entry, wide) {
+            (Entry::Update, true) => "main4",
+            (Entry::Update, false) => "main",
+            (Entry::Scan, true) => "scan4",
+            (Entry::Scan, false) => "scan",
+        };
         let constants = [("OFFSETS", f64::from(u8::from(offsets))), ("SPANS", f64::from(u8::from(spans)))];
-        let pipeline = compute_pipeline(device, &self.layout, module, entry, &constants);
+        let pipeline = compute_pipeline(device, &self.layout, module, name, &constants);
         if let Some(error) = pollster::block_on(scope.pop()) {
             modules.remove(&flags);
             return Err(crate::Error::Wgpu(format!("kernel {} (flags {flags:#b}): {error}", self.kernel.name)));
         }
-        variants.insert((flags, offsets, wide, spans), pipeline.clone());
+        variants.insert((flags, offsets, wide, spans, entry), pipeline.clone());
         Ok(pipeline)
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! `checkpoint/` saves and loads through the optimizer's snapshot, export and restore.
 
+mod amp;
 mod checkpoint;
 mod nonfinite;
 mod optimizer;
@@ -21,6 +22,7 @@ mod registration;
 mod state;
 mod store;
 
+pub use amp::{AmpStatus, ClipGradNorm, GradScalerConfig, NormType};
 pub use checkpoint::{CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
 pub use optimizer::{GroupId, Optimizer};
 pub use registration::ParamBinding;

@@ -9,12 +9,13 @@ use std::ops::Range;
 use crate::algorithm::{check_non_negative, Algorithm, Carry, OptimizerConfig, StepInput};
 use crate::context::GpuContext;
 use crate::error::{Error, Result};
-use crate::kernel::{Kernel, Storage, WORKGROUP_SIZE};
+use crate::kernel::{DeviceStep, Kernel, Storage, WORKGROUP_SIZE};
 use crate::schedule::{LrScheduler, SchedulerState};
 
+use super::amp::{Amp, AmpStatus, ClassOps, ClipGradNorm, GradScalerConfig};
 use super::nonfinite::NonfiniteScan;
 use super::plan;
-use super::record::Recorder;
+use super::record::{AmpStep, Recorder};
 use super::registration::{ParamBinding, StepKey, TensorInfo, Tensors};
 use super::state::{self, TensorState};
 use super::store::StateStore;
@@ -136,6 +137,11 @@ pub struct Optimizer {
     /// What the last recorded steps changed that rewinding them takes back (the latest last; at
     /// most [`REWINDABLE`]).
     recent: VecDeque<LastStep>,
+    /// Loss scaling and clipping, when either is set.
+    amp: Option<Amp>,
+    /// The loss-scaling class of the tensors registered last, and the step count then: tensors
+    /// registered at the same count share it.
+    registration_class: Option<(u64, u32)>,
 }
 
 impl Optimizer {
@@ -188,11 +194,13 @@ impl Optimizer {
             groups: vec![Group::new(config)],
             tensors: Tensors::new(max_chunk),
             store: StateStore::new(kernel, limits.max_buffer_size),
-            recorder: Recorder::new(ctx, kernel, storage)?,
+            recorder: Recorder::new(ctx, kernel, storage, false)?,
             storage,
             nonfinite: NonfiniteScan::default(),
             steps: 0,
             recent: VecDeque::new(),
+            amp: None,
+            registration_class: None,
         })
     }
 
@@ -244,6 +252,18 @@ impl Optimizer {
             .map(|(k, &used)| used.then(|| self.storage.state.encode(algorithm.initial_state(k, lr) as f32)))
             .collect();
         let added = self.tensors.add(&self.ctx, &mut self.store, group.0, self.steps, &init, bindings)?;
+        if let Some(amp) = self.amp.as_mut().filter(|a| a.scaler.is_some()) {
+            // A class of their own (from no skipped steps), shared with tensors registered at
+            // the same step count.
+            let class = match self.registration_class {
+                Some((at, class)) if at == self.steps => class,
+                _ => amp.new_class(),
+            };
+            self.registration_class = Some((self.steps, class));
+            for i in added.clone() {
+                self.tensors.set_amp_class(i, class);
+            }
+        }
         self.recorder.invalidate();
         Ok(added)
     }
@@ -516,6 +536,13 @@ impl Optimizer {
     /// [`Error::InvalidHyperparameter`] for a count below a tensor's registration step (it would
     /// have taken fewer than no steps) or past 2^53; the count is then unchanged.
     pub fn set_step_count(&mut self, steps: u64) -> Result<()> {
+        if steps < self.steps && self.amp.as_ref().is_some_and(|a| a.scaler.is_some()) {
+            return Err(Error::Unsupported(format!(
+                "rewinding the step count ({} -> {steps}) under loss scaling: the device has already \
+                 counted the steps it skipped and moved the scale",
+                self.steps
+            )));
+        }
         // Far beyond any training run; what matters is that counting on from it cannot overflow.
         if steps > 1 << 53 {
             return Err(Error::invalid("steps", format!("step count {steps} is past 2^53")));
@@ -699,7 +726,24 @@ impl Optimizer {
             input
         };
         let scalars = |group: usize, key: StepKey| groups[group].config.algorithm().scalars(&input(group, key));
-        self.recorder.record(&self.ctx, &self.tensors, &self.store, encoder, scalars, timestamp_writes)?;
+        // Loss scaling: classes that part this step split (see amp.rs); applied once recorded.
+        let (ops, moves) = match self.amp.as_mut() {
+            Some(amp) if amp.scaler.is_some() => class_ops(&self.tensors, amp),
+            _ => (ClassOps::default(), Vec::new()),
+        };
+        let clipped: Vec<bool> = (0..groups.len())
+            .map(|g| self.amp.as_ref().and_then(|a| a.clip.as_ref()).is_some_and(|c| c.clips(g)))
+            .collect();
+        let amp = self.amp.as_mut().map(|amp| AmpStep { amp, clipped: &clipped, ops: &ops });
+        self.recorder.record(&self.ctx, &self.tensors, &self.store, encoder, step, scalars, amp, timestamp_writes)?;
+        let classes: Vec<(usize, u32)> = moves
+            .into_iter()
+            .map(|(i, class)| {
+                let before = self.tensors.amp_class(i);
+                self.tensors.set_amp_class(i, class);
+                (i, before)
+            })
+            .collect();
         // Every tensor with a gradient takes its step's carry, dispatched or not (an empty tensor
         // has nothing to dispatch but counts its steps all the same).
         let mut carries = Vec::new();
@@ -719,7 +763,7 @@ impl Optimizer {
             }
         }
         self.steps = step;
-        let last = LastStep { at: step, skipped: self.tensors.count_skipped(), carries };
+        let last = LastStep { at: step, skipped: self.tensors.count_skipped(), carries, classes };
         self.recent.push_back(last);
         if self.recent.len() > REWINDABLE {
             self.recent.pop_front();
@@ -772,13 +816,133 @@ impl Optimizer {
         state::read(&self.ctx, &self.tensors, &self.store, param, k).map(Some)
     }
 
+    /// Scales and checks the gradients as `torch.amp.GradScaler` does with a fused optimizer, on
+    /// the device: each step unscales every gradient as the kernel loads it (`g / scale`), skips
+    /// the whole step if any gradient of any tensor holds an infinity or a NaN (parameters, state
+    /// and the step counts bias corrections use stay as they were), and then updates the scale
+    /// ([`GradScalerConfig`]). The engine multiplies its loss by the scale, the first f32 of
+    /// [`Optimizer::loss_scale_buffer`], on the device; [`Optimizer::amp_status`] reads it back
+    /// for logging. Nothing is read back during training. `None` turns loss scaling off. Setting
+    /// it starts from `init_scale` again.
+    ///
+    /// A skipped step still counts for schedules ([`Optimizer::steps`] advances, as PyTorch's
+    /// schedulers step regardless). Tensors registered later start their own counts as usual.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] for an invalid config; [`Error::Unsupported`] for an
+    /// algorithm whose scalars depend on the step count without a device-side correction
+    /// (Adagrad, Adamax, ASGD, NAdam, RAdam, Rprop; Adam, AdamW, SGD, RMSprop, Adadelta and Lion
+    /// take it); [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails. Nothing changes
+    /// then.
+    pub fn set_loss_scaling(&mut self, scaler: Option<GradScalerConfig>) -> Result<()> {
+        if let Some(s) = &scaler {
+            s.validate()?;
+            if self.kernel.device_step == DeviceStep::Unsupported {
+                return Err(Error::Unsupported(format!(
+                    "loss scaling with {}: its scalars depend on each tensor's step count, and skipped \
+                     steps would need a device-side correction that is not written yet (Adam, AdamW, \
+                     SGD, RMSprop, Adadelta and Lion have one); gradient clipping works with every optimizer",
+                    self.groups[0].config.name()
+                )));
+            }
+        }
+        let clip = self.amp.as_ref().and_then(|a| a.clip.clone());
+        self.configure_amp(scaler, clip)
+    }
+
+    /// Clips the gradients' global norm before every step as `torch.nn.utils.clip_grad_norm_`
+    /// does ([`ClipGradNorm`]), on the device: the norm over the chosen groups' gradients (unscaled
+    /// first under loss scaling), and the update multiplies each of their gradients by
+    /// `min(1, max_norm / (total_norm + 1e-6))` as it loads it. `None` turns clipping off; the
+    /// loss scale, if any, is kept.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] for an invalid `max_norm`, [`Error::UnknownGroup`] for a
+    /// group that does not exist; [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
+    pub fn set_grad_clipping(&mut self, clip: Option<ClipGradNorm>) -> Result<()> {
+        if let Some(c) = &clip {
+            c.validate()?;
+            if let Some(&g) = c.groups.iter().flatten().find(|&&g| g >= self.groups.len()) {
+                return Err(Error::UnknownGroup(g));
+            }
+        }
+        match self.amp.as_mut() {
+            // The loss scale and the counters stay: only the settings change.
+            Some(amp) if clip.is_some() => {
+                amp.clip = clip;
+                Ok(())
+            }
+            _ => {
+                let scaler = self.amp.as_ref().and_then(|a| a.scaler.clone());
+                self.configure_amp(scaler, clip)
+            }
+        }
+    }
+
+    /// Builds (or drops) the loss-scaling state and the recorder that goes with it. Steps the
+    /// device skipped so far are folded into each tensor's count of steps sat out first (one read
+    /// back), since the new state starts its counters from zero.
+    fn configure_amp(&mut self, scaler: Option<GradScalerConfig>, clip: Option<ClipGradNorm>) -> Result<()> {
+        self.ctx.check_alive()?;
+        let fold = match self.amp.as_ref().filter(|a| a.scaler.is_some()) {
+            Some(amp) => Some(amp.class_skips(&self.ctx)?),
+            None => None,
+        };
+        let on = scaler.is_some() || clip.is_some();
+        let scaling = scaler.is_some();
+        let amp = if on { Some(Amp::new(&self.ctx, scaler, clip)?) } else { None };
+        let recorder = match (on, self.amp.is_some()) {
+            (true, true) | (false, false) => None,
+            _ => Some(Recorder::new(&self.ctx, self.kernel, self.storage, on)?),
+        };
+        if let Some(skips) = fold {
+            let counts: Vec<(u64, u64)> = (0..self.tensors.len())
+                .filter_map(|i| self.tensors.info(i).map(|t| (i, t)))
+                .map(|(i, t)| {
+                    let class = self.tensors.amp_class(i) as usize;
+                    (t.added_at, t.skipped + u64::from(skips.get(class).copied().unwrap_or(0)))
+                })
+                .collect();
+            self.tensors.set_counts(&counts);
+            // Those steps are now history: a rewind past them would not know the classes.
+            self.recent.clear();
+        }
+        self.tensors.set_amp_keys(false, 0);
+        self.tensors.set_amp_keys(scaling, 0);
+        self.registration_class = scaling.then_some((self.steps, 0));
+        if let Some(recorder) = recorder {
+            self.recorder = recorder;
+        }
+        self.recorder.invalidate();
+        self.amp = amp;
+        Ok(())
+    }
+
+    /// The buffer whose first f32 is the loss scale the next step's gradients must carry: bind it
+    /// to multiply the loss on the device. `None` without loss scaling. Registering tensors may
+    /// replace it (a step makes room for their partial norms): take it again after registering.
+    pub fn loss_scale_buffer(&self) -> Option<&wgpu::Buffer> {
+        self.amp.as_ref().filter(|a| a.scaler.is_some()).map(Amp::buffer_ref)
+    }
+
+    /// What the device decided at the last step (the scale, whether the step was skipped, the
+    /// total norm and clip coefficient), read back now: for logging, never needed to train.
+    /// `None` without loss scaling or clipping.
+    ///
+    /// # Errors
+    /// [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
+    pub fn amp_status(&self) -> Result<Option<AmpStatus>> {
+        self.amp.as_ref().map(|a| a.status(&self.ctx)).transpose()
+    }
+
     /// Whether any registered gradient holds a NaN or an infinity, now (tensors marked without a
     /// gradient, [`Optimizer::set_has_grad`], are not read).
     ///
     /// A step behaves as PyTorch's does: non-finite gradients propagate into the parameters and
-    /// state. An engine that wants to skip such steps (as mixed-precision training does) asks
-    /// first: this scans every gradient on the GPU and reads back one word, so call it only when
-    /// the answer is needed; `step` itself never reads anything back.
+    /// state. To skip such steps without a host round trip (as mixed-precision training does),
+    /// use [`Optimizer::set_loss_scaling`], which decides on the device. This call scans every
+    /// gradient on the GPU and reads back one word: for diagnostics, when the answer is needed
+    /// now; `step` itself never reads anything back.
     ///
     /// # Errors
     /// [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
@@ -929,6 +1093,8 @@ struct LastStep {
     skipped: Vec<usize>,
     /// Each tensor whose carry the step replaced, with the carry before.
     carries: Vec<(usize, Option<Carry>)>,
+    /// Each tensor the step moved to another loss-scaling class, with its class before.
+    classes: Vec<(usize, u32)>,
 }
 
 impl LastStep {
@@ -942,7 +1108,14 @@ impl LastStep {
                 (i, after)
             })
             .collect();
-        LastStep { at: self.at, skipped: self.skipped.clone(), carries }
+        let classes = (self.classes.iter())
+            .map(|&(i, before)| {
+                let after = tensors.amp_class(i);
+                tensors.set_amp_class(i, before);
+                (i, after)
+            })
+            .collect();
+        LastStep { at: self.at, skipped: self.skipped.clone(), carries, classes }
     }
 
     /// Puts back what [`LastStep::undo`] took (called on what it returned).
@@ -951,7 +1124,44 @@ impl LastStep {
         for &(i, carry) in &self.carries {
             tensors.set_carry(i, carry);
         }
+        for &(i, class) in &self.classes {
+            tensors.set_amp_class(i, class);
+        }
     }
+}
+
+/// A step's loss-scaling class operations: every class with a tensor that has a gradient counts
+/// the step if the device skips it; a class with tensors on both sides is split, those without a
+/// gradient moving to a new class that starts from the old one's count. Returns the operations
+/// and the moves (tensor, new class), to apply once the step is recorded.
+fn class_ops(tensors: &Tensors, amp: &mut Amp) -> (ClassOps, Vec<(usize, u32)>) {
+    let mut sides: HashMap<u32, (bool, bool)> = HashMap::new();
+    for i in 0..tensors.len() {
+        let side = sides.entry(tensors.amp_class(i)).or_default();
+        match tensors.has_grad(i) {
+            Some(true) => side.0 = true,
+            _ => side.1 = true,
+        }
+    }
+    let mut ops = ClassOps::default();
+    let mut split: HashMap<u32, u32> = HashMap::new();
+    let mut classes: Vec<(u32, (bool, bool))> = sides.into_iter().collect();
+    classes.sort_unstable_by_key(|&(c, _)| c);
+    for (class, (with, without)) in classes {
+        if with {
+            ops.increments.push(class);
+        }
+        if with && without {
+            let new = amp.new_class();
+            ops.copies.push((class, new));
+            split.insert(class, new);
+        }
+    }
+    let moves = (0..tensors.len())
+        .filter(|&i| tensors.has_grad(i) == Some(false))
+        .filter_map(|i| split.get(&tensors.amp_class(i)).map(|&new| (i, new)))
+        .collect();
+    (ops, moves)
 }
 
 /// The carry of a tensor's step `input.step` when it has none kept: its first step's (the

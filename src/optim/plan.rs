@@ -280,6 +280,7 @@ impl Plan {
         tensors: &Tensors,
         store: &StateStore,
         min_slots: usize,
+        amp: Option<&wgpu::Buffer>,
     ) -> Plan {
         let limits = device.limits();
         let align = limits.min_storage_buffer_offset_alignment as u64;
@@ -303,7 +304,7 @@ impl Plan {
         // Room for a step in which every tensor has its gradient, or for `min_slots`.
         let full = runs.iter().map(|(run, _)| run).fold(0, |acc, run| {
             let mut d = Vec::new();
-            cut(run, 0, run.n, StepKey { origin: 0, carry: None }, &mut d, 0);
+            cut(run, 0, run.n, StepKey { origin: 0, carry: None, amp_class: 0 }, &mut d, 0);
             acc + d.len()
         });
         let slots = full.max(min_slots);
@@ -352,6 +353,12 @@ impl Plan {
                         size: NonZeroU64::new(size),
                     }),
                 });
+                if let Some(amp) = amp {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: 4 + unused.len() as u32,
+                        resource: amp.as_entire_binding(),
+                    });
+                }
                 device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("wgpu-optim step"),
                     layout,

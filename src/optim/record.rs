@@ -6,8 +6,9 @@ use std::num::NonZeroU64;
 
 use crate::context::GpuContext;
 use crate::error::Result;
-use crate::kernel::{Kernel, KernelPipeline, Scalars, StepUniform, Storage};
+use crate::kernel::{Entry, Kernel, KernelPipeline, Scalars, StepUniform, Storage};
 
+use super::amp::{Amp, ClassOps};
 use super::plan::{self, Plan};
 use super::registration::{StepKey, Tensors};
 use super::store::StateStore;
@@ -23,7 +24,26 @@ pub(super) struct Recorder {
     /// forbids one writable buffer at two bindings of a dispatch).
     unused: Vec<wgpu::Buffer>,
     plan: Option<Plan>,
+    /// The `amp` buffer generation the plan's bind groups hold (`None`: built without one).
+    plan_generation: Option<u64>,
     belt: wgpu::util::StagingBelt,
+}
+
+/// What a step under loss scaling or clipping adds to the recording.
+pub(super) struct AmpStep<'a> {
+    pub amp: &'a mut Amp,
+    /// Per group: whether its gradients are clipped.
+    pub clipped: &'a [bool],
+    /// This step's class operations.
+    pub ops: &'a ClassOps,
+}
+
+/// One dispatch, ready to record: its uniform and pipelines.
+struct Prepared {
+    uniform: StepUniform,
+    pipeline: wgpu::ComputePipeline,
+    /// With loss scaling or clipping: the gradient scan over the same elements.
+    scan: Option<wgpu::ComputePipeline>,
 }
 
 impl Recorder {
@@ -32,10 +52,10 @@ impl Recorder {
     ///
     /// # Errors
     /// [`crate::Error::Wgpu`] if wgpu refuses the kernel.
-    pub fn new(ctx: &GpuContext, kernel: &'static Kernel, storage: Storage) -> Result<Self> {
+    pub fn new(ctx: &GpuContext, kernel: &'static Kernel, storage: Storage, amp: bool) -> Result<Self> {
         let device = &ctx.device;
         let scopes = Scopes::push(device);
-        let pipeline = KernelPipeline::with_storage(device, kernel, storage);
+        let pipeline = KernelPipeline::with_storage(device, kernel, storage, amp);
         // Pop the scopes before returning an error from the pipeline, whichever came first.
         let popped = scopes.pop(&format!("kernel {}", kernel.name));
         let pipeline = pipeline?;
@@ -53,7 +73,7 @@ impl Recorder {
             .collect();
         scopes.pop(&format!("kernel {}", kernel.name))?;
         let belt = wgpu::util::StagingBelt::new(device.clone(), 4096);
-        Ok(Self { kernel, pipeline, unused, plan: None, belt })
+        Ok(Self { kernel, pipeline, unused, plan: None, plan_generation: None, belt })
     }
 
     /// Forgets the plan: the tensors changed.
@@ -67,53 +87,97 @@ impl Recorder {
     }
 
     /// Records one step into `encoder`: the upload of each dispatch's scalars (`scalars(group,
-    /// key)`, once per pair), then one compute pass, with `timestamp_writes` if given, over
-    /// the tensors that have a gradient. Everything that can fail (building the plan, compiling a
-    /// pipeline, allocating the upload) runs in error scopes before the encoder is touched.
+    /// key)`, once per pair; `step` is the optimizer's count, from which each dispatch's own
+    /// count follows), then one compute pass, with `timestamp_writes` if given, over the tensors
+    /// that have a gradient. With `amp` (loss scaling or clipping) the pass first scans the
+    /// gradients and decides the step on the device (see `amp.rs`). Everything that can fail
+    /// (building the plan, compiling a pipeline, allocating the upload) runs in error scopes
+    /// before the encoder is touched.
     ///
     /// # Errors
     /// [`crate::Error::Wgpu`] if wgpu refuses the plan (a buffer destroyed since it was registered, say)
     /// or a pipeline, or cannot allocate the upload.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
         ctx: &GpuContext,
         tensors: &Tensors,
         store: &StateStore,
         encoder: &mut wgpu::CommandEncoder,
+        step: u64,
         scalars: impl Fn(usize, StepKey) -> Scalars,
+        mut amp: Option<AmpStep<'_>>,
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
         let device = &ctx.device;
         let scopes = Scopes::push(device);
-        let mut plan = match self.plan.take() {
-            Some(plan) => plan,
-            None => Plan::build(device, &self.pipeline.layout, &self.unused, tensors, store, 0),
+        let generation = amp.as_ref().map(|a| a.amp.generation);
+        let build = |min_slots: usize, amp: Option<&Amp>| {
+            Plan::build(
+                device,
+                &self.pipeline.layout,
+                &self.unused,
+                tensors,
+                store,
+                min_slots,
+                amp.map(Amp::buffer_ref),
+            )
         };
-        let step = plan::dispatches(&plan.runs, |t| tensors.step_key(t));
-        let dispatches = step.dispatches;
+        let mut plan = match self.plan.take() {
+            Some(plan) if self.plan_generation == generation => plan,
+            _ => build(0, amp.as_ref().map(|a| &*a.amp)),
+        };
+        let step_dispatches = plan::dispatches(&plan.runs, |t| tensors.step_key(t));
+        let dispatches = step_dispatches.dispatches;
         if dispatches.len() > plan.slots {
             // Tensors without gradients cut runs into more dispatches than the uniform buffer has
             // slots for: a larger one (twice what this step needs, so that this happens rarely).
-            plan = Plan::build(device, &self.pipeline.layout, &self.unused, tensors, store, 2 * dispatches.len());
+            plan = build(2 * dispatches.len(), amp.as_ref().map(|a| &*a.amp));
         }
         // Each group's flags, and whether a dispatch's slices start inside their bindings, pick a
         // pipeline specialized for them (compiled the first time a step needs it). The scalars
-        // are computed once per (group, key).
+        // are computed once per (group, key). With loss scaling or clipping, each dispatch's
+        // gradient scan writes a partial norm per workgroup, one after the other.
+        let max_per_dim = device.limits().max_compute_workgroups_per_dimension;
         let mut cache: HashMap<(usize, StepKey), Scalars> = HashMap::new();
-        let per_dispatch: Result<Vec<(StepUniform, wgpu::ComputePipeline)>> = dispatches
+        let mut partials = 0u64;
+        let per_dispatch: Result<Vec<Prepared>> = dispatches
             .iter()
             .map(|d| {
                 let run = &plan.runs[d.run];
                 let s = *cache.entry((run.group, d.key)).or_insert_with(|| scalars(run.group, d.key));
                 let h = d.header(run);
                 let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
-                let pipeline = self.pipeline.variant(device, s.flags, offsets, d.wide, d.spans.is_some())?;
-                Ok((StepUniform { flags: s.flags, scalars: s.values, ..h }, pipeline))
+                let spans = d.spans.is_some();
+                let pipeline = self.pipeline.variant(device, s.flags, offsets, d.wide, spans, Entry::Update)?;
+                let mut uniform =
+                    StepUniform { flags: s.flags, scalars: s.values, t: (step - d.key.origin) as u32, ..h };
+                let scan = match &amp {
+                    Some(a) => {
+                        uniform.amp_class = d.key.amp_class;
+                        uniform.clipped = u32::from(a.clipped[run.group]);
+                        uniform.partial_first = partials as u32;
+                        let (x, y) = d.workgroups(max_per_dim);
+                        partials += u64::from(x) * u64::from(y);
+                        Some(self.pipeline.variant(device, s.flags, offsets, d.wide, spans, Entry::Scan)?)
+                    }
+                    None => None,
+                };
+                Ok(Prepared { uniform, pipeline, scan })
             })
             .collect();
         // A plan wgpu refused is dropped: the next step builds it again and says why again.
         scopes.pop("preparing the step")?;
         let per_dispatch = per_dispatch?;
+        if let Some(a) = amp.as_mut() {
+            // Room for this step's partial norms and classes: a larger buffer, bound anew.
+            if a.amp.reserve(ctx, encoder, partials)? {
+                let scopes = Scopes::push(device);
+                plan = build(plan.slots, Some(&*a.amp));
+                scopes.pop("preparing the step")?;
+            }
+        }
+        self.plan_generation = amp.as_ref().map(|a| a.amp.generation);
         let plan = self.plan.insert(plan);
 
         let Some(uniform) = plan.uniform.as_ref().filter(|_| !dispatches.is_empty()) else {
@@ -121,8 +185,8 @@ impl Recorder {
         };
         let slot = plan.slot_size as usize;
         let mut bytes = vec![0u8; slot * dispatches.len()];
-        for (chunk, (u, _)) in bytes.chunks_exact_mut(slot).zip(&per_dispatch) {
-            chunk[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(u));
+        for (chunk, p) in bytes.chunks_exact_mut(slot).zip(&per_dispatch) {
+            chunk[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(&p.uniform));
         }
         // The belt panics where it cannot map its buffers, as on a lost device (which fails
         // everything else quietly): ask the device first, before the encoder is touched.
@@ -130,28 +194,47 @@ impl Recorder {
         let scopes = Scopes::push(device);
         let size = NonZeroU64::new(bytes.len() as u64).expect("a step with dispatches uploads something");
         self.belt.write_buffer(encoder, uniform, 0, size).copy_from_slice(&bytes);
-        for (run, spans) in &step.spans {
+        for (run, spans) in &step_dispatches.spans {
             let offset = plan.runs[*run].span_region.expect("spans are listed for runs with a region");
             let bytes: &[u8] = bytemuck::cast_slice(spans);
             let size = NonZeroU64::new(bytes.len() as u64).expect("a run cut into spans has some");
             self.belt.write_buffer(encoder, &plan.spans, offset, size).copy_from_slice(bytes);
         }
+        if let Some(a) = &amp {
+            let clipping = a.clipped.iter().any(|&c| c);
+            let words = a.amp.step_words(partials as u32, a.ops, clipping);
+            self.belt
+                .write_buffer(encoder, a.amp.buffer_ref(), Amp::HOST_OFFSET, Amp::host_size())
+                .copy_from_slice(&words);
+            let (offset, ops) = a.amp.ops_bytes(a.ops);
+            if let Some(size) = NonZeroU64::new(ops.len() as u64) {
+                self.belt.write_buffer(encoder, a.amp.buffer_ref(), offset, size).copy_from_slice(&ops);
+            }
+        }
         self.belt.finish_and_recall_on_submit(encoder);
         {
             let mut pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.kernel.name), timestamp_writes });
-            let mut current: Option<&wgpu::ComputePipeline> = None;
-            let max_per_dim = device.limits().max_compute_workgroups_per_dimension;
-            for (i, (d, (_, pipeline))) in dispatches.iter().zip(&per_dispatch).enumerate() {
-                if current != Some(pipeline) {
-                    pass.set_pipeline(pipeline);
-                    current = Some(pipeline);
+            let run_all = |pass: &mut wgpu::ComputePass<'_>, scan: bool| {
+                let mut current: Option<&wgpu::ComputePipeline> = None;
+                for (i, (d, p)) in dispatches.iter().zip(&per_dispatch).enumerate() {
+                    let pipeline = if scan { p.scan.as_ref().expect("scan pipelines with amp") } else { &p.pipeline };
+                    if current != Some(pipeline) {
+                        pass.set_pipeline(pipeline);
+                        current = Some(pipeline);
+                    }
+                    let offset = (i as u64 * plan.slot_size) as u32;
+                    pass.set_bind_group(0, &plan.bind_groups[d.run], &[offset]);
+                    let (x, y) = d.workgroups(max_per_dim);
+                    pass.dispatch_workgroups(x, y, 1);
                 }
-                let offset = (i as u64 * plan.slot_size) as u32;
-                pass.set_bind_group(0, &plan.bind_groups[d.run], &[offset]);
-                let (x, y) = d.workgroups(max_per_dim);
-                pass.dispatch_workgroups(x, y, 1);
+            };
+            if let Some(a) = &amp {
+                // The scan, the decision, then the update: each dispatch sees the ones before.
+                run_all(&mut pass, true);
+                a.amp.record_finish(&mut pass);
             }
+            run_all(&mut pass, false);
         }
         scopes.pop("recording the step")
     }

@@ -70,6 +70,9 @@ struct Param {
     carry: Option<Carry>,
     /// Its chunks, in order.
     chunks: Range<usize>,
+    /// With loss scaling: its class, whose counter in the `amp` buffer holds the steps the device
+    /// skipped since it was registered (see `amp.rs`).
+    amp_class: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -124,6 +127,8 @@ pub(super) struct StepKey {
     pub origin: u64,
     /// The bits of the tensor's [`Carry`], if it has one.
     pub carry: Option<[u64; Carry::LEN]>,
+    /// With loss scaling, its class (its count of skipped steps lives on the device); else 0.
+    pub amp_class: u32,
 }
 
 impl StepKey {
@@ -159,12 +164,21 @@ pub(super) struct Tensors {
     ranges: BTreeMap<(wgpu::Buffer, u64), (u64, usize)>,
     /// Each group's last chunk, which a new chunk of the group may continue.
     last_chunk: Vec<Option<usize>>,
+    /// Whether step keys tell loss-scaling classes apart.
+    amp_keys: bool,
 }
 
 impl Tensors {
     /// No tensors; chunks of at most `max_chunk` elements.
     pub fn new(max_chunk: u64) -> Self {
-        Self { params: Vec::new(), chunks: Vec::new(), max_chunk, ranges: BTreeMap::new(), last_chunk: Vec::new() }
+        Self {
+            params: Vec::new(),
+            chunks: Vec::new(),
+            max_chunk,
+            ranges: BTreeMap::new(),
+            last_chunk: Vec::new(),
+            amp_keys: false,
+        }
     }
 
     /// Elements in one chunk at most.
@@ -217,7 +231,32 @@ impl Tensors {
     /// the step out), else its [`TensorInfo::origin`] and its carry.
     pub fn step_key(&self, i: usize) -> Option<StepKey> {
         let p = &self.params[i];
-        p.has_grad.then(|| StepKey { origin: p.info.origin(), carry: p.carry.map(|c| c.0.map(f64::to_bits)) })
+        p.has_grad.then(|| StepKey {
+            origin: p.info.origin(),
+            carry: p.carry.map(|c| c.0.map(f64::to_bits)),
+            amp_class: if self.amp_keys { p.amp_class } else { 0 },
+        })
+    }
+
+    /// Whether step keys tell loss-scaling classes apart (with loss scaling), and every tensor's
+    /// class set to `class` when that changes.
+    pub fn set_amp_keys(&mut self, on: bool, class: u32) {
+        if self.amp_keys != on {
+            self.amp_keys = on;
+            for p in &mut self.params {
+                p.amp_class = class;
+            }
+        }
+    }
+
+    /// Tensor `i`'s loss-scaling class.
+    pub fn amp_class(&self, i: usize) -> u32 {
+        self.params[i].amp_class
+    }
+
+    /// Sets tensor `i`'s loss-scaling class.
+    pub fn set_amp_class(&mut self, i: usize, class: u32) {
+        self.params[i].amp_class = class;
     }
 
     /// Tensor `i`'s carry (see [`Carry`]).
@@ -344,6 +383,7 @@ impl Tensors {
                 has_grad: true,
                 carry: None,
                 chunks: chunk_index..chunk_index + n,
+                amp_class: 0,
             });
             chunk_index += n;
         }

@@ -45,7 +45,7 @@ struct Dispatch {
     offsets: bool,
     /// Workgroups along x (the grid is 1-D at these sizes).
     workgroups: u32,
-    /// The uniform's bytes as 16 little-endian words (`StepUniform`).
+    /// The uniform's bytes as little-endian words (`StepUniform`).
     uniform: Vec<u32>,
     /// With the pipeline constant `SPANS`.
     spans: bool,
@@ -117,7 +117,7 @@ pub fn write(dir: &Path, edit: &dyn Fn(&str, String) -> String) -> Result<Writte
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut variants = Vec::new();
     for kernel in kernels() {
-        for variant in Variant::all(kernel).into_iter().filter(|v| v.storage == Storage::F32) {
+        for variant in Variant::all(kernel).into_iter().filter(|v| v.storage == Storage::F32 && !v.amp) {
             let file = variant.file_name();
             let path = dir.join(&file);
             std::fs::write(&path, edit(kernel.name, variant.source())).map_err(io(&path))?;
@@ -168,7 +168,7 @@ fn case(name: &str, config: &OptimizerConfig, seed: u64) -> Result<Case> {
         }
         let scalars = algorithm.scalars(&input);
         let flags = scalars.flags & ((1u32 << kernel.flags.len()) - 1);
-        let variant = Variant { kernel, storage: Storage::F32, flags }.file_name();
+        let variant = Variant { kernel, storage: Storage::F32, flags, amp: false }.file_name();
         let spans = step == STEPS;
         // One block (67 elements), whose first candidate is span 0; then the spans around SKIPPED.
         let words: Vec<u32> =
@@ -183,7 +183,9 @@ fn case(name: &str, config: &OptimizerConfig, seed: u64) -> Result<Case> {
                 span_first: if spans { 1 } else { 0 },
                 span_count: if spans { 2 } else { 0 },
                 first: off,
+                t: step as u32,
                 scalars: scalars.values,
+                ..Default::default()
             };
             bytemuck::cast_slice::<_, u32>(bytemuck::bytes_of(&u)).to_vec()
         };

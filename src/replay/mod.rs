@@ -10,6 +10,8 @@
 //! or scheduler argument written as `"lr": NaN` is refused by the check that names it
 //! (`Invalid learning rate: nan`), not by the parser. A key repeated in any object is refused.
 
+pub mod amp;
+
 use std::path::{Path, PathBuf};
 
 use serde::de::IgnoredAny;
@@ -223,6 +225,9 @@ pub struct CaseReport {
     pub worst: Worst,
     /// The largest relative learning-rate error, and its step.
     pub worst_lr: (f64, usize),
+    /// What else disagreed (mixed-precision cases: the scale, a skipped step, the norm), if
+    /// anything: the first such step and value.
+    pub mismatch: Option<String>,
 }
 
 /// The case's scheduler, built on the optimizer's lr (`None` for `"scheduler": null`).
@@ -423,7 +428,7 @@ fn run_gpu(
     Ok((rows.collect(), used))
 }
 
-fn judge(case: &GoldenCase, plan: &[(f64, Option<f64>)], ours: &[Vec<f64>], gpu: bool) -> CaseReport {
+pub(crate) fn judge(case: &GoldenCase, plan: &[(f64, Option<f64>)], ours: &[Vec<f64>], gpu: bool) -> CaseReport {
     let n = case.init.len();
     let scale: Vec<f64> =
         (0..n).map(|i| case.params_f64.iter().map(|row| row[i].abs()).fold(SCALE_FLOOR, f64::max)).collect();
@@ -450,14 +455,19 @@ fn judge(case: &GoldenCase, plan: &[(f64, Option<f64>)], ours: &[Vec<f64>], gpu:
         passed: worst.ratio <= 1.0 && worst_lr.0 <= LR_RTOL,
         worst,
         worst_lr,
+        mismatch: None,
     }
 }
 
-/// Loads and runs one case file.
+/// Loads and runs one case file: a plain case, or a mixed-precision one (a file with a
+/// `"scaler"`, see [`amp`]).
 ///
 /// # Errors
-/// As [`GoldenCase::load`] and [`run_case`].
+/// As [`GoldenCase::load`] and [`run_case`] (or [`amp::AmpCase::load`] and [`amp::run_amp_case`]).
 pub fn replay_file(path: &Path, target: Target<'_>) -> Result<CaseReport> {
+    if amp::is_amp_case(path)? {
+        return amp::run_amp_case(&amp::AmpCase::load(path)?, target);
+    }
     run_case(&GoldenCase::load(path)?, target)
 }
 

@@ -1,0 +1,290 @@
+//! Loss scaling and gradient clipping on the device: against the CPU mirror (`cpu::CpuAmp`),
+//! many steps in one submit against one submit each, tensors without gradients, and the errors.
+
+mod common;
+
+use common::{assert_close, buffer, gpu, track_scale, Rng};
+use wgpu_optim::cpu::{CpuAmp, CpuOptimizer};
+use wgpu_optim::readback::read_f32;
+use wgpu_optim::*;
+
+const SIZES: [usize; 3] = [257, 64, 1031];
+
+/// Tensors in buffers of their own (so that both `main` and `main4` run), their gradients.
+struct Setup {
+    opt: Optimizer,
+    params: Vec<wgpu::Buffer>,
+    grads: Vec<wgpu::Buffer>,
+}
+
+fn setup(ctx: &GpuContext, config: OptimizerConfig, init: &[Vec<f32>]) -> Setup {
+    let mut opt = Optimizer::new(ctx, config).unwrap();
+    let params: Vec<_> = init.iter().map(|v| buffer(ctx, v)).collect();
+    let grads: Vec<_> = init.iter().map(|v| buffer(ctx, &vec![0.0; v.len()])).collect();
+    let bindings: Vec<_> =
+        params.iter().zip(&grads).zip(init).map(|((p, g), v)| ParamBinding::whole(p, g, v.len() as u64)).collect();
+    opt.add_params(opt.default_group(), &bindings).unwrap();
+    Setup { opt, params, grads }
+}
+
+/// Scaled gradients of step `t`: `scale * N(0, 1) * magnitude`, with an infinity or a NaN at
+/// the steps that have one.
+fn grads_at(rng: &mut Rng, t: usize, scale: f32) -> Vec<Vec<f32>> {
+    let mut out: Vec<Vec<f32>> =
+        SIZES.iter().map(|&n| rng.vector(n).into_iter().map(|g| g * scale * 0.3).collect()).collect();
+    match t {
+        4 | 11 => out[1][7] = f32::INFINITY,
+        17 => out[2][1030] = f32::NAN,
+        23 => {
+            out[0][0] = f32::NEG_INFINITY;
+            out[2][3] = f32::INFINITY;
+        }
+        _ => {}
+    }
+    out
+}
+
+fn scaler() -> GradScalerConfig {
+    GradScalerConfig { init_scale: 1024.0, growth_interval: 3, ..Default::default() }
+}
+
+/// AdamW with loss scaling and clipping against the CPU mirror, step by step: parameters, the
+/// scale, skipped steps and the norm.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn adamw_with_scaling_and_clipping_matches_the_cpu_mirror() {
+    for (norm_type, max_norm) in [(NormType::L2, 25.5), (NormType::Inf, 6.0)] {
+        let ctx = gpu();
+        let mut rng = Rng::new(7);
+        let init: Vec<Vec<f32>> = SIZES.iter().map(|&n| rng.vector(n)).collect();
+        let config: OptimizerConfig = AdamWConfig { lr: 1e-2, ..Default::default() }.into();
+        let mut s = setup(&ctx, config.clone(), &init);
+        let clip = ClipGradNorm { max_norm, norm_type, groups: None };
+        s.opt.set_loss_scaling(Some(scaler())).unwrap();
+        s.opt.set_grad_clipping(Some(clip.clone())).unwrap();
+        let mut cpu: Vec<CpuOptimizer> = init
+            .iter()
+            .map(|v| CpuOptimizer::new(config.clone(), v.iter().map(|&x| x.into()).collect()).unwrap())
+            .collect();
+        let mut amp = CpuAmp::new(Some(scaler()), Some(clip));
+        let mut scales = vec![Vec::new(); SIZES.len()];
+        let (mut skipped, mut clipped) = (0, 0);
+        for t in 0..30 {
+            let grads = grads_at(&mut rng, t, amp.scale as f32);
+            for (b, g) in s.grads.iter().zip(&grads) {
+                ctx.queue.write_buffer(b, 0, bytemuck::cast_slice(g));
+            }
+            s.opt.step().unwrap();
+            let wide: Vec<Option<Vec<f64>>> =
+                grads.iter().map(|g| Some(g.iter().map(|&x| x.into()).collect())).collect();
+            skipped += usize::from(amp.step(&mut cpu, &[0, 0, 0], &wide).unwrap());
+            let status = s.opt.amp_status().unwrap().unwrap();
+            assert_eq!(status.found_inf, amp.found_inf, "{norm_type:?} step {t}: skipped");
+            assert_eq!(f64::from(status.scale), amp.scale, "{norm_type:?} step {t}: scale");
+            assert_eq!(status.growth_tracker, amp.growth_tracker, "{norm_type:?} step {t}: growth tracker");
+            if !amp.found_inf {
+                let norm = f64::from(status.total_norm);
+                assert!(
+                    (norm - amp.total_norm).abs() <= 1e-5 * amp.total_norm,
+                    "step {t}: norm {norm} vs {}",
+                    amp.total_norm
+                );
+                clipped += usize::from(amp.total_norm > max_norm);
+            } else {
+                assert!(!status.total_norm.is_finite(), "step {t}: the norm of non-finite gradients");
+            }
+            for (k, (b, c)) in s.params.iter().zip(&cpu).enumerate() {
+                track_scale(&mut scales[k], c.param());
+                let ours = read_f32(&ctx, b, 0, SIZES[k] as u64).unwrap();
+                assert_close(&format!("{norm_type:?} step {t} tensor {k}"), &ours, c.param(), &scales[k]);
+            }
+        }
+        assert_eq!(skipped, 4, "the injected steps are skipped");
+        assert!(clipped > 3 && clipped < 26, "{norm_type:?}: clipping active at some steps only ({clipped})");
+        assert_eq!(s.opt.amp_status().unwrap().unwrap().skipped_steps, 4);
+        // The skipped steps did not count for the bias corrections: the CPU mirror took 26 steps.
+        assert_eq!(cpu[0].steps(), 26);
+    }
+}
+
+/// Everything the optimizer reads and writes on the device after `steps` steps, recorded into one
+/// encoder and submitted once, or submitted one by one.
+fn run_recorded(ctx: &GpuContext, one_submit: bool, steps: usize) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(11);
+    let init: Vec<Vec<f32>> = SIZES.iter().map(|&n| rng.vector(n)).collect();
+    let mut s = setup(ctx, AdamWConfig { lr: 1e-2, ..Default::default() }.into(), &init);
+    s.opt.set_loss_scaling(Some(scaler())).unwrap();
+    s.opt.set_grad_clipping(Some(ClipGradNorm::new(2.0))).unwrap();
+    // Every step's gradients in buffers of their own, copied in by the same encoder: what an
+    // engine's backward pass would write, without reading anything back.
+    let all: Vec<Vec<wgpu::Buffer>> =
+        (0..steps).map(|t| grads_at(&mut rng, t % 30, 1024.0).iter().map(|g| buffer(ctx, g)).collect()).collect();
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    for step in &all {
+        for ((src, dst), &n) in step.iter().zip(&s.grads).zip(&SIZES) {
+            encoder.copy_buffer_to_buffer(src, 0, dst, 0, 4 * n as u64);
+        }
+        s.opt.record(&mut encoder).unwrap();
+        if !one_submit {
+            ctx.queue.submit([
+                std::mem::replace(&mut encoder, ctx.device.create_command_encoder(&Default::default())).finish()
+            ]);
+        }
+    }
+    ctx.queue.submit([encoder.finish()]);
+    let mut out: Vec<Vec<f32>> =
+        s.params.iter().zip(&SIZES).map(|(b, &n)| read_f32(ctx, b, 0, n as u64).unwrap()).collect();
+    for i in 0..SIZES.len() {
+        for name in ["exp_avg", "exp_avg_sq"] {
+            out.push(s.opt.read_state(i, name).unwrap().unwrap());
+        }
+    }
+    let st = s.opt.amp_status().unwrap().unwrap();
+    out.push(vec![st.scale, st.growth_tracker as f32, st.skipped_steps as f32, st.total_norm, st.clip_coef]);
+    out
+}
+
+/// 100 steps recorded before one submit, non-finite gradients at some, give exactly what 100
+/// steps submitted one by one give: nothing the device decides goes through the host.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn hundred_steps_in_one_submit_equal_one_submit_each() {
+    let ctx = gpu();
+    let one = run_recorded(&ctx, true, 100);
+    let each = run_recorded(&ctx, false, 100);
+    assert_eq!(one.len(), each.len());
+    for (k, (a, b)) in one.iter().zip(&each).enumerate() {
+        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "array {k} differs");
+    }
+    // Steps were skipped (four of every thirty: 13 in 100).
+    let status = one.last().unwrap();
+    assert_eq!(status[2], 13.0, "skipped steps");
+}
+
+/// A tensor without a gradient in a step the device skips keeps its own step count apart from
+/// the others' (its class splits): against the CPU mirror, where it simply does not step.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn tensors_without_gradients_count_their_own_skipped_steps() {
+    let ctx = gpu();
+    let mut rng = Rng::new(3);
+    let init: Vec<Vec<f32>> = SIZES.iter().map(|&n| rng.vector(n)).collect();
+    let config: OptimizerConfig = AdamConfig { lr: 1e-2, ..Default::default() }.into();
+    let mut s = setup(&ctx, config.clone(), &init);
+    s.opt.set_loss_scaling(Some(scaler())).unwrap();
+    let mut cpu: Vec<CpuOptimizer> = init
+        .iter()
+        .map(|v| CpuOptimizer::new(config.clone(), v.iter().map(|&x| x.into()).collect()).unwrap())
+        .collect();
+    let mut amp = CpuAmp::new(Some(scaler()), None);
+    let mut scales = vec![Vec::new(); SIZES.len()];
+    for t in 0..30 {
+        // Tensor 1 sits out steps 2-6 (step 4 is skipped by the others), tensor 0 steps 10-12.
+        let present = [!(10..13).contains(&t), !(2..7).contains(&t), true];
+        let mut grads = grads_at(&mut rng, t, amp.scale as f32);
+        if t == 4 {
+            grads[1][7] = 0.0;
+            grads[0][3] = f32::NAN;
+        }
+        for (i, ((b, g), &p)) in s.grads.iter().zip(&grads).zip(&present).enumerate() {
+            ctx.queue.write_buffer(b, 0, bytemuck::cast_slice(g));
+            s.opt.set_has_grad(i, p).unwrap();
+        }
+        s.opt.step().unwrap();
+        let wide: Vec<Option<Vec<f64>>> =
+            (grads.iter().zip(&present)).map(|(g, &p)| p.then(|| g.iter().map(|&x| x.into()).collect())).collect();
+        amp.step(&mut cpu, &[0, 0, 0], &wide).unwrap();
+        for (k, (b, c)) in s.params.iter().zip(&cpu).enumerate() {
+            track_scale(&mut scales[k], c.param());
+            let ours = read_f32(&ctx, b, 0, SIZES[k] as u64).unwrap();
+            assert_close(&format!("step {t} tensor {k}"), &ours, c.param(), &scales[k]);
+        }
+    }
+    assert_eq!(s.opt.amp_status().unwrap().unwrap().skipped_steps, 4);
+}
+
+/// Clipping only some groups: the norm is theirs, the other group's gradients are left alone.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn clipping_chosen_groups_only() {
+    let ctx = gpu();
+    let mut rng = Rng::new(5);
+    let init: Vec<Vec<f32>> = SIZES.iter().map(|&n| rng.vector(n)).collect();
+    let config: OptimizerConfig = SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() }.into();
+    let mut opt = Optimizer::new(&ctx, config.clone()).unwrap();
+    let other = opt.add_group(config.clone()).unwrap();
+    let params: Vec<_> = init.iter().map(|v| buffer(&ctx, v)).collect();
+    let grads: Vec<_> = init.iter().map(|v| buffer(&ctx, &vec![0.0; v.len()])).collect();
+    for (i, ((p, g), v)) in params.iter().zip(&grads).zip(&init).enumerate() {
+        let group = if i == 1 { other } else { opt.default_group() };
+        opt.add_params(group, &[ParamBinding::whole(p, g, v.len() as u64)]).unwrap();
+    }
+    let clip = ClipGradNorm { max_norm: 1.0, norm_type: NormType::L2, groups: Some(vec![0]) };
+    opt.set_grad_clipping(Some(clip.clone())).unwrap();
+    let mut cpu: Vec<CpuOptimizer> = init
+        .iter()
+        .map(|v| CpuOptimizer::new(config.clone(), v.iter().map(|&x| x.into()).collect()).unwrap())
+        .collect();
+    let mut amp = CpuAmp::new(None, Some(clip));
+    let mut scales = vec![Vec::new(); SIZES.len()];
+    for t in 0..8 {
+        let g = grads_at(&mut rng, 0, 1.0);
+        for (b, g) in grads.iter().zip(&g) {
+            ctx.queue.write_buffer(b, 0, bytemuck::cast_slice(g));
+        }
+        opt.step().unwrap();
+        let wide: Vec<Option<Vec<f64>>> = g.iter().map(|g| Some(g.iter().map(|&x| x.into()).collect())).collect();
+        amp.step(&mut cpu, &[0, 1, 0], &wide).unwrap();
+        let status = opt.amp_status().unwrap().unwrap();
+        assert!((f64::from(status.total_norm) - amp.total_norm).abs() <= 1e-5 * amp.total_norm);
+        assert!(status.clip_coef < 1.0, "step {t}: clipped");
+        for (k, (b, c)) in params.iter().zip(&cpu).enumerate() {
+            track_scale(&mut scales[k], c.param());
+            let ours = read_f32(&ctx, b, 0, SIZES[k] as u64).unwrap();
+            assert_close(&format!("step {t} tensor {k}"), &ours, c.param(), &scales[k]);
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn errors_name_the_problem() {
+    let ctx = gpu();
+    let mut opt = Optimizer::new(&ctx, NAdamConfig::default()).unwrap();
+    let e = opt.set_loss_scaling(Some(GradScalerConfig::default())).unwrap_err();
+    assert!(matches!(e, Error::Unsupported(_)) && e.to_string().contains("NAdam"), "{e}");
+    // Clipping works with every optimizer.
+    opt.set_grad_clipping(Some(ClipGradNorm::new(1.0))).unwrap();
+
+    let mut opt = Optimizer::new(&ctx, AdamConfig::default()).unwrap();
+    let bad = [
+        (GradScalerConfig { growth_factor: 1.0, ..Default::default() }, "The growth factor must be > 1.0."),
+        (GradScalerConfig { backoff_factor: 1.0, ..Default::default() }, "The backoff factor must be < 1.0."),
+        (GradScalerConfig { backoff_factor: 0.0, ..Default::default() }, "Invalid backoff_factor value: 0.0"),
+        (GradScalerConfig { init_scale: -1.0, ..Default::default() }, "Invalid init_scale value: -1.0"),
+        (GradScalerConfig { init_scale: f64::INFINITY, ..Default::default() }, "Invalid init_scale value: inf"),
+    ];
+    for (config, message) in bad {
+        assert_eq!(opt.set_loss_scaling(Some(config)).unwrap_err().to_string(), message);
+    }
+    assert_eq!(
+        opt.set_grad_clipping(Some(ClipGradNorm::new(-1.0))).unwrap_err().to_string(),
+        "Invalid max_norm value: -1.0"
+    );
+    let groups = ClipGradNorm { groups: Some(vec![3]), ..ClipGradNorm::new(1.0) };
+    assert!(matches!(opt.set_grad_clipping(Some(groups)).unwrap_err(), Error::UnknownGroup(3)));
+    assert!(opt.amp_status().unwrap().is_none(), "nothing was set");
+
+    // No step back under loss scaling: the device has moved on.
+    let param = buffer(&ctx, &[1.0; 8]);
+    let grad = buffer(&ctx, &[1.0; 8]);
+    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, 8)]).unwrap();
+    opt.set_loss_scaling(Some(GradScalerConfig::default())).unwrap();
+    opt.step().unwrap();
+    assert!(matches!(opt.set_step_count(0).unwrap_err(), Error::Unsupported(_)));
+    assert_eq!(opt.steps(), 1);
+    // The scale is readable, and bindable.
+    assert_eq!(opt.amp_status().unwrap().unwrap().scale, 65536.0);
+    assert!(opt.loss_scale_buffer().is_some());
+}
