@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, buffer, gpu, track_scale, Rng};
+use common::{assert_close, buffer, gpu, scratch_dir, track_scale, Rng};
 use wgpu_optim::cpu::{CpuAmp, CpuOptimizer};
 use wgpu_optim::readback::read_f32;
 use wgpu_optim::*;
@@ -287,4 +287,125 @@ fn errors_name_the_problem() {
     // The scale is readable, and bindable.
     assert_eq!(opt.amp_status().unwrap().unwrap().scale, 65536.0);
     assert!(opt.loss_scale_buffer().is_some());
+}
+
+/// A checkpoint holds the scaler's state and each tensor's steps skipped on the device: a run
+/// saved at step 12 and resumed in a fresh optimizer ends bit for bit where the unbroken run does.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn checkpoints_resume_bit_exactly_under_loss_scaling() {
+    let ctx = gpu();
+    let dir = scratch_dir("amp");
+    let path = dir.join("amp.safetensors");
+    let mut rng = Rng::new(21);
+    let init: Vec<Vec<f32>> = SIZES.iter().map(|&n| rng.vector(n)).collect();
+    let grads: Vec<Vec<Vec<f32>>> = (0..24).map(|t| grads_at(&mut rng, t, 1024.0)).collect();
+    let config: OptimizerConfig = AdamWConfig { lr: 1e-2, ..Default::default() }.into();
+    let set = |opt: &mut Optimizer| {
+        opt.set_loss_scaling(Some(scaler())).unwrap();
+        opt.set_grad_clipping(Some(ClipGradNorm::new(25.5))).unwrap();
+    };
+    let run = |s: &mut Setup, range: std::ops::Range<usize>| {
+        for t in range {
+            // Tensor 1 sits out steps 9-13 (step 11 is skipped by the others): classes split.
+            s.opt.set_has_grad(1, !(9..14).contains(&t)).unwrap();
+            for (b, g) in s.grads.iter().zip(&grads[t]) {
+                ctx.queue.write_buffer(b, 0, bytemuck::cast_slice(g));
+            }
+            s.opt.step().unwrap();
+        }
+    };
+    let read = |s: &Setup| -> Vec<Vec<u32>> {
+        let mut out: Vec<Vec<u32>> =
+            s.params.iter().zip(&SIZES).map(|(b, &n)| bits(read_f32(&ctx, b, 0, n as u64).unwrap())).collect();
+        let st = s.opt.amp_status().unwrap().unwrap();
+        out.push(vec![st.scale.to_bits(), st.growth_tracker, st.skipped_steps]);
+        out
+    };
+    let mut unbroken = setup(&ctx, config.clone(), &init);
+    set(&mut unbroken.opt);
+    run(&mut unbroken, 0..24);
+
+    let mut first = setup(&ctx, config.clone(), &init);
+    set(&mut first.opt);
+    run(&mut first, 0..12);
+    first.opt.save_state(&path).unwrap();
+    let saved: Vec<Vec<f32>> =
+        first.params.iter().zip(&SIZES).map(|(b, &n)| read_f32(&ctx, b, 0, n as u64).unwrap()).collect();
+    let mut resumed = setup(&ctx, config.clone(), &saved);
+    // Loading needs the same settings set first, as schedules do.
+    let e = resumed.opt.load_state(&path).unwrap_err();
+    assert!(e.to_string().contains("set_loss_scaling"), "{e}");
+    set(&mut resumed.opt);
+    resumed.opt.load_state(&path).unwrap();
+    for i in 0..SIZES.len() {
+        assert_eq!(resumed.opt.param_steps(i).unwrap(), first.opt.param_steps(i).unwrap());
+    }
+    run(&mut resumed, 12..24);
+    assert_eq!(read(&resumed), read(&unbroken), "resumed and unbroken runs differ");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn bits(v: Vec<f32>) -> Vec<u32> {
+    v.into_iter().map(f32::to_bits).collect()
+}
+
+/// What a writer never writes under loss scaling is refused, naming it, and changes nothing.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn checkpoints_with_impossible_scaler_state_are_refused() {
+    use common::edit::{edit_json, rewrite, seal, Edit};
+    let ctx = gpu();
+    let dir = scratch_dir("amp-bad");
+    let mut rng = Rng::new(4);
+    let init: Vec<Vec<f32>> = SIZES.iter().map(|&n| rng.vector(n)).collect();
+    let config: OptimizerConfig = AdamConfig::default().into();
+    let mut s = setup(&ctx, config.clone(), &init);
+    s.opt.set_loss_scaling(Some(scaler())).unwrap();
+    for t in 0..6 {
+        for (b, g) in s.grads.iter().zip(grads_at(&mut rng, t, 1024.0)) {
+            ctx.queue.write_buffer(b, 0, bytemuck::cast_slice(&g));
+        }
+        s.opt.step().unwrap();
+    }
+    let good = dir.join("good.safetensors");
+    s.opt.save_state(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let mut target = setup(&ctx, config, &init);
+    target.opt.set_loss_scaling(Some(scaler())).unwrap();
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "scale 3.0000001 is not a scale a run holds",
+            Box::new(|m, _| edit_json(m, "amp", |a| a["scale"] = 3.0000001.into())),
+        ),
+        ("scale -2.0 is not a scale a run holds", Box::new(|m, _| edit_json(m, "amp", |a| a["scale"] = (-2.0).into()))),
+        (
+            "growth_tracker 3 is not below growth_interval 3",
+            Box::new(|m, _| edit_json(m, "amp", |a| a["growth_tracker"] = 3.into())),
+        ),
+        (
+            "parameter 1 skipped 7 steps on the device",
+            Box::new(|m, _| edit_json(m, "params", |p| p[1]["amp_skipped"] = 7.into())),
+        ),
+        (
+            "parameter 0 lacks \"amp_skipped\"",
+            Box::new(|m, _| edit_json(m, "params", |p| drop(p[0].as_object_mut().unwrap().remove("amp_skipped")))),
+        ),
+        ("amp metadata: unknown field `extra`", Box::new(|m, _| edit_json(m, "amp", |a| a["extra"] = 1.into()))),
+        ("which no version-3 writer writes", Box::new(|m, _| drop(m.insert("format_version".into(), "3".into())))),
+    ];
+    for (i, (message, edit)) in cases.into_iter().enumerate() {
+        let path = dir.join(format!("bad-{i}.safetensors"));
+        std::fs::write(&path, seal(rewrite(&bytes, edit))).unwrap();
+        let error = target.opt.load_state(&path).unwrap_err().to_string();
+        assert!(error.contains(message), "expected {message:?} in: {error}");
+    }
+    target.opt.step().unwrap();
+    // Nothing was loaded: the target stepped from its own fresh state (scale 1024, no skips;
+    // the saved run had skipped one step).
+    assert_eq!(s.opt.amp_status().unwrap().unwrap().skipped_steps, 1);
+    let status = target.opt.amp_status().unwrap().unwrap();
+    assert_eq!((status.scale, status.skipped_steps, status.growth_tracker), (1024.0, 0, 1));
+    assert_eq!(target.opt.param_steps(0).unwrap(), 1);
+    std::fs::remove_dir_all(&dir).ok();
 }

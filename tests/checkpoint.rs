@@ -6,10 +6,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::edit::{edit_json, rewrite, seal, Edit};
 use common::{buffer, gpu, Rng};
 use serde_json::json;
 use wgpu_optim::readback::read_f32;
@@ -119,50 +120,9 @@ fn load_params(path: &Path) -> Vec<Vec<f32>> {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The checksum as the format defines it, computed here on its own: the CRC-32 of the whole
-/// file with the eight hex digits of the `checksum` value taken as zeros.
-fn seal(mut bytes: Vec<u8>) -> Vec<u8> {
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let key = b"\"checksum\":\"";
-    let at = 8 + bytes[8..8 + n].windows(key.len()).position(|w| w == key).expect("a checksum") + key.len();
-    bytes[at..at + 8].copy_from_slice(b"00000000");
-    let sum = crc32fast::hash(&bytes);
-    bytes[at..at + 8].copy_from_slice(format!("{sum:08x}").as_bytes());
-    bytes
-}
-
-type Tensors = BTreeMap<String, Vec<u8>>;
-/// An edit of a checkpoint's metadata and tensors.
-type Edit = Box<dyn FnOnce(&mut HashMap<String, String>, &mut Tensors)>;
-
-/// `bytes` re-serialized with its metadata and tensors edited (f32 tensors, shape from length).
-fn rewrite(bytes: &[u8], edit: impl FnOnce(&mut HashMap<String, String>, &mut Tensors)) -> Vec<u8> {
-    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
-    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
-    let mut metadata = header.metadata().clone().unwrap();
-    let mut tensors: Tensors = file.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect();
-    edit(&mut metadata, &mut tensors);
-    let views: Vec<_> = (tensors.iter())
-        .map(|(name, data)| {
-            (
-                name.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![data.len() / 4], data).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize(views, Some(metadata)).unwrap()
-}
-
 /// Sets element `i` of a tensor's f32 bytes.
 fn set_f32(data: &mut [u8], i: usize, x: f32) {
     data[4 * i..4 * i + 4].copy_from_slice(&x.to_le_bytes());
-}
-
-/// A metadata entry that holds JSON, edited.
-fn edit_json(metadata: &mut HashMap<String, String>, key: &str, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut value: serde_json::Value = serde_json::from_str(&metadata[key]).unwrap();
-    edit(&mut value);
-    metadata.insert(key.into(), value.to_string());
 }
 
 /// An empty scratch directory.
@@ -272,7 +232,7 @@ fn refused_checkpoints_are_named_and_change_nothing() {
         std::fs::write(&path, out).unwrap();
         path
     };
-    refuse(&mut target, &with_metadata("format_version", "4"), "format version 4 is newer than this library's (3)");
+    refuse(&mut target, &with_metadata("format_version", "5"), "format version 5 is newer than this library's (4)");
     refuse(&mut target, &with_metadata("format", "other"), "format is \"other\"");
     refuse(&mut target, &with_metadata("steps", "many"), "steps is \"many\", not a number as a writer writes it");
     refuse(&mut target, &with_metadata("steps", "06"), "steps is \"06\", not a number");
@@ -523,7 +483,7 @@ fn the_checksum_is_the_crc32_of_the_file_with_its_digits_zeroed() {
     let (_, bytes) = adam_checkpoint("sealed.safetensors");
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let metadata = header.metadata().as_ref().unwrap();
-    assert_eq!(metadata["format_version"], "3");
+    assert_eq!(metadata["format_version"], "4");
     let checksum = &metadata["checksum"];
     assert!(checksum.len() == 8 && checksum.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     assert!(seal(bytes.clone()) == bytes, "the stored checksum is not the CRC-32 of the file with its digits zeroed");
@@ -537,7 +497,7 @@ fn values_no_writer_produces_are_refused_and_change_nothing() {
     let before = target.snapshot();
     // Each file is sealed with a valid checksum: only the value checks can refuse it.
     let cases: Vec<(&str, Edit)> = vec![
-        ("metadata has the key \"note\", which no version-3 writer writes", Box::new(|m, _| {
+        ("metadata has the key \"note\", which no version-4 writer writes", Box::new(|m, _| {
             m.insert("note".into(), "hi".into());
         })),
         ("groups metadata: unknown field `extra`", Box::new(|m, _| edit_json(m, "groups", |g| g[1]["extra"] = 1.into()))),

@@ -389,6 +389,30 @@ impl Amp {
     /// Byte offset of the host words.
     pub const HOST_OFFSET: u64 = DEVICE_BYTES;
 
+    /// Puts a checkpoint's scaler state in place: the scale, the growth tracker, the steps
+    /// skipped, and one class per entry of `counters` (its count of skipped steps). Queued on the
+    /// device's queue, as a loaded state is. A buffer too small for the classes is replaced.
+    pub fn restore(&mut self, ctx: &GpuContext, scale: f32, growth_tracker: u32, skipped: u32, counters: &[u32]) {
+        self.classes = counters.len().max(1) as u32;
+        if self.classes > self.class_capacity {
+            self.class_capacity = self.classes.next_power_of_two();
+            self.buffer = Self::buffer(ctx, self.class_capacity, self.partial_capacity);
+            self.bind_group = Self::bind_group(&ctx.device, &self.layout, &self.buffer);
+            self.generation += 1;
+        }
+        let words = DeviceWords {
+            scale,
+            growth_tracker,
+            skipped,
+            inv_scale: (1.0 / f64::from(scale)) as f32,
+            step_inv_scale: 1.0,
+            clip_coef: 1.0,
+            ..Default::default()
+        };
+        ctx.queue.write_buffer(&self.buffer, 0, bytemuck::bytes_of(&words));
+        ctx.queue.write_buffer(&self.buffer, HEADER_BYTES, bytemuck::cast_slice(counters));
+    }
+
     /// `finish`, recorded into the step's pass between the scan and the update.
     pub fn record_finish(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);

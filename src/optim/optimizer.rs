@@ -93,6 +93,28 @@ pub(super) struct Restore<'a> {
     pub carries: Vec<Option<Carry>>,
     /// Every state array of every tensor that its group keeps.
     pub states: Vec<TensorState<&'a [u8]>>,
+    /// The loss scaler's state, with loss scaling or clipping set (checked to match).
+    pub amp: Option<AmpRestore>,
+}
+
+/// The loss scaler's state as a checkpoint holds it.
+#[derive(Debug)]
+pub(super) struct AmpRestore {
+    pub scale: f32,
+    pub growth_tracker: u32,
+    pub skipped_steps: u32,
+    /// With loss scaling: each tensor's steps skipped on the device.
+    pub tensor_skips: Option<Vec<u32>>,
+}
+
+/// Loss scaling and clipping as a save reads them: the settings and the device's state.
+#[derive(Debug)]
+pub(super) struct AmpSnapshot {
+    pub scaler: Option<GradScalerConfig>,
+    pub clip: Option<ClipGradNorm>,
+    pub status: AmpStatus,
+    /// With loss scaling: each tensor's steps skipped on the device.
+    pub tensor_skips: Option<Vec<u32>>,
 }
 
 /// Updates parameters that live in the engine's GPU buffers, with PyTorch's semantics.
@@ -614,7 +636,9 @@ impl Optimizer {
     }
 
     /// Tensor `param`'s own step count (PyTorch's `state["step"]`): the steps it took since it
-    /// was registered, those it sat out without a gradient not counted.
+    /// was registered, those it sat out without a gradient not counted. Under loss scaling, steps
+    /// the device skipped still count here (the host does not know them; the kernels do, and a
+    /// checkpoint records them).
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] for a parameter index never registered.
@@ -1009,6 +1033,31 @@ impl Optimizer {
     }
 
     /// Every tensor's group, length and registration step, in order.
+    pub(super) fn amp_settings(&self) -> (Option<&GradScalerConfig>, Option<&ClipGradNorm>) {
+        match &self.amp {
+            Some(a) => (a.scaler.as_ref(), a.clip.as_ref()),
+            None => (None, None),
+        }
+    }
+
+    /// The loss scaler's settings and device state, read back (for a save).
+    pub(super) fn amp_snapshot(&self) -> Result<Option<AmpSnapshot>> {
+        let Some(amp) = &self.amp else { return Ok(None) };
+        let tensor_skips = match amp.scaler {
+            Some(_) => {
+                let counters = amp.class_skips(&self.ctx)?;
+                Some((0..self.tensors.len()).map(|i| counters[self.tensors.amp_class(i) as usize]).collect())
+            }
+            None => None,
+        };
+        Ok(Some(AmpSnapshot {
+            scaler: amp.scaler.clone(),
+            clip: amp.clip.clone(),
+            status: amp.status(&self.ctx)?,
+            tensor_skips,
+        }))
+    }
+
     pub(super) fn tensor_infos(&self) -> Vec<TensorInfo> {
         (0..self.tensors.len()).filter_map(|i| self.tensors.info(i)).collect()
     }
@@ -1065,6 +1114,23 @@ impl Optimizer {
         self.tensors.set_counts(&checkpoint.counts);
         for (i, carry) in checkpoint.carries.into_iter().enumerate() {
             self.tensors.set_carry(i, carry);
+        }
+        if let (Some(amp), Some(saved)) = (self.amp.as_mut(), checkpoint.amp) {
+            // Tensors that skipped the same number of steps on the device step alike from here:
+            // a class per count, its counter holding it.
+            let skips = saved.tensor_skips.unwrap_or_default();
+            let mut counters: Vec<u32> = skips.clone();
+            counters.sort_unstable();
+            counters.dedup();
+            if counters.is_empty() {
+                counters.push(0);
+            }
+            for (i, n) in skips.iter().enumerate() {
+                let class = counters.binary_search(n).unwrap_or_default() as u32;
+                self.tensors.set_amp_class(i, class);
+            }
+            amp.restore(&self.ctx, saved.scale, saved.growth_tracker, saved.skipped_steps, &counters);
+            self.registration_class = None;
         }
         self.recent.clear();
         self.recorder.invalidate();

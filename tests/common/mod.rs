@@ -1,6 +1,8 @@
 //! Shared by the integration tests: the device, random data, and the one tolerance.
 #![allow(dead_code)]
 
+pub mod edit;
+
 use wgpu::util::DeviceExt;
 use wgpu_optim::{ContextOptions, GpuContext};
 
@@ -119,4 +121,12 @@ pub fn track_scale(scale: &mut Vec<f64>, values: &[f64]) {
 /// A bundled golden case's path.
 pub fn data(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+/// A fresh, empty scratch directory for this test process (`{tmp}/wgpu-optim-{name}-{pid}`).
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgpu-optim-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

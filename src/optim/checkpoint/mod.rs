@@ -36,7 +36,8 @@ use serde::{Deserialize, Serialize};
 use self::file::{open_regular, save_target, write_durably};
 use self::header::{checksum, checksum_position, read_header, verify_checksum, CHECKSUM_KEY, CHECKSUM_ZEROS};
 use self::strict::{canonical_number, check_values, first_difference, parse_as_written};
-use super::optimizer::{check_momentum, GroupSnapshot, Optimizer, Restore};
+use super::amp::{ClipGradNorm, GradScalerConfig};
+use super::optimizer::{check_momentum, AmpRestore, GroupSnapshot, Optimizer, Restore};
 use super::registration::TensorInfo;
 use super::state::TensorState;
 use crate::algorithm::{Carry, OptimizerConfig};
@@ -48,8 +49,10 @@ use crate::schedule::SchedulerState;
 pub const CHECKPOINT_FORMAT: &str = "wgpu-optim";
 /// The newest checkpoint format this library reads and the one it writes. Version 2 added the
 /// checksum and made `added_at` required; version 3 added each tensor's `skipped` steps (steps
-/// without a gradient). Versions 1 and 2 still load (see [`Optimizer::load_state`]).
-pub const CHECKPOINT_VERSION: u32 = 3;
+/// without a gradient); version 4 the loss scaler's and clipping's state (`amp`) and each
+/// tensor's steps skipped on the device (`amp_skipped`). Versions 1 to 3 still load (see
+/// [`Optimizer::load_state`]).
+pub const CHECKPOINT_VERSION: u32 = 4;
 
 /// The most steps a checkpoint may count: far beyond any training run; what matters is that
 /// counting on from it cannot overflow.
@@ -94,6 +97,25 @@ struct ParamMeta {
     /// stepped. Without it a step rebuilds it from the schedule.
     #[serde(skip_serializing_if = "Option::is_none")]
     carry: Option<[f64; Carry::LEN]>,
+    /// With loss scaling (version 4 on): the steps the device skipped (non-finite gradients)
+    /// that the tensor had a gradient in; they do not count in its own step count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amp_skipped: Option<u64>,
+}
+
+/// Loss scaling and clipping as a checkpoint holds them (version 4 on; the key is absent
+/// without either): the settings, which the loading optimizer must have set alike, and the
+/// scaler's state.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmpMeta {
+    scaler: Option<GradScalerConfig>,
+    clip: Option<ClipGradNorm>,
+    /// The scale the next step's gradients carry.
+    scale: f64,
+    growth_tracker: u32,
+    /// Steps skipped since loss scaling was set.
+    skipped_steps: u32,
 }
 
 fn tensor_name(param: usize, state: &str) -> String {
@@ -109,6 +131,8 @@ struct SavedMeta<'h> {
     params: Vec<ParamMeta>,
     /// The stored checksum (version 2 on), verified once the data is read.
     checksum: Option<&'h str>,
+    /// Loss scaling and clipping (version 4 on, where set).
+    amp: Option<AmpMeta>,
 }
 
 /// The [`Error::Checkpoint`] for `path` with a message.
@@ -169,6 +193,7 @@ impl Optimizer {
                 schedule: g.schedule.map(|(name, state)| ScheduleMeta { name, state, at: Some(g.schedule_at) }),
             })
             .collect();
+        let amp = self.amp_snapshot()?;
         let params: Vec<ParamMeta> = (self.tensor_infos().into_iter().enumerate())
             .map(|(i, t)| ParamMeta {
                 group: t.group,
@@ -176,9 +201,10 @@ impl Optimizer {
                 added_at: Some(t.added_at),
                 skipped: Some(t.skipped),
                 carry: self.tensor_carry(i).map(|c| c.0),
+                amp_skipped: amp.as_ref().and_then(|a| a.tensor_skips.as_ref()).map(|s| u64::from(s[i])),
             })
             .collect();
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
             ("format_version".to_string(), CHECKPOINT_VERSION.to_string()),
             ("optimizer".to_string(), self.algorithm_name().to_string()),
@@ -187,6 +213,16 @@ impl Optimizer {
             ("params".to_string(), to_json(&params)),
             (CHECKSUM_KEY.to_string(), String::from_utf8_lossy(CHECKSUM_ZEROS).into_owned()),
         ]);
+        if let Some(a) = amp {
+            let meta = AmpMeta {
+                scaler: a.scaler,
+                clip: a.clip,
+                scale: f64::from(a.status.scale),
+                growth_tracker: a.status.growth_tracker,
+                skipped_steps: a.status.skipped_steps,
+            };
+            metadata.insert("amp".to_string(), to_json(&meta));
+        }
         let views = tensors
             .iter()
             .map(|(name, bytes, len)| Ok((name.clone(), TensorView::new(Dtype::F32, vec![*len], bytes)?)))
@@ -242,6 +278,7 @@ impl Optimizer {
         let saved = self.read_metadata(path, &header)?;
         let snapshots = self.check_groups(path, saved.groups, saved.version, saved.steps)?;
         let (counts, carries) = self.check_params(path, &saved.params, saved.version, saved.steps)?;
+        let amp = self.check_amp(path, saved.amp, &saved.params, &counts, saved.steps)?;
         let expected = self.expected_tensors(path, &header, &snapshots)?;
 
         // The data: its length is known and matches this optimizer.
@@ -263,7 +300,7 @@ impl Optimizer {
             check_values(&arrays[state], values).map_err(|e| fail(format!("tensor {name}: {e}")))?;
             states.push(TensorState { param, state, values: view.data() });
         }
-        self.restore(Restore { steps: saved.steps, groups: snapshots, counts, carries, states }).map_err(fail)
+        self.restore(Restore { steps: saved.steps, groups: snapshots, counts, carries, states, amp }).map_err(fail)
     }
 
     /// The metadata of `header`: exactly the keys a writer of its version writes, each in the
@@ -295,6 +332,9 @@ impl Optimizer {
         if version >= 2 {
             expected_keys.push(CHECKSUM_KEY);
         }
+        if version >= 4 {
+            expected_keys.push("amp");
+        }
         if let Some(key) = metadata.keys().filter(|k| !expected_keys.contains(&k.as_str())).min() {
             return Err(fail(format!("metadata has the key \"{key}\", which no version-{version} writer writes")));
         }
@@ -311,7 +351,93 @@ impl Optimizer {
             parse_as_written(get("groups")?).map_err(|e| fail(format!("groups metadata: {e}")))?;
         let params: Vec<ParamMeta> =
             parse_as_written(get("params")?).map_err(|e| fail(format!("params metadata: {e}")))?;
-        Ok(SavedMeta { version, steps, groups, params, checksum: stored_checksum.map(String::as_str) })
+        let amp: Option<AmpMeta> = match metadata.get("amp") {
+            Some(text) => Some(parse_as_written(text).map_err(|e| fail(format!("amp metadata: {e}")))?),
+            None => None,
+        };
+        Ok(SavedMeta { version, steps, groups, params, checksum: stored_checksum.map(String::as_str), amp })
+    }
+
+    /// The checkpoint's loss scaling and clipping checked against this optimizer's (set alike
+    /// before loading, as schedules are), its scaler state against what a run can reach, and
+    /// each tensor's steps skipped on the device against its own step count.
+    fn check_amp(
+        &self,
+        path: &Path,
+        saved: Option<AmpMeta>,
+        params: &[ParamMeta],
+        counts: &[(u64, u64)],
+        steps: u64,
+    ) -> Result<Option<AmpRestore>> {
+        let fail = refusal(path);
+        let (scaler, clip) = self.amp_settings();
+        let describe = |scaler: &Option<GradScalerConfig>, clip: &Option<ClipGradNorm>| match (scaler, clip) {
+            (None, None) => "neither loss scaling nor clipping".to_string(),
+            _ => format!("loss scaling {scaler:?} and clipping {clip:?}"),
+        };
+        let (ours_scaler, ours_clip) = (scaler.cloned(), clip.cloned());
+        let Some(saved) = saved else {
+            if ours_scaler.is_some() || ours_clip.is_some() {
+                return Err(fail(format!(
+                    "the optimizer has {}, the checkpoint neither: turn them off before loading",
+                    describe(&ours_scaler, &ours_clip)
+                )));
+            }
+            if let Some(i) = params.iter().position(|p| p.amp_skipped.is_some()) {
+                return Err(fail(format!("params metadata: parameter {i} has \"amp_skipped\" without loss scaling")));
+            }
+            return Ok(None);
+        };
+        if saved.scaler != ours_scaler || saved.clip != ours_clip {
+            return Err(fail(format!(
+                "checkpoint was saved with {}, the optimizer has {}: set the same (set_loss_scaling, \
+                 set_grad_clipping) before loading",
+                describe(&saved.scaler, &saved.clip),
+                describe(&ours_scaler, &ours_clip)
+            )));
+        }
+        let scale = saved.scale as f32;
+        if !(scale.is_finite() && scale > 0.0 && f64::from(scale) == saved.scale && (1.0 / scale).is_normal()) {
+            return Err(fail(format!(
+                "amp metadata: scale {} is not a scale a run holds",
+                crate::error::py_float(saved.scale)
+            )));
+        }
+        if let Some(s) = &saved.scaler {
+            if s.growth_interval > 0 && saved.growth_tracker >= s.growth_interval {
+                return Err(fail(format!(
+                    "amp metadata: growth_tracker {} is not below growth_interval {}",
+                    saved.growth_tracker, s.growth_interval
+                )));
+            }
+        }
+        if u64::from(saved.skipped_steps) > steps {
+            return Err(fail(format!("amp metadata: {} skipped steps of {steps}", saved.skipped_steps)));
+        }
+        let mut tensor_skips = Vec::with_capacity(params.len());
+        for (i, (p, &(added, skipped))) in params.iter().zip(counts).enumerate() {
+            match (p.amp_skipped, &saved.scaler) {
+                (Some(n), Some(_)) if n <= steps - added - skipped && n <= u64::from(saved.skipped_steps) => {
+                    tensor_skips.push(n as u32)
+                }
+                (Some(n), Some(_)) => return Err(fail(format!(
+                    "params metadata: parameter {i} skipped {n} steps on the device, more than it or the scaler took"
+                ))),
+                (None, Some(_)) => return Err(fail(format!("params metadata: parameter {i} lacks \"amp_skipped\""))),
+                (Some(_), None) => {
+                    return Err(fail(format!(
+                        "params metadata: parameter {i} has \"amp_skipped\" without loss scaling"
+                    )))
+                }
+                (None, None) => {}
+            }
+        }
+        Ok(Some(AmpRestore {
+            scale,
+            growth_tracker: saved.growth_tracker,
+            skipped_steps: saved.skipped_steps,
+            tensor_skips: saved.scaler.is_some().then_some(tensor_skips),
+        }))
     }
 
     /// The checkpoint's groups checked against this optimizer's (count, algorithm, every config
