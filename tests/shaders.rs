@@ -9,9 +9,18 @@ use wgpu_optim::algorithm::kernels;
 use wgpu_optim::kernel::{compose, Format, Kernel, Storage, UNIFORM_SIZE};
 
 fn module(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    module_with(name, source, naga::valid::Capabilities::empty())
+}
+
+/// As [`module`], for a device with `capabilities` (f16 storage needs `SHADER_FLOAT16`).
+fn module_with(
+    name: &str,
+    source: &str,
+    capabilities: naga::valid::Capabilities,
+) -> (naga::Module, naga::valid::ModuleInfo) {
     let module =
         naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
     (module, info)
@@ -30,12 +39,19 @@ fn every_composed_variant_validates() {
         for storage in Storage::supported().into_iter().chain([test_only]) {
             for flags in flag_sets(kernel) {
                 let source = compose(kernel, storage, flags);
-                module(&format!("{} {} flags {flags:#b}", kernel.name, storage.name()), &source);
+                let name = format!("{} {} flags {flags:#b}", kernel.name, storage.name());
+                // Only f16 storage needs the capability, and starts with `enable f16;`.
+                assert_eq!(source.contains("enable f16;"), storage.uses_f16(), "{name}");
+                let capabilities = match storage.uses_f16() {
+                    true => naga::valid::Capabilities::SHADER_FLOAT16,
+                    false => naga::valid::Capabilities::empty(),
+                };
+                module_with(&name, &source, capabilities);
                 count += 1;
             }
         }
     }
-    assert!(count >= 2 * 11, "validated only {count} variants");
+    assert!(count >= 10 * 11, "validated only {count} variants");
 }
 
 #[test]

@@ -107,7 +107,8 @@ async function runCase(device, c, compiled, rtol) {
     const uniform = device.createBuffer({ size: slot * step.dispatches.length, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     step.dispatches.forEach((d, i) => device.queue.writeBuffer(uniform, i * slot, new Uint32Array(d.uniform)));
     const entries = [
-      { binding: 0, resource: { buffer: uniform, offset: 0, size: 64 } },
+      // The uniform (StepUniform) is as long as the words each dispatch carries.
+      { binding: 0, resource: { buffer: uniform, offset: 0, size: 4 * step.dispatches[0].uniform.length } },
       { binding: 1, resource: { buffer: param } },
       { binding: 2, resource: { buffer: grad } },
     ];

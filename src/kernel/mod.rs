@@ -12,7 +12,8 @@ mod compose;
 mod format;
 
 pub use compose::{compose, Variant};
-pub use format::{Format, Storage};
+pub(crate) use format::bf16_helpers;
+pub use format::{pcg_hash, sr_bits, Format, Rounding, Storage};
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -118,6 +119,10 @@ pub(crate) struct StepUniform {
     pub span_first: u32,
     pub span_count: u32,
     pub first: u32,
+    /// With stochastic rounding: the step's seed, a hash of the group's seed and the tensors'
+    /// own step count ([`Rounding::step_seed`]); 0 otherwise.
+    pub seed: u32,
+    pub _pad: [u32; 3],
     pub scalars: [f32; 8],
 }
 
@@ -132,12 +137,14 @@ pub struct Scalars {
     pub values: [f32; 8],
     /// The kernel's flags (`MAXIMIZE`, `AMSGRAD`, ...): bit `k` is `Kernel::flags[k]`.
     pub flags: u32,
+    /// The step's stochastic-rounding seed ([`Rounding::step_seed`]); 0 without.
+    pub seed: u32,
 }
 
 impl Scalars {
     /// f64 values rounded once to f32, in order, and the flags as bits (bit `k` is `flags[k]`).
     pub fn pack(values: &[f64], flags: &[bool]) -> Self {
-        let mut out = Scalars { values: [0.0; MAX_SCALARS], flags: 0 };
+        let mut out = Scalars { values: [0.0; MAX_SCALARS], flags: 0, seed: 0 };
         for (slot, v) in out.values.iter_mut().zip(values) {
             *slot = *v as f32;
         }
@@ -217,8 +224,11 @@ impl KernelPipeline {
     /// The kernel's bind-group layout and its most common pipelines, for these storage formats.
     ///
     /// # Errors
-    /// [`crate::Error::Wgpu`] if wgpu refuses the composed module or its pipelines.
+    /// [`crate::Error::UnsupportedStorage`] or [`crate::Error::ShaderF16Unsupported`] for a
+    /// storage the device cannot run; [`crate::Error::Wgpu`] if wgpu refuses the composed module
+    /// or its pipelines.
     pub fn with_storage(device: &wgpu::Device, kernel: &'static Kernel, storage: Storage) -> crate::Result<Self> {
+        storage.check_features(device.features())?;
         let storage_entry = |binding, read_only| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -250,8 +260,14 @@ impl KernelPipeline {
         entries.extend((0..kernel.states.len() as u32).map(|i| storage_entry(3 + i, false)));
         // The spans a `SPANS` dispatch updates (tensors without gradients left out).
         entries.push(storage_entry(spans_binding(kernel), true));
+        // The parameter's f32 master copy, after the spans.
+        if storage.master {
+            entries.push(storage_entry(spans_binding(kernel) + 1, false));
+        }
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
+        // The seed is uploaded per step: the module depends only on the rest.
+        let storage = storage.variant();
         let pipeline = Self { layout, kernel, storage, modules: Mutex::default(), variants: Mutex::default() };
         // The most common variants, compiled now so that shader errors surface at construction.
         pipeline.variant(device, 0, true, false, false)?;

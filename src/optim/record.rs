@@ -1,6 +1,7 @@
 //! Recording a step: the kernel's pipelines, the plan (built when the tensors change), the
 //! upload of the step's scalars and the compute pass.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 
@@ -18,7 +19,8 @@ use super::Scopes;
 #[derive(Debug)]
 pub(super) struct Recorder {
     kernel: &'static Kernel,
-    pipeline: KernelPipeline,
+    /// The kernel's layout and pipelines per storage its groups use (keyed without the seed).
+    pipelines: HashMap<Storage, KernelPipeline>,
     /// Bound where a group leaves a state array unused (16 bytes, one per state slot: WebGPU
     /// forbids one writable buffer at two bindings of a dispatch).
     unused: Vec<wgpu::Buffer>,
@@ -40,6 +42,7 @@ impl Recorder {
         let popped = scopes.pop(&format!("kernel {}", kernel.name));
         let pipeline = pipeline?;
         popped?;
+        let pipelines = HashMap::from([(storage.variant(), pipeline)]);
         let scopes = Scopes::push(device);
         let unused = (0..kernel.states.len())
             .map(|_| {
@@ -53,7 +56,22 @@ impl Recorder {
             .collect();
         scopes.pop(&format!("kernel {}", kernel.name))?;
         let belt = wgpu::util::StagingBelt::new(device.clone(), 4096);
-        Ok(Self { kernel, pipeline, unused, plan: None, belt })
+        Ok(Self { kernel, pipelines, unused, plan: None, belt })
+    }
+
+    /// Compiles the kernel for `storage` too (a group's own), unless it is already.
+    ///
+    /// # Errors
+    /// As [`Recorder::new`].
+    pub fn add_storage(&mut self, ctx: &GpuContext, storage: Storage) -> Result<()> {
+        if let Entry::Vacant(entry) = self.pipelines.entry(storage.variant()) {
+            let scopes = Scopes::push(&ctx.device);
+            let pipeline = KernelPipeline::with_storage(&ctx.device, self.kernel, storage);
+            let popped = scopes.pop(&format!("kernel {}", self.kernel.name));
+            entry.insert(pipeline?);
+            popped?;
+        }
+        Ok(())
     }
 
     /// Forgets the plan: the tensors changed.
@@ -66,7 +84,7 @@ impl Recorder {
         self.plan.is_none()
     }
 
-    /// Records one step into `encoder`: the upload of each dispatch's scalars (`scalars(group,
+    /// Records one step into `encoder` (`storages[group]`: each group's storage): the upload of each dispatch's scalars (`scalars(group,
     /// key)`, once per pair), then one compute pass, with `timestamp_writes` if given, over
     /// the tensors that have a gradient. Everything that can fail (building the plan, compiling a
     /// pipeline, allocating the upload) runs in error scopes before the encoder is touched.
@@ -74,27 +92,31 @@ impl Recorder {
     /// # Errors
     /// [`crate::Error::Wgpu`] if wgpu refuses the plan (a buffer destroyed since it was registered, say)
     /// or a pipeline, or cannot allocate the upload.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
         ctx: &GpuContext,
         tensors: &Tensors,
         store: &StateStore,
+        storages: &[Storage],
         encoder: &mut wgpu::CommandEncoder,
         scalars: impl Fn(usize, StepKey) -> Scalars,
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
         let device = &ctx.device;
         let scopes = Scopes::push(device);
+        let pipelines: Vec<&KernelPipeline> = storages.iter().map(|s| &self.pipelines[&s.variant()]).collect();
+        let layouts: Vec<&wgpu::BindGroupLayout> = pipelines.iter().map(|p| &p.layout).collect();
         let mut plan = match self.plan.take() {
             Some(plan) => plan,
-            None => Plan::build(device, &self.pipeline.layout, &self.unused, tensors, store, 0),
+            None => Plan::build(device, &layouts, storages, &self.unused, tensors, store, 0),
         };
         let step = plan::dispatches(&plan.runs, |t| tensors.step_key(t));
         let dispatches = step.dispatches;
         if dispatches.len() > plan.slots {
             // Tensors without gradients cut runs into more dispatches than the uniform buffer has
             // slots for: a larger one (twice what this step needs, so that this happens rarely).
-            plan = Plan::build(device, &self.pipeline.layout, &self.unused, tensors, store, 2 * dispatches.len());
+            plan = Plan::build(device, &layouts, storages, &self.unused, tensors, store, 2 * dispatches.len());
         }
         // Each group's flags, and whether a dispatch's slices start inside their bindings, pick a
         // pipeline specialized for them (compiled the first time a step needs it). The scalars
@@ -107,8 +129,8 @@ impl Recorder {
                 let s = *cache.entry((run.group, d.key)).or_insert_with(|| scalars(run.group, d.key));
                 let h = d.header(run);
                 let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
-                let pipeline = self.pipeline.variant(device, s.flags, offsets, d.wide, d.spans.is_some())?;
-                Ok((StepUniform { flags: s.flags, scalars: s.values, ..h }, pipeline))
+                let pipeline = pipelines[run.group].variant(device, s.flags, offsets, d.wide, d.spans.is_some())?;
+                Ok((StepUniform { flags: s.flags, seed: s.seed, scalars: s.values, ..h }, pipeline))
             })
             .collect();
         // A plan wgpu refused is dropped: the next step builds it again and says why again.

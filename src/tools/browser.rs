@@ -45,7 +45,7 @@ struct Dispatch {
     offsets: bool,
     /// Workgroups along x (the grid is 1-D at these sizes).
     workgroups: u32,
-    /// The uniform's bytes as 16 little-endian words (`StepUniform`).
+    /// The uniform's bytes as little-endian words (`StepUniform`).
     uniform: Vec<u32>,
     /// With the pipeline constant `SPANS`.
     spans: bool,
@@ -184,6 +184,7 @@ fn case(name: &str, config: &OptimizerConfig, seed: u64) -> Result<Case> {
                 span_count: if spans { 2 } else { 0 },
                 first: off,
                 scalars: scalars.values,
+                ..Default::default()
             };
             bytemuck::cast_slice::<_, u32>(bytemuck::bytes_of(&u)).to_vec()
         };
