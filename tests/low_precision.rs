@@ -357,3 +357,54 @@ fn the_gradient_scan_reads_bf16_and_f16_gradients() {
         }
     }
 }
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn checkpoints_save_and_load_the_master_copy() {
+    let ctx = gpu();
+    let n = 1031;
+    let config = AdamWConfig { lr: 1e-2, ..Default::default() };
+    let mut rng = Rng::new(11);
+    let init: Vec<f32> = rng.vector(n).into_iter().map(|v| Format::BF16.round(v)).collect();
+    let grads: Vec<Vec<f32>> = (0..4).map(|_| rng.vector(n)).collect();
+    let mut opt = Optimizer::with_storage(&ctx, config.clone(), bf16_master()).unwrap();
+    let (param, grad) = (stored(&ctx, Format::BF16, &init, 0), stored(&ctx, Format::BF16, &vec![0.0; n], 0));
+    opt.add_params(opt.default_group(), &[ParamBinding::whole(&param, &grad, n as u64)]).unwrap();
+    let step = |opt: &mut Optimizer, g: &[f32]| {
+        let mut bytes = Format::BF16.encode_all(g);
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        ctx.queue.write_buffer(&grad, 0, &bytes);
+        opt.step().unwrap();
+    };
+    for g in &grads[..2] {
+        step(&mut opt, g);
+    }
+    let dir = std::env::temp_dir().join(format!("wgpu-optim-low-precision-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("master.safetensors");
+    opt.save_state(&path).unwrap();
+    let (saved_param, saved_master) = (read(&ctx, Format::BF16, &param, 0, n), opt.read_state(0, "master").unwrap());
+    for g in &grads[2..] {
+        step(&mut opt, g);
+    }
+    let (param_after, master_after) = (read(&ctx, Format::BF16, &param, 0, n), opt.read_state(0, "master").unwrap());
+
+    // Back to the checkpoint (the engine puts its parameters back; the optimizer its state).
+    let mut bytes = Format::BF16.encode_all(&saved_param);
+    bytes.resize(bytes.len().next_multiple_of(4), 0);
+    ctx.queue.write_buffer(&param, 0, &bytes);
+    opt.load_state(&path).unwrap();
+    assert_eq!(opt.read_state(0, "master").unwrap(), saved_master);
+    for g in &grads[2..] {
+        step(&mut opt, g);
+    }
+    assert_eq!(opt.read_state(0, "master").unwrap(), master_after, "the master copy after the same steps");
+    assert_eq!(read(&ctx, Format::BF16, &param, 0, n), param_after, "the parameter after the same steps");
+
+    // An optimizer without master copies does not keep that array: the file is refused.
+    let mut plain = Optimizer::with_storage(&ctx, config, Storage { master: false, ..bf16_master() }).unwrap();
+    plain.add_params(plain.default_group(), &[ParamBinding::whole(&param, &grad, n as u64)]).unwrap();
+    let error = plain.load_state(&path).unwrap_err().to_string();
+    assert!(error.contains("master"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

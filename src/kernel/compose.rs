@@ -27,10 +27,15 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
     let _ = writeln!(
         w,
         "// {name}: composed by wgpu-optim from shaders/{name}.wgsl and the kernel's declaration \
-         (src/algorithm/).\n// Storage: param {}, grad {}, state {}. `{command}` prints this module.\n",
+         (src/algorithm/).\n// Storage: param {}, grad {}, state {}{}. `{command}` prints this module.\n",
         storage.param.name(),
         storage.grad.name(),
         storage.state.name(),
+        match (storage.master, storage.stochastic()) {
+            (true, _) => ", f32 master copy of the parameter",
+            (false, true) => ", parameter rounded stochastically",
+            (false, false) => "",
+        },
         name = kernel.name,
     );
     if storage.uses_f16() {

@@ -1,9 +1,19 @@
 //! Storage formats: how the composed kernel declares, loads and stores each array, so that
 //! `update()` always sees f32 values whatever the buffers hold.
 //!
-//! A format is a parameter of the composition, not of each kernel: adding f16 or bf16 parameters
-//! and gradients (or a quantized state array) means a variant here and its WGSL, in this file
-//! only. The host side reads [`Format::element_bytes`] for binding windows and buffer sizes.
+//! A format is a parameter of the composition, not of each kernel: f32, f16 and bf16 parameters
+//! and gradients are variants here with their WGSL, in this file only (a quantized state array
+//! would be one more). The host side reads [`Format::element_bytes`] for binding windows, buffer
+//! bounds and the uniform's element offsets (in elements of each role's format).
+//!
+//! [`Storage`] picks a format per role and, for a low-precision parameter, how precision is kept:
+//! an f32 master copy in the state (the kernel loads the parameter from it and stores both, the
+//! parameter rounded to nearest even) or, for bf16 without one, stochastic rounding
+//! ([`Rounding::Stochastic`]: `truncate(bits + r)`, `r` the top 16 bits of
+//! `pcg_hash(step_seed ^ pcg_hash(e))`, `step_seed` = [`Rounding::step_seed`] of the seed and the
+//! tensor's own step, `e` the element's index within its run). [`Format::round`],
+//! [`Format::bf16_stochastic`] and [`sr_bits`] are the same roundings on the host, for the CPU
+//! mirror.
 
 use std::fmt::Write;
 

@@ -133,7 +133,8 @@ pub const UNIFORM_SIZE: u32 = size_of::<StepUniform>() as u32;
 /// a bit set of flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Scalars {
-    /// The values, in the order of [`Kernel::scalars`] (the kernel's `struct Step` after `first`).
+    /// The values, in the order of [`Kernel::scalars`] (the kernel's `struct Step` after its
+    /// u32 header).
     pub values: [f32; 8],
     /// The kernel's flags (`MAXIMIZE`, `AMSGRAD`, ...): bit `k` is `Kernel::flags[k]`.
     pub flags: u32,

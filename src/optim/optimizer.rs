@@ -901,6 +901,12 @@ impl Optimizer {
         self.groups[g].config.algorithm().check_carry(carry)
     }
 
+    /// Whether group `g` keeps an f32 master copy of its parameters (the state array after the
+    /// kernel's own).
+    pub(super) fn keeps_master(&self, g: usize) -> bool {
+        self.groups[g].storage.master
+    }
+
     /// Whether group `g`'s algorithm carries anything from step to step.
     pub(super) fn group_carries(&self, g: usize) -> bool {
         let algorithm = self.groups[g].config.algorithm();
@@ -920,7 +926,12 @@ impl Optimizer {
     /// [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
     pub(super) fn export_state(&self) -> Result<Vec<TensorState<Vec<f32>>>> {
         let groups = &self.groups;
-        state::export(&self.ctx, &self.tensors, &self.store, |g| groups[g].config.algorithm().states_used())
+        let kept = |g: usize| {
+            let mut kept = groups[g].config.algorithm().states_used();
+            kept.push(groups[g].storage.master);
+            kept
+        };
+        state::export(&self.ctx, &self.tensors, &self.store, kept)
     }
 
     /// Puts a checkpoint in place: the schedules' states first (a schedule can still refuse its

@@ -451,7 +451,9 @@ fn check_binding(index: usize, b: &ParamBinding, storage: Storage) -> Result<()>
         ("grad", &b.grad, b.grad_offset, storage.grad.element_bytes()),
     ];
     for (role, buffer, offset, bytes) in roles {
-        let buffer_len = buffer.size() / bytes;
+        // Bindings cover whole 4-byte words: a 16-bit element in a buffer's last two bytes of an
+        // odd word could not be bound.
+        let buffer_len = buffer.size() / F32 * F32 / bytes;
         let end = offset.saturating_add(b.len);
         if end > buffer_len {
             return Err(Error::OutOfBounds { what: format!("{role} {index}"), offset, end, buffer_len });
