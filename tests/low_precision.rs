@@ -1,10 +1,11 @@
 //! Low-precision storage: bf16 and f16 parameters and gradients, the f32 master copy and
 //! stochastic rounding, each kernel on the GPU against its f64 CPU mirror with the same rounding.
 //!
-//! Every run registers two tensors: one of 4099 elements two elements into its buffers (a one-wide
-//! head of two elements that share a u32, a four-wide body, a one-wide tail whose neighbour in the
-//! word is padding) and one of 33 elements whose gradient starts at another residue (all one-wide,
-//! so neighbours in a word are stored by two invocations of one dispatch, through atomics).
+//! Every run registers three tensors: one of 4099 elements two elements into its buffers (a
+//! one-wide head of two elements that share a u32, a four-wide body, a one-wide tail whose
+//! neighbour in the word is padding) and two (33 and 2049 elements) whose gradients start at
+//! another residue than their parameters (all one-wide, so neighbours in a word are stored by two
+//! invocations of one dispatch, through atomics: a lost write would show against the mirror).
 
 mod common;
 
@@ -18,7 +19,7 @@ use wgpu_optim::*;
 const STEPS: usize = 4;
 
 /// (length, param offset, grad offset) of each tensor, in elements of its format.
-const TENSORS: [(usize, usize, usize); 2] = [(4099, 2, 2), (33, 1, 3)];
+const TENSORS: [(usize, usize, usize); 3] = [(4099, 2, 2), (33, 1, 3), (2049, 1, 2)];
 
 /// Elements of padding after each tensor, which no step may touch.
 const PAD: usize = 3;

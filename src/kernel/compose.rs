@@ -85,7 +85,7 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
     if storage.master {
         w.push_str("// The parameter's f32 master copy (a state array): each step updates it and stores the\n");
         w.push_str("// parameter rounded from it.\n");
-        Format::F32.bindings(w, "master", super::spans_binding(kernel) + 1, "read_write");
+        Format::F32.bindings(w, "master", super::master_binding(kernel), "read_write");
     }
 
     w.push_str("\n// A parameter and its state, four elements of each.\nstruct Values {\n    param: vec4<f32>,\n");

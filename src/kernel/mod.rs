@@ -263,7 +263,7 @@ impl KernelPipeline {
         entries.push(storage_entry(spans_binding(kernel), true));
         // The parameter's f32 master copy, after the spans.
         if storage.master {
-            entries.push(storage_entry(spans_binding(kernel) + 1, false));
+            entries.push(storage_entry(master_binding(kernel), false));
         }
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
@@ -348,6 +348,12 @@ pub(crate) const SPAN_BLOCK: u64 = 1024;
 /// The binding of the `spans` array: after the kernel's state arrays.
 pub(crate) fn spans_binding(kernel: &Kernel) -> u32 {
     3 + kernel.states.len() as u32
+}
+
+/// The binding of a low-precision parameter's f32 master copy (where the storage keeps one):
+/// after the spans.
+pub(crate) fn master_binding(kernel: &Kernel) -> u32 {
+    spans_binding(kernel) + 1
 }
 
 /// Workgroups for `n` elements as a 2-D grid, so that no dimension exceeds `max_per_dim`.

@@ -365,6 +365,8 @@ impl Plan {
                 if storage.master {
                     let buffer = store.buffer(merged.slot.block, unused.len()).expect("a master copy is kept");
                     let resource = window(buffer, merged.slot.offset, n, align, F32).0;
+                    // After the spans (`kernel::master_binding`): one binding per state array is
+                    // in `unused`.
                     entries.push(wgpu::BindGroupEntry { binding: 4 + unused.len() as u32, resource });
                 }
                 device.create_bind_group(&wgpu::BindGroupDescriptor {
