@@ -134,7 +134,8 @@ impl Format {
     }
 
     /// The stored f32 of `value`: what the host writes where it fills an array itself (a state
-    /// array's initial value).
+    /// array's initial value; state arrays are f32 or the test-only format, and
+    /// [`Format::encode_all`] gives the bytes of any format).
     pub fn encode(self, value: f32) -> f32 {
         match self {
             Format::F32 | Format::F16 | Format::BF16 => value,
