@@ -211,7 +211,8 @@ fn f16_parameters_and_gradients_where_the_adapter_has_shader_f16() {
     }
     for storage in [Storage { master: true, ..f16 }, f16] {
         for (seed, (name, config)) in OptimizerConfig::cases().iter().enumerate() {
-            // WGSL leaves the f32 -> f16 conversion's rounding direction to the device: one unit.
+            // As for bf16: one unit with a master copy (its f32 against the mirror's f64 may round
+            // the other way), more without (a rounding the other way stays in the parameter).
             let ulps = if storage.master { 1.0 } else { 4.0 };
             check(&ctx, name, config, storage, seed as u64, ulps);
         }
@@ -408,4 +409,95 @@ fn checkpoints_save_and_load_the_master_copy() {
     let error = plain.load_state(&path).unwrap_err().to_string();
     assert!(error.contains("master"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Values whose rounding is an edge case, then random finite bit patterns.
+fn rounding_inputs(n: usize) -> Vec<f32> {
+    let mut values = vec![
+        0.0,
+        -0.0,
+        1.0,
+        f32::from_bits(0x3f80_8000), // halfway between two bf16s: to even
+        f32::from_bits(0x3f81_8000),
+        f32::from_bits(0x3f80_8001),
+        1.0 + 2f32.powi(-11), // halfway between two f16s: to even
+        1.0 + 3.0 * 2f32.powi(-11),
+        65504.0, // the largest f16
+        65519.0,
+        65520.0, // halfway past it: infinity
+        -70000.0,
+        2f32.powi(-14), // the smallest normal f16
+        2f32.powi(-24), // the smallest subnormal f16
+        2f32.powi(-25), // half of it: to zero (even)
+        2f32.powi(-25) * 1.5,
+        -3.0 * 2f32.powi(-24),
+        1e-30,
+        f32::MAX,
+        -f32::MAX,
+        f32::MIN_POSITIVE,
+        f32::from_bits(1), // an f32 subnormal
+    ];
+    let mut rng = Rng::new(99);
+    while values.len() < n {
+        let v = f32::from_bits(rng.next_u64() as u32);
+        if v.is_finite() {
+            values.push(v);
+        }
+    }
+    values.truncate(n);
+    values
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn kernels_round_bf16_and_f16_exactly_as_the_host() {
+    let ctx = gpu();
+    let mut formats = vec![Format::BF16];
+    if ctx.device.features().contains(wgpu::Features::SHADER_F16) {
+        formats.push(Format::F16);
+    }
+    // SGD with lr 1 from zero: the update is exactly the value (but -0), which the store rounds.
+    let config = SgdConfig { lr: 1.0, ..Default::default() };
+    for format in formats {
+        for master in [false, true] {
+            let storage = Storage { param: format, master, ..Storage::F32 };
+            let mut opt = Optimizer::with_storage(&ctx, config.clone(), storage).unwrap();
+            let mut tensors = Vec::new();
+            for (n, param_offset, grad_offset) in TENSORS {
+                let values = rounding_inputs(n);
+                let param = stored(&ctx, format, &vec![0.0; n], param_offset);
+                let minus: Vec<f32> = values.iter().map(|v| -v).collect();
+                let grad = stored(&ctx, Format::F32, &minus, grad_offset);
+                let binding = ParamBinding {
+                    param: param.clone(),
+                    param_offset: param_offset as u64,
+                    grad,
+                    grad_offset: grad_offset as u64,
+                    len: n as u64,
+                };
+                opt.add_params(opt.default_group(), &[binding]).unwrap();
+                // The update in f32, as the kernel computes it (0 - 1 * -v: -0 becomes +0).
+                let updates: Vec<f32> = minus.iter().map(|g| 0.0 - g).collect();
+                tensors.push((param, param_offset, updates));
+            }
+            opt.step().unwrap();
+            for (i, (param, offset, values)) in tensors.iter().enumerate() {
+                let ours = read(&ctx, format, param, *offset, values.len());
+                for (k, (&a, &v)) in ours.iter().zip(values).enumerate() {
+                    let expected = format.round(v);
+                    assert_eq!(
+                        a.to_bits(),
+                        expected.to_bits(),
+                        "{} (master {master}), tensor {i}, element {k}: {v:e} ({:#010x}) stored as {a:e}, \
+                         the host rounds it to {expected:e}",
+                        format.name(),
+                        v.to_bits()
+                    );
+                }
+                if master {
+                    assert_eq!(opt.read_state(i, "master").unwrap().unwrap(), *values, "the master copy is exact");
+                }
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@
 
 use std::fmt::Write;
 
-use super::{bf16_helpers, Format, Kernel, Storage, MAX_SCALARS, SPAN_BLOCK};
+use super::{bf16_helpers, f16_helpers, Format, Kernel, Storage, MAX_SCALARS, SPAN_BLOCK};
 
 /// The WGSL module of `kernel` for these storage formats and flag bits (bit `k` is
 /// `kernel.flags[k]`). This is exactly the source the optimizer compiles.
@@ -127,6 +127,9 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
     );
     if [storage.param, storage.grad].contains(&Format::BF16) {
         bf16_helpers(w);
+    }
+    if storage.param == Format::F16 {
+        f16_helpers(w);
     }
     storage.param.loads(w, "param", true);
     storage.param.stores(w, "param", storage.stochastic());

@@ -31,7 +31,9 @@ use std::fmt::Write;
 ///       stochastic rounding (Rounding::Stochastic, no master copy):
 ///         store(v) = (bits(v) + r) >> 16,  r = 16 random bits of (seed, step, element)
 /// F16   IEEE binary16 (2 bytes), WGSL `f16` (needs the adapter's SHADER_F16): load exact,
-///       store by WGSL's f32 -> f16 conversion (round to nearest on the adapters measured).
+///       store rounded to nearest even by the bits (`f16_nearest`: subnormals kept, past 65504
+///       to infinity, NaN stays NaN) and then converted exactly, not by WGSL's conversion alone,
+///       whose rounding direction is the device's.
 /// ```
 /// One-wide bf16 stores of a parameter (`main`) touch only their own half of a u32, through
 /// `atomicAnd` and `atomicOr` on an `array<atomic<u32>>` view of the same binding, so that two
@@ -152,7 +154,12 @@ impl Format {
             Format::F32 | Format::ScaledF32 { .. } | Format::F16 => {
                 let (one, four) = match self {
                     Format::F32 => ("v".to_string(), "v".to_string()),
-                    Format::F16 => ("f16(v)".to_string(), "vec4<f16>(v)".to_string()),
+                    // Rounded by the bits (`f16_exact`), then converted exactly: WGSL leaves the
+                    // rounding direction of `f16(v)` to the device.
+                    Format::F16 => (
+                        "f16(f16_exact(v))".to_string(),
+                        "vec4<f16>(vec4(f16_exact(v.x), f16_exact(v.y), f16_exact(v.z), f16_exact(v.w)))".to_string(),
+                    ),
                     Format::ScaledF32 { log2_scale } => {
                         let s = scale_literal(log2_scale);
                         (format!("v / {s}"), format!("v / {s}"))
@@ -328,6 +335,51 @@ pub(crate) fn bf16_helpers(out: &mut String) {
          // The 16 random bits of run element e in a step whose seed is `seed` (see StepUniform).\n\
          fn sr_bits(seed: u32, e: u32) -> u32 {\n    \
              return pcg_hash(seed ^ pcg_hash(e)) >> 16u;\n\
+         }\n",
+    );
+}
+
+/// The WGSL of `f16_nearest(v: f32) -> u32`, the f16 bits (in the low half) nearest `v`, ties to
+/// even, and `f16_exact(v: f32) -> f32`, the same value as an f32: written once into a module
+/// whose parameters are f16. Keep in sync with `f32_to_f16`.
+pub(crate) fn f16_helpers(out: &mut String) {
+    out.push_str(
+        "// f16: the bits of the f16 nearest v, ties to even; subnormals kept, overflow to infinity,\n\
+         // NaN stays NaN (the mirror of f32_to_f16 in src/kernel/format.rs).\n\
+         fn f16_nearest(v: f32) -> u32 {\n    \
+             let b = bitcast<u32>(v);\n    \
+             let sign = (b >> 16u) & 0x8000u;\n    \
+             let a = b & 0x7fffffffu;\n    \
+             if (a > 0x7f800000u) {\n        return sign | 0x7e00u;\n    }\n    \
+             // From 65520 (halfway past the largest f16) up: infinity.\n    \
+             if (a >= 0x477ff000u) {\n        return sign | 0x7c00u;\n    }\n    \
+             // Normal in f16 (from 2^-14): the exponent rebiased, the mantissa rounded.\n    \
+             if (a >= 0x38800000u) {\n        \
+                 let r = a - 0x38000000u;\n        \
+                 return sign | ((r + 0xfffu + ((r >> 13u) & 1u)) >> 13u);\n    \
+             }\n    \
+             // Below half the smallest subnormal (2^-25 itself ties to zero): zero.\n    \
+             if (a <= 0x33000000u) {\n        return sign;\n    }\n    \
+             // Subnormal: the mantissa with its implicit bit, in units of 2^-24.\n    \
+             let m = (a & 0x7fffffu) | 0x800000u;\n    \
+             let shift = 126u - (a >> 23u);\n    \
+             let half = m >> shift;\n    \
+             let rest = m & ((1u << shift) - 1u);\n    \
+             let mid = 1u << (shift - 1u);\n    \
+             return sign | (half + select(0u, 1u, rest > mid || (rest == mid && (half & 1u) == 1u)));\n\
+         }\n\
+         // The f32 that is exactly the f16 nearest v: its conversion to f16 cannot round.\n\
+         fn f16_exact(v: f32) -> f32 {\n    \
+             let h = f16_nearest(v);\n    \
+             let sign = (h & 0x8000u) << 16u;\n    \
+             let e = (h >> 10u) & 0x1fu;\n    \
+             let m = h & 0x3ffu;\n    \
+             if (e == 0x1fu) {\n        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));\n    }\n    \
+             if (e == 0u) {\n        \
+                 // m units of 2^-24 (exact).\n        \
+                 return bitcast<f32>(sign | bitcast<u32>(f32(m) * bitcast<f32>(0x33800000u)));\n    \
+             }\n    \
+             return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));\n\
          }\n",
     );
 }

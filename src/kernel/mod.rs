@@ -12,7 +12,7 @@ mod compose;
 mod format;
 
 pub use compose::{compose, Variant};
-pub(crate) use format::bf16_helpers;
+pub(crate) use format::{bf16_helpers, f16_helpers};
 pub use format::{pcg_hash, sr_bits, Format, Rounding, Storage};
 
 use std::collections::HashMap;
