@@ -76,8 +76,9 @@ impl GpuContext {
         if let Some(cap) = options.max_compute_workgroups_per_dimension {
             limits.max_compute_workgroups_per_dimension = limits.max_compute_workgroups_per_dimension.min(cap);
         }
-        // Timestamps make `bench` report GPU time; everything else works without them.
-        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps make `bench` report GPU time; f16 storage needs SHADER_F16 (bf16 does not).
+        // Everything else works without them.
+        let required_features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-optim"),

@@ -39,6 +39,25 @@ pub enum Error {
     #[error("unsupported device: {0}")]
     UnsupportedDevice(String),
 
+    /// A storage combination the optimizer does not run (see `kernel::Storage::check`).
+    #[error("unsupported storage {storage}: {reason}")]
+    UnsupportedStorage {
+        /// The storage's name (`bf16-f32-f32-master`).
+        storage: String,
+        /// Why not.
+        reason: String,
+    },
+
+    /// f16 parameters or gradients on a device without `wgpu::Features::SHADER_F16`.
+    #[error(
+        "storage {storage} uses f16, but the device lacks wgpu::Features::SHADER_F16 (the adapter does not \
+         support it, or the device was opened without it); bf16 works on every adapter"
+    )]
+    ShaderF16Unsupported {
+        /// The storage's name (`f16-f16-f32`).
+        storage: String,
+    },
+
     /// A hyperparameter out of its domain. The message is PyTorch's.
     #[error("{message}")]
     InvalidHyperparameter {

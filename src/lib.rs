@@ -23,6 +23,10 @@
 //! # Ok::<(), wgpu_optim::Error>(())
 //! ```
 //!
+//! Parameters and gradients may be f32, bf16 (two per `u32`, on every adapter) or f16 (with
+//! `SHADER_F16`), per group, with an f32 master copy or stochastic rounding: see [`Storage`] and
+//! [`Optimizer::with_storage`]. The update is computed in f32 whatever the formats.
+//!
 //! [`cpu`] mirrors every kernel in f64; [`replay`] runs PyTorch's golden cases against both.
 //! `tools` holds what the `wgpu-optim` command runs: `adapters`, `validate` and `bench`.
 //!
@@ -57,4 +61,5 @@ pub use algorithm::{
 pub use arena::ParamArena;
 pub use context::{enumerate_adapters, ContextOptions, GpuContext};
 pub use error::{py_float, Error, Result};
+pub use kernel::{Format, Rounding, Storage};
 pub use optim::{AmpStatus, ClipGradNorm, GradScalerConfig, GroupId, NormType, Optimizer, ParamBinding};

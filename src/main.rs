@@ -70,7 +70,9 @@ enum Command {
         /// Flags to turn on (comma-separated, as the kernel names them: `AMSGRAD,MAXIMIZE`).
         #[arg(long, value_delimiter = ',', conflicts_with = "all")]
         flags: Vec<String>,
-        /// Storage formats of parameters, gradients and state: `PARAM-GRAD-STATE`.
+        /// Storage formats of parameters, gradients and state: `PARAM-GRAD-STATE` (each `f32`,
+        /// `bf16` or `f16`; state `f32`), then `-master` for an f32 master copy of a bf16 or f16
+        /// parameter, or `-sr` for stochastic rounding of a bf16 one: `bf16-bf16-f32-master`.
         #[arg(long, default_value = "f32-f32-f32", conflicts_with = "all")]
         storage: String,
         /// The variant loss scaling and gradient clipping run: gradients unscaled and clipped as
@@ -181,8 +183,12 @@ fn shader(
             variants.extend(Variant::all(kernel));
             continue;
         }
-        let storage = Storage::from_name(storage)
-            .ok_or_else(|| format!("unknown storage \"{storage}\" (formats: PARAM-GRAD-STATE, e.g. f32-f32-f32)"))?;
+        let storage = Storage::from_name(storage).ok_or_else(|| {
+            format!(
+                "unknown storage \"{storage}\" (formats: PARAM-GRAD-STATE[-master|-sr], e.g. f32-f32-f32 or \
+                 bf16-bf16-f32-master)"
+            )
+        })?;
         let mut bits = 0;
         for flag in flags {
             let bit = kernel.flags.iter().position(|f| f.eq_ignore_ascii_case(flag)).ok_or_else(|| {

@@ -36,6 +36,7 @@ fn run(ctx: &GpuContext, config: &OptimizerConfig, seed: u64) -> [Vec<Vec<f32>>;
                 param: Format::ScaledF32 { log2_scale: PARAM },
                 grad: Format::ScaledF32 { log2_scale: GRAD },
                 state: Format::ScaledF32 { log2_scale: STATE },
+                ..Storage::F32
             },
             PARAM,
             GRAD,
@@ -85,8 +86,16 @@ fn every_kernel_runs_unchanged_on_another_storage_format() {
 #[test]
 fn the_scaled_format_is_test_only_and_f32_is_the_default() {
     assert_eq!(Storage::default(), Storage::F32);
-    assert_eq!(Storage::supported(), [Storage::F32]);
+    assert_eq!(Storage::supported()[0], Storage::F32);
+    assert!(Storage::supported()
+        .iter()
+        .all(|s| ![s.param, s.grad, s.state].iter().any(|f| matches!(f, Format::ScaledF32 { .. }))));
     assert_eq!(Storage::from_name("f32-f32-f32"), Some(Storage::F32));
     assert_eq!(Storage::from_name("f32-f32x0.25-f32").map(|s| s.grad), Some(Format::ScaledF32 { log2_scale: -2 }));
-    assert_eq!(Storage::from_name("f16-f32-f32"), None);
+    assert_eq!(Storage::from_name("f16-f32-f32").map(|s| s.param), Some(Format::F16));
+    assert_eq!(Storage::from_name("bf16-bf16-f32-master").map(|s| s.master), Some(true));
+    // A master copy of an f32 parameter, f16 state: not storages the optimizer runs.
+    assert_eq!(Storage::from_name("f32-f32-f32-master"), None);
+    assert_eq!(Storage::from_name("f32-f32-f16"), None);
+    assert_eq!(Storage::from_name("f64-f32-f32"), None);
 }

@@ -9,9 +9,18 @@ use wgpu_optim::algorithm::kernels;
 use wgpu_optim::kernel::{compose, compose_variant, Format, Kernel, Storage, UNIFORM_SIZE};
 
 fn module(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    module_with(name, source, naga::valid::Capabilities::empty())
+}
+
+/// As [`module`], for a device with `capabilities` (f16 storage needs `SHADER_FLOAT16`).
+fn module_with(
+    name: &str,
+    source: &str,
+    capabilities: naga::valid::Capabilities,
+) -> (naga::Module, naga::valid::ModuleInfo) {
     let module =
         naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
     (module, info)
@@ -31,13 +40,20 @@ fn every_composed_variant_validates() {
             for flags in flag_sets(kernel) {
                 for amp in [false, true] {
                     let source = compose_variant(kernel, storage, flags, amp);
-                    module(&format!("{} {} flags {flags:#b} amp {amp}", kernel.name, storage.name()), &source);
+                    let name = format!("{} {} flags {flags:#b} amp {amp}", kernel.name, storage.name());
+                    // Only f16 storage needs the capability, and starts with `enable f16;`.
+                    assert_eq!(source.contains("enable f16;"), storage.uses_f16(), "{name}");
+                    let capabilities = match storage.uses_f16() {
+                        true => naga::valid::Capabilities::SHADER_FLOAT16,
+                        false => naga::valid::Capabilities::empty(),
+                    };
+                    module_with(&name, &source, capabilities);
                     count += 1;
                 }
             }
         }
     }
-    assert!(count >= 4 * 11, "validated only {count} variants");
+    assert!(count >= 20 * 11, "validated only {count} variants");
 }
 
 /// Pieces the composition puts into kernels' modules (validated there, by

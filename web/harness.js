@@ -19,12 +19,14 @@ async function post(report) {
   await fetch("/report" + location.search, { method: "POST", body: JSON.stringify(report) });
 }
 
-function layoutFor(device, states) {
+function layoutFor(device, states, master) {
   const buffer = (binding, type, hasDynamicOffset = false) =>
     ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type, hasDynamicOffset } });
   const entries = [buffer(0, "uniform", true), buffer(1, "storage"), buffer(2, "read-only-storage")];
   for (let k = 0; k < states; k++) entries.push(buffer(3 + k, "storage"));
   entries.push(buffer(3 + states, "read-only-storage"));
+  // A low-precision parameter's f32 master copy, after the spans.
+  if (master) entries.push(buffer(4 + states, "storage"));
   return device.createBindGroupLayout({ entries });
 }
 
@@ -40,12 +42,12 @@ async function scoped(device, f) {
   return value;
 }
 
-async function compile(device, code, states) {
+async function compile(device, code, states, master = false) {
   const module = device.createShaderModule({ code });
   const info = await module.getCompilationInfo();
   const errors = info.messages.filter((m) => m.type === "error");
   if (errors.length) throw new Error(errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; "));
-  const bindGroupLayout = layoutFor(device, states);
+  const bindGroupLayout = layoutFor(device, states, master);
   const layout = device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] });
   return { module, layout, bindGroupLayout, pipelines: new Map() };
 }
@@ -107,6 +109,7 @@ async function runCase(device, c, compiled, rtol) {
     const uniform = device.createBuffer({ size: slot * step.dispatches.length, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     step.dispatches.forEach((d, i) => device.queue.writeBuffer(uniform, i * slot, new Uint32Array(d.uniform)));
     const entries = [
+      // The uniform (StepUniform) is as long as the words each dispatch carries.
       { binding: 0, resource: { buffer: uniform, offset: 0, size: 4 * step.dispatches[0].uniform.length } },
       { binding: 1, resource: { buffer: param } },
       { binding: 2, resource: { buffer: grad } },
@@ -154,7 +157,7 @@ async function main() {
   for (const v of all.variants) {
     try {
       const code = await (await fetch(v.file)).text();
-      const c = await scoped(device, () => compile(device, code, v.states));
+      const c = await scoped(device, () => compile(device, code, v.states, v.master));
       for (const entry of ["main", "main4"]) {
         for (const on of [false, true]) await scoped(device, () => pipeline(device, c, entry, on, on));
       }

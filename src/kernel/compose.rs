@@ -12,7 +12,7 @@
 
 use std::fmt::Write;
 
-use super::{Kernel, Storage, MAX_SCALARS, SPAN_BLOCK};
+use super::{bf16_helpers, f16_helpers, Format, Kernel, Storage, MAX_SCALARS, SPAN_BLOCK};
 
 /// The WGSL module of `kernel` for these storage formats and flag bits (bit `k` is
 /// `kernel.flags[k]`). This is exactly the source the optimizer compiles.
@@ -39,12 +39,20 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
     let _ = writeln!(
         w,
         "// {name}: composed by wgpu-optim from shaders/{name}.wgsl and the kernel's declaration \
-         (src/algorithm/).\n// Storage: param {}, grad {}, state {}. `{command}` prints this module.\n",
+         (src/algorithm/).\n// Storage: param {}, grad {}, state {}{}. `{command}` prints this module.\n",
         storage.param.name(),
         storage.grad.name(),
         storage.state.name(),
+        match (storage.master, storage.stochastic()) {
+            (true, _) => ", f32 master copy of the parameter",
+            (false, true) => ", parameter rounded stochastically",
+            (false, false) => "",
+        },
         name = kernel.name,
     );
+    if storage.uses_f16() {
+        w.push_str("enable f16;\n\n");
+    }
     w.push_str("const WG: u32 = 256u;\n");
     w.push_str("// The flags of this variant: one module per combination a step uses.\n");
     for (bit, flag) in kernel.flags.iter().enumerate() {
@@ -63,6 +71,8 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
     w.push_str("    amp_class: u32, // with loss scaling: the tensors' counter of skipped steps in `amp`\n");
     w.push_str("    partial_first: u32, // where this dispatch's gradient scan writes its partial norms\n");
     w.push_str("    clipped: u32, // with clipping: 1 when the tensors' group is clipped\n");
+    w.push_str("    seed: u32, // stochastic rounding: a hash of the seed and the tensor's own step\n");
+    w.push_str("    _pad0: u32,\n    _pad1: u32,\n    _pad2: u32,\n");
     for (name, doc) in kernel.scalars.iter().zip(kernel.scalar_docs) {
         let doc = doc.trim();
         if doc.is_empty() {
@@ -93,9 +103,14 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
          @group(0) @binding({}) var<storage, read> spans: array<u32>;",
         super::spans_binding(kernel)
     );
+    if storage.master {
+        w.push_str("// The parameter's f32 master copy (a state array): each step updates it and stores the\n");
+        w.push_str("// parameter rounded from it.\n");
+        Format::F32.bindings(w, "master", super::master_binding(kernel), "read_write");
+    }
     if amp {
-        let _ =
-            writeln!(w, "@group(0) @binding({}) var<storage, read_write> amp: Amp;", super::spans_binding(kernel) + 1);
+        let binding = super::amp_binding(kernel, storage);
+        let _ = writeln!(w, "@group(0) @binding({binding}) var<storage, read_write> amp: Amp;");
     }
 
     w.push_str("\n// A parameter and its state, four elements of each.\nstruct Values {\n    param: vec4<f32>,\n");
@@ -145,15 +160,25 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
             w.push_str("\n// ---- end of the correction ----\n\n");
         }
     }
-    storage.param.loads(w, "param");
-    storage.param.stores(w, "param");
-    storage.grad.loads(w, "grad");
-    for state in kernel.states {
-        storage.state.loads(w, state.name);
-        storage.state.stores(w, state.name);
+    if [storage.param, storage.grad].contains(&Format::BF16) {
+        bf16_helpers(w);
     }
-    entry_point(w, kernel, false, amp);
-    entry_point(w, kernel, true, amp);
+    if storage.param == Format::F16 {
+        f16_helpers(w);
+    }
+    storage.param.loads(w, "param", true);
+    storage.param.stores(w, "param", storage.stochastic());
+    storage.grad.loads(w, "grad", false);
+    for state in kernel.states {
+        storage.state.loads(w, state.name, true);
+        storage.state.stores(w, state.name, false);
+    }
+    if storage.master {
+        Format::F32.loads(w, "master", true);
+        Format::F32.stores(w, "master", false);
+    }
+    entry_point(w, kernel, storage, false, amp);
+    entry_point(w, kernel, storage, true, amp);
     if amp {
         scan_entry_point(w, false);
         scan_entry_point(w, true);
@@ -198,7 +223,7 @@ fn scan_entry_point(w: &mut String, wide: bool) {
 
 /// `main` (one element per invocation; `update` computes four lanes and the first is kept) or
 /// `main4` (four elements per invocation).
-fn entry_point(w: &mut String, kernel: &Kernel, wide: bool, amp: bool) {
+fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, amp: bool) {
     let (name, n, div, suffix) = if wide { ("main4", "u.n / 4u", " / 4u", "4") } else { ("main", "u.n", "", "") };
     let widen = |expr: String| if wide { expr } else { format!("vec4({expr})") };
     let _ = writeln!(
@@ -232,13 +257,17 @@ fn entry_point(w: &mut String, kernel: &Kernel, wide: bool, amp: bool) {
         w.push_str("    if (SPANS && !in_spans4(u.first + i).x) {\n        return;\n    }\n");
     }
     for (var, field) in [("ip", "param_off"), ("ig", "grad_off"), ("is", "state_off")] {
-        if var == "is" && kernel.states.is_empty() {
+        if var == "is" && kernel.states.is_empty() && !storage.master {
             continue;
         }
         let _ = writeln!(w, "    let {var} = select(i, u.{field}{div} + i, OFFSETS);");
     }
     w.push_str("    var x: Values;\n");
-    let _ = writeln!(w, "    x.param = {};", widen(format!("load_param{suffix}(ip)")));
+    if storage.master {
+        let _ = writeln!(w, "    x.param = {};", widen(format!("load_master{suffix}(is)")));
+    } else {
+        let _ = writeln!(w, "    x.param = {};", widen(format!("load_param{suffix}(ip)")));
+    }
     for state in kernel.states {
         let load = format!("x.{0} = {1};", state.name, widen(format!("load_{}{suffix}(is)", state.name)));
         guarded(w, state.flag, &load);
@@ -259,7 +288,16 @@ fn entry_point(w: &mut String, kernel: &Kernel, wide: bool, amp: bool) {
         w.push_str("    }\n");
     }
     let lane = if wide { "" } else { ".x" };
-    let _ = writeln!(w, "    store_param{suffix}(ip, y.param{lane});");
+    if storage.master {
+        let _ = writeln!(w, "    store_master{suffix}(is, y.param{lane});");
+    }
+    if storage.stochastic() {
+        // The random bits come from the element's index within its run.
+        let e = if wide { "u.first + 4u * i" } else { "u.first + i" };
+        let _ = writeln!(w, "    store_param{suffix}(ip, y.param{lane}, {e});");
+    } else {
+        let _ = writeln!(w, "    store_param{suffix}(ip, y.param{lane});");
+    }
     for state in kernel.states {
         guarded(w, state.flag, &format!("store_{0}{suffix}(is, y.{0}{lane});", state.name));
     }

@@ -12,7 +12,8 @@ mod compose;
 mod format;
 
 pub use compose::{compose, compose_variant, Variant};
-pub use format::{Format, Storage};
+pub(crate) use format::{bf16_helpers, f16_helpers};
+pub use format::{pcg_hash, sr_bits, Format, Rounding, Storage};
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -146,6 +147,10 @@ pub(crate) struct StepUniform {
     /// With clipping: 1 when the dispatch's group is clipped (its gradients count in the norm
     /// and are scaled by the clip coefficient).
     pub clipped: u32,
+    /// With stochastic rounding: the step's seed, a hash of the group's seed and the tensors'
+    /// own step count ([`Rounding::step_seed`]); 0 otherwise.
+    pub seed: u32,
+    pub _pad: [u32; 3],
     pub scalars: [f32; 8],
 }
 
@@ -156,16 +161,19 @@ pub const UNIFORM_SIZE: u32 = size_of::<StepUniform>() as u32;
 /// a bit set of flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Scalars {
-    /// The values, in the order of [`Kernel::scalars`] (the kernel's `struct Step` after `first`).
+    /// The values, in the order of [`Kernel::scalars`] (the kernel's `struct Step` after its
+    /// u32 header).
     pub values: [f32; 8],
     /// The kernel's flags (`MAXIMIZE`, `AMSGRAD`, ...): bit `k` is `Kernel::flags[k]`.
     pub flags: u32,
+    /// The step's stochastic-rounding seed ([`Rounding::step_seed`]); 0 without.
+    pub seed: u32,
 }
 
 impl Scalars {
     /// f64 values rounded once to f32, in order, and the flags as bits (bit `k` is `flags[k]`).
     pub fn pack(values: &[f64], flags: &[bool]) -> Self {
-        let mut out = Scalars { values: [0.0; MAX_SCALARS], flags: 0 };
+        let mut out = Scalars { values: [0.0; MAX_SCALARS], flags: 0, seed: 0 };
         for (slot, v) in out.values.iter_mut().zip(values) {
             *slot = *v as f32;
         }
@@ -259,13 +267,16 @@ impl KernelPipeline {
     /// The kernel's bind-group layout and its most common pipelines, for these storage formats.
     ///
     /// # Errors
-    /// [`crate::Error::Wgpu`] if wgpu refuses the composed module or its pipelines.
+    /// [`crate::Error::UnsupportedStorage`] or [`crate::Error::ShaderF16Unsupported`] for a
+    /// storage the device cannot run; [`crate::Error::Wgpu`] if wgpu refuses the composed module
+    /// or its pipelines.
     pub fn with_storage(
         device: &wgpu::Device,
         kernel: &'static Kernel,
         storage: Storage,
         amp: bool,
     ) -> crate::Result<Self> {
+        storage.check_features(device.features())?;
         let storage_entry = |binding, read_only| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -297,12 +308,18 @@ impl KernelPipeline {
         entries.extend((0..kernel.states.len() as u32).map(|i| storage_entry(3 + i, false)));
         // The spans a `SPANS` dispatch updates (tensors without gradients left out).
         entries.push(storage_entry(spans_binding(kernel), true));
+        // The parameter's f32 master copy, after the spans.
+        if storage.master {
+            entries.push(storage_entry(master_binding(kernel), false));
+        }
         if amp {
             // The loss scale, the step's decision and the scan's partials (`shaders/amp_state.wgsl`).
-            entries.push(storage_entry(spans_binding(kernel) + 1, false));
+            entries.push(storage_entry(amp_binding(kernel, storage), false));
         }
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name), entries: &entries });
+        // The seed is uploaded per step: the module depends only on the rest.
+        let storage = storage.variant();
         let pipeline = Self { layout, kernel, storage, amp, modules: Mutex::default(), variants: Mutex::default() };
         // The most common variants, compiled now so that shader errors surface at construction.
         pipeline.variant(device, 0, true, false, false, Entry::Update)?;
@@ -391,6 +408,18 @@ pub(crate) const SPAN_BLOCK: u64 = 1024;
 /// The binding of the `spans` array: after the kernel's state arrays.
 pub(crate) fn spans_binding(kernel: &Kernel) -> u32 {
     3 + kernel.states.len() as u32
+}
+
+/// The binding of a low-precision parameter's f32 master copy (where the storage keeps one):
+/// after the spans.
+pub(crate) fn master_binding(kernel: &Kernel) -> u32 {
+    spans_binding(kernel) + 1
+}
+
+/// The binding of the `amp` buffer (loss scaling and clipping): after the spans and the master
+/// copy, if any.
+pub(crate) fn amp_binding(kernel: &Kernel, storage: Storage) -> u32 {
+    master_binding(kernel) + u32::from(storage.master)
 }
 
 /// Workgroups for `n` elements as a 2-D grid, so that no dimension exceeds `max_per_dim`.

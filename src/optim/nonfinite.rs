@@ -7,7 +7,7 @@ use super::plan::window;
 use super::Scopes;
 use crate::context::GpuContext;
 use crate::error::Result;
-use crate::kernel::{compute_pipeline, workgroups};
+use crate::kernel::{compute_pipeline, workgroups, Format};
 
 /// Keep in sync with `struct Range` in `shaders/nonfinite.wgsl`.
 #[repr(C)]
@@ -15,7 +15,9 @@ use crate::kernel::{compute_pipeline, workgroups};
 struct RangeUniform {
     n: u32,
     off: u32,
-    _pad: [u32; 2],
+    /// The format's exponent bits (see the shader).
+    exponent: u32,
+    _pad: u32,
 }
 
 /// The scan's pipeline.
@@ -66,7 +68,7 @@ impl NonfiniteScan {
     pub fn scan<'a>(
         &self,
         ctx: &GpuContext,
-        slices: impl Iterator<Item = (&'a wgpu::Buffer, u64, u64)>,
+        slices: impl Iterator<Item = (&'a wgpu::Buffer, u64, u64, Format)>,
     ) -> Result<bool> {
         ctx.check_known_lost()?;
         let device = &ctx.device;
@@ -78,14 +80,19 @@ impl NonfiniteScan {
             (size_of::<RangeUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
         // Each slice bound as the optimizer binds it.
         let windows: Vec<_> = slices
-            .map(|(buffer, start, len)| {
-                let (resource, off) = window(buffer, start, len, align);
-                (resource, off, len)
+            .map(|(buffer, start, len, format)| {
+                let (resource, off) = window(buffer, start, len, align, format.element_bytes());
+                let exponent = match format {
+                    Format::BF16 => 0x7f80,
+                    Format::F16 => 0x7c00,
+                    _ => 0x7f80_0000,
+                };
+                (resource, off, len, exponent)
             })
             .collect();
         let mut uniforms = vec![0u8; (slot as usize) * windows.len().max(1)];
-        for (i, &(_, off, len)) in windows.iter().enumerate() {
-            let range = RangeUniform { n: len as u32, off, _pad: [0; 2] };
+        for (i, &(_, off, len, exponent)) in windows.iter().enumerate() {
+            let range = RangeUniform { n: len as u32, off, exponent, _pad: 0 };
             uniforms[i * slot as usize..][..size_of::<RangeUniform>()].copy_from_slice(bytemuck::bytes_of(&range));
         }
         // Mapped at creation rather than `create_buffer_init`, which panics on a lost device.
@@ -96,7 +103,7 @@ impl NonfiniteScan {
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&scan.pipeline);
-            for (i, (resource, _, len)) in windows.iter().enumerate() {
+            for (i, (resource, _, len, _)) in windows.iter().enumerate() {
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("nonfinite"),
                     layout: &scan.layout,

@@ -18,7 +18,7 @@ use super::plan;
 use super::record::{AmpStep, Recorder};
 use super::registration::{ParamBinding, StepKey, TensorInfo, Tensors};
 use super::state::{self, TensorState};
-use super::store::StateStore;
+use super::store::{StateStore, MASTER};
 use super::{Scopes, F32};
 
 /// A parameter group: its index in the optimizer. Groups have their own hyperparameters.
@@ -35,6 +35,8 @@ impl GroupId {
 #[derive(Debug)]
 struct Group {
     config: OptimizerConfig,
+    /// The formats of its parameters and gradients, its master copies and rounding.
+    storage: Storage,
     lr: f64,
     momentum: Option<f64>,
     schedule: Option<LrScheduler>,
@@ -44,8 +46,8 @@ struct Group {
 }
 
 impl Group {
-    fn new(config: OptimizerConfig) -> Self {
-        Self { lr: config.algorithm().lr(), momentum: None, schedule: None, schedule_at: 0, config }
+    fn new(config: OptimizerConfig, storage: Storage) -> Self {
+        Self { lr: config.algorithm().lr(), momentum: None, schedule: None, schedule_at: 0, config, storage }
     }
 
     /// The learning rate and momentum of the step after `steps` steps of the optimizer: the
@@ -153,8 +155,6 @@ pub struct Optimizer {
     store: StateStore,
     recorder: Recorder,
     nonfinite: NonfiniteScan,
-    /// The storage formats the kernels read and write (f32 unless built `with_storage`).
-    storage: Storage,
     steps: u64,
     /// What the last recorded steps changed that rewinding them takes back (the latest last; at
     /// most [`REWINDABLE`]).
@@ -177,18 +177,32 @@ impl Optimizer {
         Self::with_storage(ctx, config, Storage::F32)
     }
 
-    /// An optimizer whose kernels read and write parameters, gradients and state in the storage
-    /// formats of `storage` (f32 everywhere in [`Optimizer::new`]). Only f32 is supported today;
-    /// the composition takes other formats in one place (`kernel::Format`), and the tests run
-    /// every kernel on a test-only format through this constructor.
+    /// An optimizer whose default group stores its parameters and gradients as `storage` says
+    /// (f32 everywhere in [`Optimizer::new`]): f32, f16 (on a device with
+    /// `wgpu::Features::SHADER_F16`) or bf16 (two per `u32`, on every adapter), with an f32 master
+    /// copy of each parameter in the state or stochastic rounding; see [`Storage`]. `update()`
+    /// computes in f32 whatever the formats. Groups added with [`Optimizer::add_group`] take the
+    /// same storage; [`Optimizer::add_group_with_storage`] gives a group its own.
+    ///
+    /// ```no_run
+    /// use wgpu_optim::kernel::{Format, Storage};
+    /// use wgpu_optim::{AdamWConfig, GpuContext, Optimizer};
+    /// let ctx = GpuContext::new()?;
+    /// // bf16 parameters and gradients; the optimizer keeps an f32 master copy of each parameter.
+    /// let bf16 = Storage { param: Format::BF16, grad: Format::BF16, master: true, ..Storage::F32 };
+    /// let opt = Optimizer::with_storage(&ctx, AdamWConfig::default(), bf16)?;
+    /// # Ok::<(), wgpu_optim::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// As [`Optimizer::new`].
-    #[doc(hidden)]
+    /// As [`Optimizer::new`]; [`Error::UnsupportedStorage`] for a combination the optimizer does
+    /// not run ([`Storage::check`]), [`Error::ShaderF16Unsupported`] for f16 on a device without
+    /// `SHADER_F16`.
     pub fn with_storage(ctx: &GpuContext, config: impl Into<OptimizerConfig>, storage: Storage) -> Result<Self> {
         let config = config.into();
         let algorithm = config.algorithm();
         algorithm.validate()?;
+        storage.check_features(ctx.device.features())?;
         // Pipelines and buffers created on a lost device are quietly invalid: refuse it here.
         ctx.check_alive()?;
         let kernel = algorithm.kernel();
@@ -213,11 +227,10 @@ impl Optimizer {
         Ok(Self {
             ctx: ctx.clone(),
             kernel,
-            groups: vec![Group::new(config)],
+            groups: vec![Group::new(config, storage)],
             tensors: Tensors::new(max_chunk),
             store: StateStore::new(kernel, limits.max_buffer_size),
             recorder: Recorder::new(ctx, kernel, storage, false)?,
-            storage,
             nonfinite: NonfiniteScan::default(),
             steps: 0,
             recent: VecDeque::new(),
@@ -231,20 +244,57 @@ impl Optimizer {
         GroupId(0)
     }
 
-    /// A new parameter group with its own hyperparameters, of the same algorithm.
+    /// A new parameter group with its own hyperparameters, of the same algorithm, and the
+    /// default group's storage formats.
     ///
     /// # Errors
     /// [`Error::GroupAlgorithm`] for a config of another algorithm, [`Error::InvalidHyperparameter`]
     /// for an invalid one.
     pub fn add_group(&mut self, config: impl Into<OptimizerConfig>) -> Result<GroupId> {
+        let storage = self.groups[0].storage;
+        self.add_group_with_storage(config, storage)
+    }
+
+    /// A new parameter group with its own hyperparameters and its own storage formats (see
+    /// [`Optimizer::with_storage`]): f32 layers beside bf16 ones, say. Its kernel is compiled now.
+    ///
+    /// ```no_run
+    /// use wgpu_optim::kernel::{Format, Rounding, Storage};
+    /// use wgpu_optim::{AdamWConfig, GpuContext, Optimizer};
+    /// let ctx = GpuContext::new()?;
+    /// let mut opt = Optimizer::new(&ctx, AdamWConfig::default())?;
+    /// let sr = Storage { param: Format::BF16, grad: Format::BF16, rounding: Rounding::Stochastic { seed: 1 }, ..Storage::F32 };
+    /// let bf16 = opt.add_group_with_storage(AdamWConfig::default(), sr)?;
+    /// # Ok::<(), wgpu_optim::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Optimizer::add_group`]; [`Error::UnsupportedStorage`], [`Error::ShaderF16Unsupported`]
+    /// as [`Optimizer::with_storage`]; [`Error::Wgpu`] if wgpu refuses the kernel.
+    pub fn add_group_with_storage(&mut self, config: impl Into<OptimizerConfig>, storage: Storage) -> Result<GroupId> {
         let config = config.into();
         let (expected, got) = (self.groups[0].config.name(), config.name());
         if expected != got {
             return Err(Error::GroupAlgorithm { expected, got });
         }
         config.algorithm().validate()?;
-        self.groups.push(Group::new(config));
+        storage.check_features(self.ctx.device.features())?;
+        self.recorder.add_storage(&self.ctx, storage)?;
+        self.groups.push(Group::new(config, storage));
         Ok(GroupId(self.groups.len() - 1))
+    }
+
+    /// A group's storage formats.
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`].
+    pub fn storage(&self, group: GroupId) -> Result<Storage> {
+        Ok(self.groups.get(group.0).ok_or(Error::UnknownGroup(group.0))?.storage)
+    }
+
+    /// Each group's storage, in group order.
+    fn storages(&self) -> Vec<Storage> {
+        self.groups.iter().map(|g| g.storage).collect()
     }
 
     /// Registers tensors in `group` and allocates their state on the device (zeros, or the
@@ -269,11 +319,14 @@ impl Optimizer {
         self.ctx.check_alive()?;
         let algorithm = g.config.algorithm();
         let lr = g.hyper(self.steps)?.0;
-        let init: Vec<Option<f32>> = (algorithm.states_used().iter().enumerate())
+        let storage = g.storage;
+        let mut init: Vec<Option<f32>> = (algorithm.states_used().iter().enumerate())
             // Written by the host, so stored in the state's format.
-            .map(|(k, &used)| used.then(|| self.storage.state.encode(algorithm.initial_state(k, lr) as f32)))
+            .map(|(k, &used)| used.then(|| storage.state.encode(algorithm.initial_state(k, lr) as f32)))
             .collect();
-        let added = self.tensors.add(&self.ctx, &mut self.store, group.0, self.steps, &init, bindings)?;
+        // The master copy, the store's last array: filled from the parameters.
+        init.push(storage.master.then_some(0.0));
+        let added = self.tensors.add(&self.ctx, &mut self.store, group.0, storage, self.steps, &init, bindings)?;
         if let Some(amp) = self.amp.as_mut().filter(|a| a.scaler.is_some()) {
             // A class of their own (from no skipped steps), shared with tensors registered at
             // the same step count.
@@ -667,7 +720,7 @@ impl Optimizer {
     /// gradient ([`Optimizer::set_has_grad`]) cut runs into stretches, each up to three (a
     /// one-wide head, four-wide, a one-wide tail). Nothing is built or changed.
     pub fn dispatch_count(&self) -> usize {
-        plan::dispatch_count(&self.ctx.device, &self.tensors, &self.store)
+        plan::dispatch_count(&self.ctx.device, &self.tensors, &self.store, &self.storages())
     }
 
     /// The kernel's state arrays, by PyTorch's names (`exp_avg`, ...).
@@ -749,7 +802,12 @@ impl Optimizer {
             }
             input
         };
-        let scalars = |group: usize, key: StepKey| groups[group].config.algorithm().scalars(&input(group, key));
+        let scalars = |group: usize, key: StepKey| {
+            let mut s = groups[group].config.algorithm().scalars(&input(group, key));
+            s.seed = groups[group].storage.rounding.step_seed(step - key.origin);
+            s
+        };
+        let storages = self.storages();
         // Loss scaling: classes that part this step split (see amp.rs); applied once recorded.
         let (ops, moves) = match self.amp.as_mut() {
             Some(amp) if amp.scaler.is_some() => class_ops(&self.tensors, amp),
@@ -759,7 +817,17 @@ impl Optimizer {
             .map(|g| self.amp.as_ref().and_then(|a| a.clip.as_ref()).is_some_and(|c| c.clips(g)))
             .collect();
         let amp = self.amp.as_mut().map(|amp| AmpStep { amp, clipped: &clipped, ops: &ops });
-        self.recorder.record(&self.ctx, &self.tensors, &self.store, encoder, step, scalars, amp, timestamp_writes)?;
+        self.recorder.record(
+            &self.ctx,
+            &self.tensors,
+            &self.store,
+            &storages,
+            encoder,
+            step,
+            scalars,
+            amp,
+            timestamp_writes,
+        )?;
         let classes: Vec<(usize, u32)> = moves
             .into_iter()
             .map(|(i, class)| {
@@ -824,13 +892,20 @@ impl Optimizer {
 
     /// Reads one tensor's state array back to the host (for checkpoints and tests; a step never
     /// reads anything back). `None` if the tensor's group does not keep that array, or if the
-    /// kernel has no array of that name.
+    /// kernel has no array of that name. `"master"` is the f32 master copy of a low-precision
+    /// parameter whose group keeps one ([`Storage::master`]).
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] for a parameter index never registered; [`Error::DeviceLost`] if the
     /// device fails.
     pub fn read_state(&self, param: usize, name: &str) -> Result<Option<Vec<f32>>> {
         let tensor = self.tensors.info(param).ok_or_else(|| self.unknown_param(param))?;
+        if name == MASTER {
+            return match self.groups[tensor.group].storage.master {
+                true => state::read(&self.ctx, &self.tensors, &self.store, param, self.kernel.states.len()).map(Some),
+                false => Ok(None),
+            };
+        }
         let Some(k) = self.kernel.state_index(name) else {
             return Ok(None);
         };
@@ -917,7 +992,15 @@ impl Optimizer {
         let amp = if on { Some(Amp::new(&self.ctx, scaler, clip)?) } else { None };
         let recorder = match (on, self.amp.is_some()) {
             (true, true) | (false, false) => None,
-            _ => Some(Recorder::new(&self.ctx, self.kernel, self.storage, on)?),
+            _ => {
+                // Every group's storage compiled again, as the variant with or without `amp`.
+                let storages = self.storages();
+                let mut recorder = Recorder::new(&self.ctx, self.kernel, storages[0], on)?;
+                for &storage in &storages[1..] {
+                    recorder.add_storage(&self.ctx, storage)?;
+                }
+                Some(recorder)
+            }
         };
         if let Some(skips) = fold {
             let counts: Vec<(u64, u64)> = (0..self.tensors.len())
@@ -972,10 +1055,10 @@ impl Optimizer {
     /// [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
     pub fn found_nonfinite(&self) -> Result<bool> {
         // Only the gradients a step would read: PyTorch's GradScaler checks only `p.grad`s that exist.
-        let tensors = &self.tensors;
+        let (tensors, groups) = (&self.tensors, &self.groups);
         let gradients = (tensors.pieces())
             .filter(|p| tensors.has_grad(p.param) == Some(true))
-            .map(|p| (p.span.grad, p.span.grad_start, p.span.len));
+            .map(|p| (p.span.grad, p.span.grad_start, p.span.len, groups[p.span.group].storage.grad));
         self.nonfinite.scan(&self.ctx, gradients)
     }
 
@@ -1024,6 +1107,12 @@ impl Optimizer {
         self.groups[g].config.algorithm().check_carry(carry)
     }
 
+    /// Whether group `g` keeps an f32 master copy of its parameters (the state array after the
+    /// kernel's own).
+    pub(super) fn keeps_master(&self, g: usize) -> bool {
+        self.groups[g].storage.master
+    }
+
     /// Whether group `g`'s algorithm carries anything from step to step.
     pub(super) fn group_carries(&self, g: usize) -> bool {
         let algorithm = self.groups[g].config.algorithm();
@@ -1068,7 +1157,12 @@ impl Optimizer {
     /// [`Error::DeviceLost`] or [`Error::Wgpu`] if the device fails.
     pub(super) fn export_state(&self) -> Result<Vec<TensorState<Vec<f32>>>> {
         let groups = &self.groups;
-        state::export(&self.ctx, &self.tensors, &self.store, |g| groups[g].config.algorithm().states_used())
+        let kept = |g: usize| {
+            let mut kept = groups[g].config.algorithm().states_used();
+            kept.push(groups[g].storage.master);
+            kept
+        };
+        state::export(&self.ctx, &self.tensors, &self.store, kept)
     }
 
     /// Puts a checkpoint in place: the schedules' states first (a schedule can still refuse its

@@ -5,7 +5,7 @@
 
 use std::num::NonZeroU64;
 
-use crate::kernel::{workgroups, StepUniform, SPAN_BLOCK};
+use crate::kernel::{workgroups, StepUniform, Storage, SPAN_BLOCK};
 
 use super::registration::{Piece, StepKey, Tensors};
 use super::store::StateStore;
@@ -20,7 +20,7 @@ pub(super) struct Run {
     pub pieces: Vec<(usize, u64, u64)>,
     /// Elements.
     pub n: u64,
-    /// Where the run's slices start within their bindings, in elements.
+    /// Where the run's slices start within their bindings, in elements (of each role's format).
     pub param_off: u32,
     pub grad_off: u32,
     pub state_off: u32,
@@ -132,7 +132,7 @@ const SMALL_RUN: u64 = 4096;
 
 /// The pieces merged into runs, each one binding: adjacent pieces of one group whose state,
 /// parameter and gradient elements all follow on.
-fn runs<'a>(tensors: &'a Tensors, store: &StateStore, align: u64) -> Vec<(Run, Piece<'a>)> {
+fn runs<'a>(tensors: &'a Tensors, store: &StateStore, storages: &[Storage], align: u64) -> Vec<(Run, Piece<'a>)> {
     // In the order of the state, so that pieces laid out together meet whatever order they were
     // registered in.
     let mut pieces: Vec<Piece<'a>> = tensors.pieces().collect();
@@ -149,15 +149,16 @@ fn runs<'a>(tensors: &'a Tensors, store: &StateStore, align: u64) -> Vec<(Run, P
                 continue;
             }
         }
-        // Where each slice starts within its binding, in elements (see `window`).
-        let within = |start: u64| (start * F32 % align / F32) as u32;
+        // Where each slice starts within its binding, in elements of its format (see `window`).
+        let within = |start: u64, bytes: u64| (start * bytes % align / bytes) as u32;
+        let storage = storages[p.span.group];
         let run = Run {
             group: p.span.group,
             pieces: vec![(p.param, 0, p.span.len)],
             n: p.span.len,
-            param_off: within(p.span.param_start),
-            grad_off: within(p.span.grad_start),
-            state_off: if store.keeps_state(p.slot.block) { within(p.slot.offset) } else { 0 },
+            param_off: within(p.span.param_start, storage.param.element_bytes()),
+            grad_off: within(p.span.grad_start, storage.grad.element_bytes()),
+            state_off: if store.keeps_state(p.slot.block) { within(p.slot.offset, F32) } else { 0 },
             keeps_state: store.keeps_state(p.slot.block),
             span_region: None,
         };
@@ -262,20 +263,27 @@ pub(super) fn dispatches(runs: &[Run], key: impl Fn(usize) -> Option<StepKey>) -
 }
 
 /// Dispatches one step records now, without building anything.
-pub(super) fn dispatch_count(device: &wgpu::Device, tensors: &Tensors, store: &StateStore) -> usize {
+pub(super) fn dispatch_count(
+    device: &wgpu::Device,
+    tensors: &Tensors,
+    store: &StateStore,
+    storages: &[Storage],
+) -> usize {
     let align = device.limits().min_storage_buffer_offset_alignment as u64;
-    let runs: Vec<Run> = runs(tensors, store, align).into_iter().map(|(run, _)| run).collect();
+    let runs: Vec<Run> = runs(tensors, store, storages, align).into_iter().map(|(run, _)| run).collect();
     dispatches(&runs, |t| tensors.step_key(t)).dispatches.len()
 }
 
 impl Plan {
-    /// Merges the pieces into runs and creates their bind groups (`layout`, with `unused[k]`
-    /// bound where a group does not keep state array `k`) and a uniform buffer of at least
-    /// `min_slots` slots. wgpu reports what goes wrong (a destroyed buffer, say) to the caller's
-    /// error scopes.
+    /// Merges the pieces into runs and creates their bind groups (`layouts[group]`, with
+    /// `unused[k]` bound where a group does not keep state array `k`, and the master copy after
+    /// the spans where `storages[group]` keeps one) and a uniform buffer of at least `min_slots`
+    /// slots. wgpu reports what goes wrong (a destroyed buffer, say) to the caller's error scopes.
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         device: &wgpu::Device,
-        layout: &wgpu::BindGroupLayout,
+        layouts: &[&wgpu::BindGroupLayout],
+        storages: &[Storage],
         unused: &[wgpu::Buffer],
         tensors: &Tensors,
         store: &StateStore,
@@ -286,7 +294,7 @@ impl Plan {
         let align = limits.min_storage_buffer_offset_alignment as u64;
         let slot_size =
             (size_of::<StepUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
-        let mut runs = runs(tensors, store, align);
+        let mut runs = runs(tensors, store, storages, align);
         // A span region for each run that can take `SPANS` dispatches: a block table and room
         // for a span per piece, each region at an aligned offset after a first, small one bound
         // where a run has none.
@@ -320,8 +328,10 @@ impl Plan {
             .iter()
             .map(|(run, merged)| {
                 let n = run.n;
-                let (param, _) = window(merged.span.param, merged.span.param_start, n, align);
-                let (grad, _) = window(merged.span.grad, merged.span.grad_start, n, align);
+                let storage = storages[run.group];
+                let (param_bytes, grad_bytes) = (storage.param.element_bytes(), storage.grad.element_bytes());
+                let (param, _) = window(merged.span.param, merged.span.param_start, n, align, param_bytes);
+                let (grad, _) = window(merged.span.grad, merged.span.grad_start, n, align, grad_bytes);
                 let mut entries = vec![
                     wgpu::BindGroupEntry {
                         binding: 0,
@@ -336,7 +346,7 @@ impl Plan {
                 ];
                 for (k, unused) in unused.iter().enumerate() {
                     let resource = match store.buffer(merged.slot.block, k) {
-                        Some(buffer) => window(buffer, merged.slot.offset, n, align).0,
+                        Some(buffer) => window(buffer, merged.slot.offset, n, align, F32).0,
                         None => unused.as_entire_binding(),
                     };
                     entries.push(wgpu::BindGroupEntry { binding: 3 + k as u32, resource });
@@ -353,15 +363,23 @@ impl Plan {
                         size: NonZeroU64::new(size),
                     }),
                 });
+                if storage.master {
+                    let buffer = store.buffer(merged.slot.block, unused.len()).expect("a master copy is kept");
+                    let resource = window(buffer, merged.slot.offset, n, align, F32).0;
+                    // After the spans (`kernel::master_binding`): one binding per state array is
+                    // in `unused`.
+                    entries.push(wgpu::BindGroupEntry { binding: 4 + unused.len() as u32, resource });
+                }
                 if let Some(amp) = amp {
+                    // After the master copy, if any (`kernel::amp_binding`).
                     entries.push(wgpu::BindGroupEntry {
-                        binding: 4 + unused.len() as u32,
+                        binding: 4 + unused.len() as u32 + u32::from(storage.master),
                         resource: amp.as_entire_binding(),
                     });
                 }
                 device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("wgpu-optim step"),
-                    layout,
+                    layout: layouts[run.group],
                     entries: &entries,
                 })
             })
@@ -371,15 +389,19 @@ impl Plan {
     }
 }
 
-/// Binds `n` f32 elements from element `start`, beginning at the `align`ed byte offset at or
-/// before it; returns the binding and the slice's first element within it.
-pub(super) fn window(buffer: &wgpu::Buffer, start: u64, n: u64, align: u64) -> (wgpu::BindingResource<'_>, u32) {
-    let bytes = start * F32;
+/// Binds `n` elements of `element_bytes` each from element `start`, beginning at the `align`ed
+/// byte offset at or before it and ending at a multiple of four bytes (within the buffer);
+/// returns the binding and the slice's first element within it.
+pub(super) fn window(
+    buffer: &wgpu::Buffer,
+    start: u64,
+    n: u64,
+    align: u64,
+    element_bytes: u64,
+) -> (wgpu::BindingResource<'_>, u32) {
+    let bytes = start * element_bytes;
     let offset = bytes / align * align;
-    let resource = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-        buffer,
-        offset,
-        size: NonZeroU64::new(bytes - offset + n * F32),
-    });
-    (resource, ((bytes - offset) / F32) as u32)
+    let size = (bytes - offset + n * element_bytes).next_multiple_of(4).min(buffer.size() - offset);
+    let resource = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset, size: NonZeroU64::new(size) });
+    (resource, ((bytes - offset) / element_bytes) as u32)
 }

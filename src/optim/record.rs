@@ -1,12 +1,13 @@
 //! Recording a step: the kernel's pipelines, the plan (built when the tensors change), the
 //! upload of the step's scalars and the compute pass.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 
 use crate::context::GpuContext;
 use crate::error::Result;
-use crate::kernel::{Entry, Kernel, KernelPipeline, Scalars, StepUniform, Storage};
+use crate::kernel::{Entry as Stage, Kernel, KernelPipeline, Scalars, StepUniform, Storage};
 
 use super::amp::{Amp, ClassOps};
 use super::plan::{self, Plan};
@@ -19,7 +20,10 @@ use super::Scopes;
 #[derive(Debug)]
 pub(super) struct Recorder {
     kernel: &'static Kernel,
-    pipeline: KernelPipeline,
+    /// The kernel's layout and pipelines per storage its groups use (keyed without the seed).
+    pipelines: HashMap<Storage, KernelPipeline>,
+    /// Whether its pipelines are the loss-scaling variants (with the `amp` binding).
+    amp: bool,
     /// Bound where a group leaves a state array unused (16 bytes, one per state slot: WebGPU
     /// forbids one writable buffer at two bindings of a dispatch).
     unused: Vec<wgpu::Buffer>,
@@ -60,6 +64,7 @@ impl Recorder {
         let popped = scopes.pop(&format!("kernel {}", kernel.name));
         let pipeline = pipeline?;
         popped?;
+        let pipelines = HashMap::from([(storage.variant(), pipeline)]);
         let scopes = Scopes::push(device);
         let unused = (0..kernel.states.len())
             .map(|_| {
@@ -73,7 +78,22 @@ impl Recorder {
             .collect();
         scopes.pop(&format!("kernel {}", kernel.name))?;
         let belt = wgpu::util::StagingBelt::new(device.clone(), 4096);
-        Ok(Self { kernel, pipeline, unused, plan: None, plan_generation: None, belt })
+        Ok(Self { kernel, pipelines, amp, unused, plan: None, plan_generation: None, belt })
+    }
+
+    /// Compiles the kernel for `storage` too (a group's own), unless it is already.
+    ///
+    /// # Errors
+    /// As [`Recorder::new`].
+    pub fn add_storage(&mut self, ctx: &GpuContext, storage: Storage) -> Result<()> {
+        if let MapEntry::Vacant(entry) = self.pipelines.entry(storage.variant()) {
+            let scopes = Scopes::push(&ctx.device);
+            let pipeline = KernelPipeline::with_storage(&ctx.device, self.kernel, storage, self.amp);
+            let popped = scopes.pop(&format!("kernel {}", self.kernel.name));
+            entry.insert(pipeline?);
+            popped?;
+        }
+        Ok(())
     }
 
     /// Forgets the plan: the tensors changed.
@@ -86,13 +106,13 @@ impl Recorder {
         self.plan.is_none()
     }
 
-    /// Records one step into `encoder`: the upload of each dispatch's scalars (`scalars(group,
-    /// key)`, once per pair; `step` is the optimizer's count, from which each dispatch's own
-    /// count follows), then one compute pass, with `timestamp_writes` if given, over the tensors
-    /// that have a gradient. With `amp` (loss scaling or clipping) the pass first scans the
-    /// gradients and decides the step on the device (see `amp.rs`). Everything that can fail
-    /// (building the plan, compiling a pipeline, allocating the upload) runs in error scopes
-    /// before the encoder is touched.
+    /// Records one step into `encoder` (`storages[group]`: each group's storage): the upload of
+    /// each dispatch's scalars (`scalars(group, key)`, once per pair; `step` is the optimizer's
+    /// count, from which each dispatch's own count follows), then one compute pass, with
+    /// `timestamp_writes` if given, over the tensors that have a gradient. With `amp` (loss
+    /// scaling or clipping) the pass first scans the gradients and decides the step on the device
+    /// (see `amp.rs`). Everything that can fail (building the plan, compiling a pipeline,
+    /// allocating the upload) runs in error scopes before the encoder is touched.
     ///
     /// # Errors
     /// [`crate::Error::Wgpu`] if wgpu refuses the plan (a buffer destroyed since it was registered, say)
@@ -103,6 +123,7 @@ impl Recorder {
         ctx: &GpuContext,
         tensors: &Tensors,
         store: &StateStore,
+        storages: &[Storage],
         encoder: &mut wgpu::CommandEncoder,
         step: u64,
         scalars: impl Fn(usize, StepKey) -> Scalars,
@@ -112,10 +133,13 @@ impl Recorder {
         let device = &ctx.device;
         let scopes = Scopes::push(device);
         let generation = amp.as_ref().map(|a| a.amp.generation);
+        let pipelines: Vec<&KernelPipeline> = storages.iter().map(|s| &self.pipelines[&s.variant()]).collect();
+        let layouts: Vec<&wgpu::BindGroupLayout> = pipelines.iter().map(|p| &p.layout).collect();
         let build = |min_slots: usize, amp: Option<&Amp>| {
             Plan::build(
                 device,
-                &self.pipeline.layout,
+                &layouts,
+                storages,
                 &self.unused,
                 tensors,
                 store,
@@ -149,9 +173,14 @@ impl Recorder {
                 let h = d.header(run);
                 let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
                 let spans = d.spans.is_some();
-                let pipeline = self.pipeline.variant(device, s.flags, offsets, d.wide, spans, Entry::Update)?;
-                let mut uniform =
-                    StepUniform { flags: s.flags, scalars: s.values, t: (step - d.key.origin) as u32, ..h };
+                let pipeline = pipelines[run.group].variant(device, s.flags, offsets, d.wide, spans, Stage::Update)?;
+                let mut uniform = StepUniform {
+                    flags: s.flags,
+                    seed: s.seed,
+                    scalars: s.values,
+                    t: (step - d.key.origin) as u32,
+                    ..h
+                };
                 let scan = match &amp {
                     Some(a) => {
                         uniform.amp_class = d.key.amp_class;
@@ -159,7 +188,7 @@ impl Recorder {
                         uniform.partial_first = partials as u32;
                         let (x, y) = d.workgroups(max_per_dim);
                         partials += u64::from(x) * u64::from(y);
-                        Some(self.pipeline.variant(device, s.flags, offsets, d.wide, spans, Entry::Scan)?)
+                        Some(pipelines[run.group].variant(device, s.flags, offsets, d.wide, spans, Stage::Scan)?)
                     }
                     None => None,
                 };

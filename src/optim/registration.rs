@@ -8,12 +8,16 @@ use std::ops::Range;
 use crate::algorithm::Carry;
 use crate::context::GpuContext;
 use crate::error::{Error, Result};
+use crate::kernel::{Format, Storage};
 
 use super::store::{Request, Slot, StateStore};
 use super::F32;
 
-/// Where one parameter tensor and its gradient live: ranges of f32 elements in the engine's
-/// buffers. Both buffers need `BufferUsages::STORAGE` and must be distinct.
+/// Where one parameter tensor and its gradient live: ranges of elements in the engine's buffers,
+/// in the formats of its group's [`crate::kernel::Storage`] (f32 by default; offsets and lengths
+/// count elements of each buffer's own format). Both buffers need `BufferUsages::STORAGE` and must
+/// be distinct; a parameter whose group keeps an f32 master copy also needs `COPY_SRC` (the copy
+/// is read from it at registration).
 #[derive(Clone, Debug)]
 pub struct ParamBinding {
     /// The parameter's buffer, updated in place.
@@ -160,7 +164,8 @@ pub(super) struct Tensors {
     max_chunk: u64,
     /// Each non-empty tensor's parameter range, `(buffer, first element) -> (end, index)`, kept
     /// sorted so that a registration checks overlaps against its neighbours only: O(log n) per
-    /// tensor, rather than sorting every range again on each call.
+    /// tensor, rather than sorting every range again on each call. In bytes: groups may store
+    /// parameters in formats of different sizes.
     ranges: BTreeMap<(wgpu::Buffer, u64), (u64, usize)>,
     /// Each group's last chunk, which a new chunk of the group may continue.
     last_chunk: Vec<Option<usize>>,
@@ -317,34 +322,43 @@ impl Tensors {
         Piece { param: c.param, start: c.start, span, slot: c.slot }
     }
 
-    /// Checks `bindings`, then registers them in `group` at step `added_at` and lays out their
-    /// state in `store` (array `k` starting at `init[k]`, not kept where `None`). Returns their
-    /// indices.
+    /// Checks `bindings` (in the formats of `storage`), then registers them in `group` at step
+    /// `added_at` and lays out their state in `store` (array `k` starting at `init[k]`, not kept
+    /// where `None`; with `storage.master`, the last array is the master copy, read from the
+    /// parameters). Returns their indices.
     ///
     /// # Errors
     /// Checked before anything changes: [`Error::BufferUsage`], [`Error::ParamIsGrad`],
     /// [`Error::OutOfBounds`], [`Error::ForeignBuffer`] and [`Error::Overlap`] (with each other or
     /// with tensors already registered); [`Error::Wgpu`] if the device cannot allocate the state,
     /// in which case nothing is registered either.
+    #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
         ctx: &GpuContext,
         store: &mut StateStore,
         group: usize,
+        storage: Storage,
         added_at: u64,
         init: &[Option<f32>],
         bindings: &[ParamBinding],
     ) -> Result<Range<usize>> {
         let first = self.params.len();
         for (i, b) in bindings.iter().enumerate() {
-            check_binding(first + i, b)?;
+            check_binding(first + i, b, storage)?;
             // Buffer identity is only meaningful on one device, so that is checked first.
             check_device(&ctx.device, first + i, b)?;
             if b.param == b.grad {
                 return Err(Error::ParamIsGrad { index: first + i });
             }
         }
-        self.check_overlaps(bindings)?;
+        let param_bytes = storage.param.element_bytes();
+        self.check_overlaps(bindings, param_bytes)?;
+        // The master copies' start values, read before anything changes.
+        let masters = match storage.master {
+            true => Some(read_params(ctx, storage.param, bindings)?),
+            false => None,
+        };
 
         // Cut each tensor into chunks; each follows its group's previous chunk where it continues it.
         let last = self.last_chunk.get(group).copied().flatten();
@@ -391,6 +405,15 @@ impl Tensors {
         for ((param, start, r), slot) in pieces.into_iter().zip(slots) {
             self.chunks.push(Chunk { param, start, len: r.len, slot });
         }
+        if let Some(masters) = masters {
+            let k = init.len() - 1;
+            for c in &self.chunks[self.chunks.len() - requests.len()..] {
+                let values = &masters[c.param - first][c.start as usize..(c.start + c.len) as usize];
+                if let (Some(buffer), false) = (store.buffer(c.slot.block, k), values.is_empty()) {
+                    ctx.queue.write_buffer(buffer, c.slot.offset * F32, bytemuck::cast_slice(values));
+                }
+            }
+        }
         if added_chunks {
             if self.last_chunk.len() <= group {
                 self.last_chunk.resize(group + 1, None);
@@ -398,19 +421,20 @@ impl Tensors {
             self.last_chunk[group] = Some(self.chunks.len() - 1);
         }
         for (i, b) in bindings.iter().enumerate().filter(|(_, b)| b.len > 0) {
-            self.ranges.insert((b.param.clone(), b.param_offset), (b.param_offset + b.len, first + i));
+            let (start, end) = (b.param_offset * param_bytes, (b.param_offset + b.len) * param_bytes);
+            self.ranges.insert((b.param.clone(), start), (end, first + i));
         }
         Ok(first..self.params.len())
     }
 
     /// Whether the parameter ranges of `new` overlap each other or a registered tensor's: the new
     /// ranges sorted among themselves, and each looked up between its registered neighbours.
-    fn check_overlaps(&self, new: &[ParamBinding]) -> Result<()> {
+    fn check_overlaps(&self, new: &[ParamBinding], param_bytes: u64) -> Result<()> {
         let first = self.params.len();
         let overlap = |a: usize, b: usize| Error::Overlap { what: "param", a: a.min(b), b: a.max(b) };
         let mut ranges: Vec<(&wgpu::Buffer, u64, u64, usize)> = (new.iter().enumerate())
             .filter(|(_, b)| b.len > 0)
-            .map(|(i, b)| (&b.param, b.param_offset, b.param_offset + b.len, first + i))
+            .map(|(i, b)| (&b.param, b.param_offset * param_bytes, (b.param_offset + b.len) * param_bytes, first + i))
             .collect();
         ranges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         for w in ranges.windows(2) {
@@ -434,14 +458,42 @@ impl Tensors {
     }
 }
 
-fn check_binding(index: usize, b: &ParamBinding) -> Result<()> {
+/// The values of each tensor's parameter, as f32 (a master copy's start).
+fn read_params(ctx: &GpuContext, format: Format, bindings: &[ParamBinding]) -> Result<Vec<Vec<f32>>> {
+    let bytes = format.element_bytes();
+    // The 32-bit words that hold each tensor's elements.
+    let words: Vec<(&wgpu::Buffer, u64, u64)> = (bindings.iter())
+        .map(|b| {
+            let (start, end) = (b.param_offset * bytes / F32, ((b.param_offset + b.len) * bytes).div_ceil(F32));
+            (&b.param, start, if b.len == 0 { 0 } else { end - start })
+        })
+        .collect();
+    let read = crate::readback::read_ranges(ctx, &words)?;
+    Ok((bindings.iter().zip(read))
+        .map(|(b, w)| format.decode(&w, b.param_offset * bytes % F32 / bytes, b.len))
+        .collect())
+}
+
+fn check_binding(index: usize, b: &ParamBinding, storage: Storage) -> Result<()> {
     for (role, buffer) in [("param", &b.param), ("grad", &b.grad)] {
         if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
             return Err(Error::BufferUsage { label: format!("{role} {index}"), missing: "STORAGE" });
         }
     }
-    for (role, buffer, offset) in [("param", &b.param, b.param_offset), ("grad", &b.grad, b.grad_offset)] {
-        let buffer_len = buffer.size() / F32;
+    if storage.master && !b.param.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+        return Err(Error::BufferUsage {
+            label: format!("param {index} (its master copy is read from it)"),
+            missing: "COPY_SRC",
+        });
+    }
+    let roles = [
+        ("param", &b.param, b.param_offset, storage.param.element_bytes()),
+        ("grad", &b.grad, b.grad_offset, storage.grad.element_bytes()),
+    ];
+    for (role, buffer, offset, bytes) in roles {
+        // Bindings cover whole 4-byte words: a 16-bit element in a buffer's last two bytes of an
+        // odd word could not be bound.
+        let buffer_len = buffer.size() / F32 * F32 / bytes;
         let end = offset.saturating_add(b.len);
         if end > buffer_len {
             return Err(Error::OutOfBounds { what: format!("{role} {index}"), offset, end, buffer_len });

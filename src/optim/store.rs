@@ -53,6 +53,10 @@ pub(super) struct StateStore {
     max_elements: u64,
 }
 
+/// The name of the state array that holds a low-precision parameter's f32 master copy: the
+/// store's last array, after the kernel's own.
+pub(crate) const MASTER: &str = "master";
+
 /// The state buffers' usage: bound by steps, read back and written by checkpoints, copied on growth.
 const USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
@@ -61,9 +65,12 @@ const USAGE: wgpu::BufferUsages =
 const FILL_BLOCK: usize = 1 << 18;
 
 impl StateStore {
-    /// No state yet, for `kernel`'s arrays on a device whose buffers hold `max_buffer_size` bytes.
+    /// No state yet, for `kernel`'s arrays and a parameter's f32 master copy (array
+    /// `kernel.states.len()`, see [`MASTER`]) on a device whose buffers hold `max_buffer_size`
+    /// bytes.
     pub fn new(kernel: &Kernel, max_buffer_size: u64) -> Self {
-        Self { blocks: Vec::new(), names: kernel.state_names().collect(), max_elements: max_buffer_size / F32 }
+        let names = kernel.state_names().chain([MASTER]).collect();
+        Self { blocks: Vec::new(), names, max_elements: max_buffer_size / F32 }
     }
 
     /// The buffer of state array `k` of a block; `None` where its group does not keep that array.

@@ -92,12 +92,15 @@ struct VariantFile {
     file: String,
     kernel: &'static str,
     states: usize,
+    /// Whether it binds a master copy after the spans.
+    master: bool,
 }
 
 /// What [`write()`] wrote: how many variants the page compiles and how many cases it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Written {
-    /// Composed variants (every kernel, flag combination and supported storage).
+    /// Composed variants (every kernel, flag combination and supported storage without f16,
+    /// which not every browser's adapter has).
     pub variants: usize,
     /// Registry cases (optimizer and flag combinations), run for three steps each.
     pub cases: usize,
@@ -117,11 +120,14 @@ pub fn write(dir: &Path, edit: &dyn Fn(&str, String) -> String) -> Result<Writte
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut variants = Vec::new();
     for kernel in kernels() {
-        for variant in Variant::all(kernel).into_iter().filter(|v| v.storage == Storage::F32 && !v.amp) {
+        // bf16 storage needs no feature: it must compile everywhere, browsers included. (The
+        // loss-scaling variants are validated by naga; the page binds no `amp` buffer.)
+        for variant in Variant::all(kernel).into_iter().filter(|v| !v.storage.uses_f16() && !v.amp) {
             let file = variant.file_name();
             let path = dir.join(&file);
             std::fs::write(&path, edit(kernel.name, variant.source())).map_err(io(&path))?;
-            variants.push(VariantFile { file, kernel: kernel.name, states: kernel.states.len() });
+            let (states, master) = (kernel.states.len(), variant.storage.master);
+            variants.push(VariantFile { file, kernel: kernel.name, states, master });
         }
     }
     let mut cases = Vec::new();

@@ -40,6 +40,7 @@ use super::amp::{ClipGradNorm, GradScalerConfig};
 use super::optimizer::{check_momentum, AmpRestore, GroupSnapshot, Optimizer, Restore};
 use super::registration::TensorInfo;
 use super::state::TensorState;
+use super::store::MASTER;
 use crate::algorithm::{Carry, OptimizerConfig};
 use crate::error::{Error, Result};
 use crate::kernel::StateArray;
@@ -171,7 +172,7 @@ impl Optimizer {
         let path = path.as_ref();
         let fail = refusal(path);
         let (target, existing) = save_target(path)?;
-        let names = self.state_names();
+        let names = self.stored_names();
         let arrays = self.state_arrays()?;
         let mut tensors: Vec<(String, Vec<u8>, usize)> = Vec::new();
         for s in self.export_state()? {
@@ -634,13 +635,15 @@ impl Optimizer {
         snapshots: &[GroupSnapshot],
     ) -> Result<Vec<(usize, usize, String)>> {
         let fail = refusal(path);
-        let names = self.state_names();
+        let names = self.stored_names();
         let our_params = self.tensor_infos();
         // Exactly the tensors this optimizer keeps, of the right type and shape: then the data is
         // as long as this optimizer's state, and the file (whose size the header matched) too.
         let mut expected = Vec::new();
         for (param, ours) in our_params.iter().enumerate() {
-            let used = snapshots[ours.group].config.algorithm().states_used();
+            let mut used = snapshots[ours.group].config.algorithm().states_used();
+            // A low-precision parameter's master copy, after the kernel's arrays.
+            used.push(self.keeps_master(ours.group));
             for (state, name) in names.iter().enumerate().filter(|(k, _)| used[*k]) {
                 let tensor_name = tensor_name(param, name);
                 let info = header.info(&tensor_name).ok_or_else(|| fail(format!("lacks tensor {tensor_name}")))?;
@@ -662,9 +665,17 @@ impl Optimizer {
         Ok(expected)
     }
 
-    /// The kernel's state arrays, in binding order (every group has the same kernel).
-    fn state_arrays(&self) -> Result<&'static [StateArray]> {
-        Ok(self.group_config(self.default_group())?.algorithm().kernel().states)
+    /// The kernel's state arrays, in binding order (every group has the same kernel), and the
+    /// master copy of a low-precision parameter (any finite value).
+    fn state_arrays(&self) -> Result<Vec<StateArray>> {
+        let kernel = self.group_config(self.default_group())?.algorithm().kernel();
+        Ok(kernel.states.iter().copied().chain([StateArray::always(MASTER)]).collect())
+    }
+
+    /// The names of the arrays a checkpoint may hold per tensor: the kernel's state arrays, then
+    /// the master copy.
+    fn stored_names(&self) -> Vec<&'static str> {
+        self.state_names().into_iter().chain([MASTER]).collect()
     }
 }
 
