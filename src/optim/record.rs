@@ -137,7 +137,7 @@ impl Recorder {
         // Each group's flags, and whether a dispatch's slices start inside their bindings, pick a
         // pipeline specialized for them (compiled the first time a step needs it). The scalars
         // are computed once per (group, key). With loss scaling or clipping, each dispatch's
-        // gradient scan writes a partial norm per workgroup, one after the other.
+        // gradient scan writes a partial norm per invocation of its grid, one after the other.
         let max_per_dim = device.limits().max_compute_workgroups_per_dimension;
         let mut cache: HashMap<(usize, StepKey), Scalars> = HashMap::new();
         let mut partials = 0u64;
@@ -157,8 +157,7 @@ impl Recorder {
                         uniform.amp_class = d.key.amp_class;
                         uniform.clipped = u32::from(a.clipped[run.group]);
                         uniform.partial_first = partials as u32;
-                        let (x, y) = d.workgroups(max_per_dim);
-                        partials += u64::from(x) * u64::from(y);
+                        partials += d.scan_partials(max_per_dim);
                         Some(self.pipeline.variant(device, s.flags, offsets, d.wide, spans, Entry::Scan)?)
                     }
                     None => None,
@@ -225,7 +224,7 @@ impl Recorder {
                     }
                     let offset = (i as u64 * plan.slot_size) as u32;
                     pass.set_bind_group(0, &plan.bind_groups[d.run], &[offset]);
-                    let (x, y) = d.workgroups(max_per_dim);
+                    let (x, y) = if scan { d.scan_workgroups(max_per_dim) } else { d.workgroups(max_per_dim) };
                     pass.dispatch_workgroups(x, y, 1);
                 }
             };
