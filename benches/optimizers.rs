@@ -1,7 +1,11 @@
 //! Criterion benches of the fused kernels, the ceiling kernel, the copy and the unfused baseline,
 //! on the default adapter (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME` pick another). The device and every
 //! buffer are built once; each iteration records one step, submits it and waits for it.
-//! Throughput is the bytes the update must move (Adam 28 B/element, ...), as in `wgpu-optim bench`.
+//! Throughput is the bytes each workload moves, as in `wgpu-optim bench`: the update's arrays
+//! (Adam 28 B/element, ...) for the ceiling, the copy and the unfused baseline; for the fused step
+//! the same, and with loss scaling and clipping (`AdamW-amp`, `SGD-momentum-amp`) the scan's second
+//! read of the gradients and its partial norms too ([`Setup::bytes`]). Those have no unfused
+//! baseline.
 //!
 //! `cargo bench` runs them all at 2^20 elements; `WGPU_OPTIM_BENCH_N=4194304 cargo bench -- Adam/`
 //! runs Adam at 4M.
@@ -59,7 +63,6 @@ fn optimizers(c: &mut Criterion, ctx: &GpuContext) {
     let n = elements();
     for variant in variants() {
         let mut group = c.benchmark_group(variant.name);
-        group.throughput(Throughput::Bytes(n * variant.bytes_per_element()));
         group.sample_size(10);
         group.warm_up_time(Duration::from_millis(500));
         for tensors in [1, 148] {
@@ -70,9 +73,16 @@ fn optimizers(c: &mut Criterion, ctx: &GpuContext) {
                     continue;
                 }
             };
-            // The baselines do not depend on how the total is cut: measure them once.
+            // The baselines do not depend on how the total is cut: measure them once. None has
+            // loss scaling or clipping: the unfused one would be a different step.
             let kinds: &[Kind] = if tensors == 1 { &Kind::ALL } else { &[Kind::Fused] };
-            for &kind in kinds {
+            for &kind in kinds.iter().filter(|&&k| !(k == Kind::Unfused && variant.scans())) {
+                let bytes = match kind {
+                    Kind::Fused => setup.bytes(),
+                    Kind::Copy => setup.copy_bytes(),
+                    Kind::Ceiling | Kind::Unfused => setup.ceiling_bytes(),
+                };
+                group.throughput(Throughput::Bytes(bytes));
                 group.bench_function(format!("{kind:?}/n={n}/tensors={tensors}"), |b| {
                     b.iter_custom(|iters| steps(ctx, iters, variant.name, |encoder| setup.record(kind, encoder, None)))
                 });

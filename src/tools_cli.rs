@@ -74,8 +74,10 @@ pub struct ValidateArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     adapters: AdapterArgs,
-    /// Configurations (comma-separated): SGD, SGD-momentum, Adagrad, RMSprop,
-    /// RMSprop-centered-momentum, Adam, Adam-amsgrad, AdamW; default: all.
+    /// Configurations (comma-separated): every algorithm by its PyTorch name (SGD, Adam, AdamW,
+    /// ...), the variants with the most state (SGD-momentum, RMSprop-centered-momentum,
+    /// Adam-amsgrad, ...), and with loss scaling and clipping AdamW-amp and SGD-momentum-amp;
+    /// default: all.
     #[arg(long)]
     optimizer: Option<String>,
     /// Total elements (comma-separated).

@@ -147,6 +147,58 @@ fn bench_json_has_the_documented_keys() {
 
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn bench_counts_the_bytes_of_loss_scaling_and_clipping() {
+    let path = scratch("bench-amp.json");
+    let path_text = path.display().to_string();
+    let (code, text) = run(&[
+        "bench",
+        "--optimizer",
+        "AdamW,AdamW-amp,SGD-momentum-amp",
+        "--sizes",
+        "1000",
+        "--tensors",
+        "1",
+        "--warmup",
+        "1",
+        "--reps",
+        "2",
+        "--json",
+        &path_text,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let records: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    let (plain, amp, sgd) = (&records[0], &records[1], &records[2]);
+    assert_eq!(plain["optimizer"], "AdamW");
+    assert_eq!(plain["loss_scaling"], false);
+    assert_eq!(plain["dispatches"], 1);
+    assert_eq!(plain["bytes_per_element"], 28);
+    assert_eq!(plain["bytes_per_step"], 28_000);
+    assert_eq!(plain["state_bytes_per_param"], 8);
+    assert_eq!(amp["optimizer"], "AdamW-amp");
+    assert_eq!((&amp["loss_scaling"], &amp["clipping"]), (&true.into(), &true.into()));
+    // The scan, `finish`, the update; the scan of 1,000 elements four-wide is one workgroup: 256
+    // partial norms, each written and read back (16 bytes), on top of the gradient read once more.
+    assert_eq!(amp["dispatches"], 3);
+    assert_eq!(amp["bytes_per_element"], 32);
+    assert_eq!(amp["bytes_per_step"], 32 * 1000 + 256 * 16);
+    assert_eq!(amp["ceiling_bytes_per_element"], 28);
+    assert_eq!(amp["state_bytes_per_param"], 8);
+    // No unfused baseline with loss scaling.
+    assert!(amp["unfused_ms_per_step"].is_null() && amp["unfused_dispatches"].is_null(), "{amp}");
+    let ratio = amp["ratio"].as_f64().unwrap();
+    let by_bytes = amp["gbps"].as_f64().unwrap() / amp["ceiling_gbps"].as_f64().unwrap();
+    assert!((ratio - by_bytes).abs() <= 1e-9 * by_bytes, "{amp}");
+    assert_eq!(sgd["optimizer"], "SGD-momentum-amp");
+    assert_eq!((&sgd["bytes_per_element"], &sgd["bytes_per_step"]), (&24.into(), &(24_000 + 4096).into()));
+    assert_eq!(sgd["state_bytes_per_param"], 4);
+    let row = text.lines().find(|l| l.starts_with("AdamW-amp")).expect(&text);
+    assert!(row.contains(" 36.10 ") && row.contains(" 8 "), "{row}");
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn every_bench_workload_runs_on_the_device() {
     let ctx = gpu();
     let timer = bench::Timer::new(&ctx).unwrap();
@@ -158,8 +210,22 @@ fn every_bench_workload_runs_on_the_device() {
             let t = timer.time(&ctx, &mut setup, kind).unwrap();
             assert!(t.is_finite() && t >= 0.0, "{} {kind:?}: {t}", variant.name);
         }
-        // One run: 4,096 elements four-wide, the remaining 3 one-wide.
-        assert_eq!(setup.dispatches(bench::Kind::Fused), 2, "an arena is one run");
+        // One run: 4,096 elements four-wide, the remaining 3 one-wide; with loss scaling and
+        // clipping the scan over the same two dispatches and `finish` before them.
+        let dispatches = if variant.scans() { 5 } else { 2 };
+        assert_eq!(setup.dispatches(bench::Kind::Fused), dispatches, "{}: an arena is one run", variant.name);
+        // The bench's gradients are finite: no step was skipped. The scan launches an invocation
+        // per 64 of the update's (one workgroup for the 1,024 four-wide, one for the 3 one-wide),
+        // each writing a partial norm: 512 of 16 bytes (written and read back).
+        let bytes = 4099 * variant.bytes_per_element();
+        if variant.scans() {
+            assert_eq!(setup.skipped_steps().unwrap(), Some(0), "{}", variant.name);
+            assert_eq!(setup.bytes(), bytes + 512 * 16, "{}", variant.name);
+        } else {
+            assert_eq!(setup.skipped_steps().unwrap(), None, "{}", variant.name);
+            assert_eq!(setup.bytes(), bytes, "{}", variant.name);
+        }
+        assert_eq!(setup.ceiling_bytes(), 4099 * variant.update_bytes_per_element(), "{}", variant.name);
     }
 }
 
@@ -172,7 +238,12 @@ fn bytes_per_element_are_the_documented_ones() {
     for v in &variants {
         assert!(v.name == v.config.name() || v.name.starts_with(&format!("{}-", v.config.name())), "{}", v.name);
         let states = v.config.algorithm().states_used().iter().filter(|&&used| used).count() as u64;
-        assert_eq!(v.bytes_per_element(), 12 + 8 * states, "{}", v.name);
+        assert_eq!(v.update_bytes_per_element(), 12 + 8 * states, "{}", v.name);
+        // The scan reads every f32 gradient once more.
+        let scan = if v.scans() { 4 } else { 0 };
+        assert_eq!(v.bytes_per_element(), 12 + 8 * states + scan, "{}", v.name);
+        assert_eq!(v.state_bytes_per_param(), 4 * states, "{}", v.name);
+        assert_eq!(v.scans(), v.name.ends_with("-amp"), "{}", v.name);
         assert_eq!(variants.iter().filter(|w| w.name.eq_ignore_ascii_case(v.name)).count(), 1, "{}", v.name);
     }
     // Spot checks of the documented figures, not computed the same way.
@@ -180,6 +251,19 @@ fn bytes_per_element_are_the_documented_ones() {
     assert_eq!(bytes("SGD"), 12);
     assert_eq!(bytes("Adam"), 28);
     assert_eq!(bytes("Adam-amsgrad"), 36);
+    assert_eq!(bytes("AdamW-amp"), 32);
+    assert_eq!(bytes("sgd-momentum-AMP"), 24);
+    let state = |name: &str| bench::find(name).unwrap()[0].state_bytes_per_param();
+    assert_eq!((state("SGD"), state("SGD-momentum"), state("Adam"), state("Adam-amsgrad")), (0, 4, 8, 12));
+    assert_eq!(state("AdamW-amp"), 8);
+    // The mixed-precision rows: AdamW's and SGD-momentum's defaults with GradScaler's defaults and
+    // clip_grad_norm_(max_norm = 1), after the registry's rows.
+    let amp: Vec<&str> = variants.iter().filter(|v| v.scans()).map(|v| v.name).collect();
+    assert_eq!(amp, ["AdamW-amp", "SGD-momentum-amp"]);
+    let adamw = &bench::find("AdamW-amp").unwrap()[0];
+    assert_eq!(adamw.config, bench::find("AdamW").unwrap()[0].config);
+    assert_eq!(adamw.loss_scaling, Some(wgpu_optim::GradScalerConfig::default()));
+    assert_eq!(adamw.clipping, Some(wgpu_optim::ClipGradNorm::new(1.0)));
 }
 
 #[test]

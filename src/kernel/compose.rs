@@ -84,11 +84,12 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
     for pad in kernel.scalars.len()..MAX_SCALARS {
         let _ = writeln!(w, "    _pad{}: f32,", pad + 3);
     }
-    if amp {
-        // The scalars may be corrected on the device (skipped steps): a private copy per invocation.
-        w.push_str("}\n\n@group(0) @binding(0) var<uniform> step: Step;\nvar<private> u: Step;\n");
-    } else {
-        w.push_str("}\n\n@group(0) @binding(0) var<uniform> u: Step;\n");
+    w.push_str("}\n\n@group(0) @binding(0) var<uniform> u: Step;\n");
+    let corrected = amp && matches!(kernel.device_step, super::DeviceStep::Corrected(_));
+    if corrected {
+        // Scalars corrected on the device (skipped steps), read by `update_skipped` only: a
+        // private copy read throughout `update()` costs a CPU adapter several times the update.
+        w.push_str("var<private> us: Step;\n");
     }
     storage.param.bindings(w, "param", 1, "read_write");
     storage.grad.bindings(w, "grad", 2, "read");
@@ -121,6 +122,16 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
     let _ = writeln!(w, "// ---- shaders/{}.wgsl ----", kernel.name);
     w.push_str(kernel.source.trim_end());
     let _ = writeln!(w, "\n// ---- end of shaders/{}.wgsl ----\n", kernel.name);
+    if corrected {
+        let _ = writeln!(
+            w,
+            "// ---- shaders/{}.wgsl again, for dispatches whose tensors sat out skipped steps: each\n\
+             // function named with `_skipped`, reading the corrected scalars `us` ----",
+            kernel.name
+        );
+        w.push_str(&skipped_copy(kernel.source.trim_end()));
+        w.push_str("\n// ---- end of the copy ----\n\n");
+    }
 
     let _ = writeln!(
         w,
@@ -196,19 +207,21 @@ const AMP_SCAN: &str = include_str!("../../shaders/amp_scan.wgsl");
 /// `one_minus_pow`, for the kernels' corrections to the device's step count.
 const DEVICE_STEP_MATH: &str = include_str!("../../shaders/device_step.wgsl");
 
-/// `scan` or `scan4`: each workgroup's part of the norm of the unscaled gradients (a sum of
-/// squares, or a largest magnitude) and whether it saw an infinity or a NaN, for
-/// `shaders/amp.wgsl` to reduce.
+/// `scan` or `scan4`: each invocation's part of the norm of the unscaled gradients (a sum of
+/// squares, or a largest magnitude) over the items it strides over ([`super::SCAN_ITEMS`] each)
+/// and whether it saw an infinity or a NaN, for `shaders/amp.wgsl` to reduce. No workgroup
+/// memory, no barrier.
 fn scan_entry_point(w: &mut String, wide: bool) {
-    let (name, n, div, suffix) = if wide { ("scan4", "u.n / 4u", " / 4u", "4") } else { ("scan", "u.n", "", "") };
+    let (name, n, div) = if wide { ("scan4", "u.n / 4u", " / 4u") } else { ("scan", "u.n", "") };
     let _ = writeln!(
         w,
         "\n@compute @workgroup_size(256)\nfn {name}(@builtin(global_invocation_id) gid: vec3<u32>, \
-         @builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, \
          @builtin(num_workgroups) nwg: vec3<u32>) {{"
     );
-    w.push_str("    u = step;\n    let i = gid.x + gid.y * nwg.x * WG;\n    var g = vec4<f32>(0.0);\n");
-    let _ = writeln!(w, "    if (i < {n}) {{");
+    w.push_str("    // One invocation per SCAN_ITEMS of the update's, striding over the dispatch.\n");
+    w.push_str("    let j = gid.x + gid.y * nwg.x * WG;\n    let stride = nwg.x * nwg.y * WG;\n");
+    w.push_str("    let inf_norm = (amp.control & AMP_NORM_INF) != 0u;\n    var acc = ScanPart(0.0, 0u);\n");
+    let _ = writeln!(w, "    for (var i = j; i < {n}; i = i + stride) {{");
     if wide {
         w.push_str("        var keep = vec4<bool>(true);\n        if (SPANS) {\n            keep = in_spans4(u.first + 4u * i);\n        }\n");
     } else {
@@ -216,9 +229,75 @@ fn scan_entry_point(w: &mut String, wide: bool) {
     }
     let _ = writeln!(w, "        let ig = select(i, u.grad_off{div} + i, OFFSETS);");
     let load = if wide { "load_grad4(ig)".to_string() } else { "vec4(load_grad(ig), 0.0, 0.0, 0.0)".to_string() };
-    let _ = writeln!(w, "        g = select(vec4(0.0), {load}, keep);");
-    let _ = suffix;
-    w.push_str("    }\n    scan_reduce(g, lid, wid.x + wid.y * nwg.x);\n}\n");
+    let _ = writeln!(w, "        acc = scan_add(acc, select(vec4(0.0), {load}, keep), inf_norm);");
+    w.push_str("    }\n    scan_write(acc, j);\n}\n");
+}
+
+/// `source` with every function it defines renamed `<name>_skipped` (at its definition and its
+/// calls) and every `u.` read as `us.`: the update at the scalars corrected for skipped steps.
+/// Comments are copied as they are.
+fn skipped_copy(source: &str) -> String {
+    let code_of = |line: &str| line.find("//").map_or(line.len(), |k| k);
+    let code: String = source.lines().map(|l| format!("{}\n", &l[..code_of(l)])).collect();
+    let defined: Vec<String> = code
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|p| p[0] == "fn")
+        .map(|p| p[1].to_string())
+        .collect();
+    let mut out = String::with_capacity(source.len() + 64);
+    for line in source.lines() {
+        let (code, comment) = line.split_at(code_of(line));
+        out.push_str(&rename(code, &defined));
+        out.push_str(comment);
+        out.push('\n');
+    }
+    out
+}
+
+/// `code` with the functions in `defined` renamed `<name>_skipped` and `u.` read as `us.`.
+fn rename(code: &str, defined: &[String]) -> String {
+    let source = code;
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let words = |text: &str| -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut start = None;
+        for (k, c) in text.char_indices().chain([(text.len(), ' ')]) {
+            match (start, ident(c)) {
+                (None, true) => start = Some(k),
+                (Some(b), false) => {
+                    out.push((b, k));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        out
+    };
+    let spans = words(source);
+    let mut out = String::with_capacity(source.len() + 64);
+    let mut at = 0;
+    for &(b, e) in &spans {
+        let w = &source[b..e];
+        // A word that starts with a digit is a number (`1e-6`, `0x7f`), never a name.
+        if w.starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        out.push_str(&source[at..b]);
+        if w == "u" && source[e..].starts_with('.') {
+            out.push_str("us");
+        } else if defined.iter().any(|d| d == w) {
+            out.push_str(w);
+            out.push_str("_skipped");
+        } else {
+            out.push_str(w);
+        }
+        at = e;
+    }
+    out.push_str(&source[at..]);
+    out
 }
 
 /// `main` (one element per invocation; `update` computes four lanes and the first is kept) or
@@ -233,11 +312,10 @@ fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, am
     );
     if amp {
         w.push_str("    // Loss scaling: a step with a non-finite gradient anywhere changes nothing.\n");
-        w.push_str("    if (amp.found_inf != 0u) {\n        return;\n    }\n    u = step;\n");
+        w.push_str("    if (amp.found_inf != 0u) {\n        return;\n    }\n");
         if matches!(kernel.device_step, super::DeviceStep::Corrected(_)) {
             w.push_str("    // Steps the device skipped do not count: the scalars at its own step count.\n");
             w.push_str("    let skipped = amp.data[u.amp_class];\n");
-            w.push_str("    if (skipped != 0u) {\n        u = at_step(u, f32(u.t - skipped), f32(u.t));\n    }\n");
         }
     }
     w.push_str("    // A 2-D grid reaches past 65,535 workgroups in one dimension.\n");
@@ -276,7 +354,16 @@ fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, am
     if amp {
         // As PyTorch: unscaled (`scaler.unscale_`), then clipped (`clip_grad_norm_`), each rounded.
         let _ = writeln!(w, "    let clip = select(1.0, amp.clip_coef, u.clipped != 0u);");
-        let _ = writeln!(w, "    var y = update(({grad} * amp.step_inv_scale) * clip, x);");
+        let _ = writeln!(w, "    let g = ({grad} * amp.step_inv_scale) * clip;");
+        if matches!(kernel.device_step, super::DeviceStep::Corrected(_)) {
+            // The same for every invocation of the dispatch (one class): no divergence.
+            w.push_str(
+                "    var y: Values;\n    if (skipped != 0u) {\n        us = at_step(u, f32(u.t - skipped), f32(u.t));\n\
+                 \x20       y = update_skipped(g, x);\n    } else {\n        y = update(g, x);\n    }\n",
+            );
+        } else {
+            w.push_str("    var y = update(g, x);\n");
+        }
     } else {
         let _ = writeln!(w, "    var y = update({grad}, x);");
     }

@@ -22,6 +22,13 @@ use std::sync::Mutex;
 /// Invocations per workgroup in every kernel (`@workgroup_size(256)`).
 pub const WORKGROUP_SIZE: u32 = 256;
 
+/// Items (four-element vectors in `scan4`, elements in `scan`) each invocation of the gradient
+/// scan reads, striding over its dispatch, before it writes its partial norm: the scan launches
+/// `1 / SCAN_ITEMS` of the update's invocations and needs no workgroup barrier (each invocation
+/// writes its own partial; `finish` reduces them), which on a CPU adapter costs more than the
+/// reads.
+pub const SCAN_ITEMS: u32 = 64;
+
 /// The most per-step scalars a kernel can declare (the f32 slots of the uniform every composed `struct Step` mirrors).
 pub const MAX_SCALARS: usize = 8;
 

@@ -3,8 +3,9 @@
 //! read back while training.
 //!
 //! A step under either records, in the one compute pass: the gradient scan (`scan`/`scan4` of
-//! the kernel's module, over the same dispatches as the update: a partial norm and the
-//! non-finite flags per workgroup), `finish` (`shaders/amp.wgsl`, one workgroup: the total norm,
+//! the kernel's module, over the same tensors as each update dispatch with an invocation per 64
+//! of the update's, striding: a partial norm and the non-finite flags per invocation, no
+//! workgroup barrier), `finish` (`shaders/amp.wgsl`, one workgroup: the total norm,
 //! whether the step is skipped, the clip coefficient, the skipped-step counters, the next
 //! scale), then the update, which unscales and clips each gradient as it loads it and returns at
 //! once when the step is skipped.

@@ -723,6 +723,19 @@ impl Optimizer {
         plan::dispatch_count(&self.ctx.device, &self.tensors, &self.store, &self.storages())
     }
 
+    /// Partial norms the next step's gradient scan writes, one per invocation of its grid (an
+    /// invocation per 64 of the update's, whole workgroups of 256), each 8 bytes that `finish`
+    /// reads back; 0
+    /// without loss scaling or clipping. With them a step records `2 * dispatch_count() + 1`
+    /// dispatches: the scan over the same dispatches, one `finish` workgroup, the update.
+    /// Nothing is built or changed.
+    pub fn scan_partials(&self) -> u64 {
+        if self.amp.is_none() {
+            return 0;
+        }
+        plan::step_shape(&self.ctx.device, &self.tensors, &self.store, &self.storages()).1
+    }
+
     /// The kernel's state arrays, by PyTorch's names (`exp_avg`, ...).
     pub fn state_names(&self) -> Vec<&'static str> {
         self.kernel.state_names().collect()

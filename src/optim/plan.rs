@@ -5,7 +5,7 @@
 
 use std::num::NonZeroU64;
 
-use crate::kernel::{workgroups, StepUniform, Storage, SPAN_BLOCK};
+use crate::kernel::{workgroups, StepUniform, Storage, SCAN_ITEMS, SPAN_BLOCK, WORKGROUP_SIZE};
 
 use super::registration::{Piece, StepKey, Tensors};
 use super::store::StateStore;
@@ -69,7 +69,28 @@ impl Dispatch {
 
     /// Invocations along a 2-D grid of at most `max_per_dim` workgroups a side.
     pub fn workgroups(&self, max_per_dim: u32) -> (u32, u32) {
-        workgroups(if self.wide { self.n / 4 } else { self.n }, max_per_dim)
+        workgroups(self.items(), max_per_dim)
+    }
+
+    /// The gradient scan's grid (loss scaling or clipping): an invocation per [`SCAN_ITEMS`] of
+    /// the update's, each writing one partial norm; `workgroups * 256` partials in all.
+    pub fn scan_workgroups(&self, max_per_dim: u32) -> (u32, u32) {
+        workgroups(self.items().div_ceil(u64::from(SCAN_ITEMS)), max_per_dim)
+    }
+
+    /// Partial norms the gradient scan of this dispatch writes: one per invocation of its grid.
+    pub fn scan_partials(&self, max_per_dim: u32) -> u64 {
+        let (x, y) = self.scan_workgroups(max_per_dim);
+        u64::from(x) * u64::from(y) * u64::from(WORKGROUP_SIZE)
+    }
+
+    /// Invocations of the update: four elements each where wide.
+    fn items(&self) -> u64 {
+        if self.wide {
+            self.n / 4
+        } else {
+            self.n
+        }
     }
 }
 
@@ -269,9 +290,23 @@ pub(super) fn dispatch_count(
     store: &StateStore,
     storages: &[Storage],
 ) -> usize {
-    let align = device.limits().min_storage_buffer_offset_alignment as u64;
+    step_shape(device, tensors, store, storages).0
+}
+
+/// Dispatches one step records now and the partial norms their gradient scans write (with loss
+/// scaling or clipping; [`Dispatch::scan_partials`]), without building anything.
+pub(super) fn step_shape(
+    device: &wgpu::Device,
+    tensors: &Tensors,
+    store: &StateStore,
+    storages: &[Storage],
+) -> (usize, u64) {
+    let limits = device.limits();
+    let align = limits.min_storage_buffer_offset_alignment as u64;
     let runs: Vec<Run> = runs(tensors, store, storages, align).into_iter().map(|(run, _)| run).collect();
-    dispatches(&runs, |t| tensors.step_key(t)).dispatches.len()
+    let step = dispatches(&runs, |t| tensors.step_key(t));
+    let partials = (step.dispatches.iter()).map(|d| d.scan_partials(limits.max_compute_workgroups_per_dimension)).sum();
+    (step.dispatches.len(), partials)
 }
 
 impl Plan {

@@ -161,7 +161,7 @@ impl Recorder {
         // Each group's flags, and whether a dispatch's slices start inside their bindings, pick a
         // pipeline specialized for them (compiled the first time a step needs it). The scalars
         // are computed once per (group, key). With loss scaling or clipping, each dispatch's
-        // gradient scan writes a partial norm per workgroup, one after the other.
+        // gradient scan writes a partial norm per invocation of its grid, one after the other.
         let max_per_dim = device.limits().max_compute_workgroups_per_dimension;
         let mut cache: HashMap<(usize, StepKey), Scalars> = HashMap::new();
         let mut partials = 0u64;
@@ -186,8 +186,7 @@ impl Recorder {
                         uniform.amp_class = d.key.amp_class;
                         uniform.clipped = u32::from(a.clipped[run.group]);
                         uniform.partial_first = partials as u32;
-                        let (x, y) = d.workgroups(max_per_dim);
-                        partials += u64::from(x) * u64::from(y);
+                        partials += d.scan_partials(max_per_dim);
                         Some(pipelines[run.group].variant(device, s.flags, offsets, d.wide, spans, Stage::Scan)?)
                     }
                     None => None,
@@ -254,7 +253,7 @@ impl Recorder {
                     }
                     let offset = (i as u64 * plan.slot_size) as u32;
                     pass.set_bind_group(0, &plan.bind_groups[d.run], &[offset]);
-                    let (x, y) = d.workgroups(max_per_dim);
+                    let (x, y) = if scan { d.scan_workgroups(max_per_dim) } else { d.workgroups(max_per_dim) };
                     pass.dispatch_workgroups(x, y, 1);
                 }
             };

@@ -13,10 +13,14 @@
 //! them alike. Time is GPU time from timestamp queries where the adapter has `TIMESTAMP_QUERY`,
 //! wall time from submit to the end of the wait otherwise.
 //!
-//! GB/s counts the bytes the update must move: 4 B per element for each array read and each array
+//! GB/s counts the bytes the step must move: 4 B per element for each array read and each array
 //! written (the gradient is read, the parameter and each state array read and written), so
 //! `12 + 8 * states`: plain SGD 12, SGD with momentum 20, AdaGrad 20, RMSProp 20 (+8 centered, +8
-//! momentum), Adam 28, AMSGrad 36.
+//! momentum), Adam 28, AMSGrad 36. A configuration with loss scaling or clipping (`AdamW-amp`,
+//! `SGD-momentum-amp`) reads every gradient once more (the scan: +4 B per element) and its scan
+//! writes a partial norm per invocation that `finish` reads back (8 B each way per 256 elements of
+//! a four-wide dispatch, counted exactly from [`Optimizer::scan_partials`]); its ceiling is still
+//! the kernel over the update's arrays, and each side's GB/s counts its own bytes.
 
 use serde::Serialize;
 
@@ -25,31 +29,69 @@ use super::program::Program;
 use super::{available_memory, backend_name, ceiling, progress, unfused, Rng};
 use crate::algorithm::OptimizerConfig;
 use crate::error::{Error, Result};
-use crate::optim::{Optimizer, ParamBinding};
+use crate::kernel::Storage;
+use crate::optim::{ClipGradNorm, GradScalerConfig, Optimizer, ParamBinding};
 use crate::replay::scoped;
 use crate::{GpuContext, ParamArena};
 
 pub use super::ceiling::{source as ceiling_source, source_wide as ceiling_source_wide};
 pub use super::unfused::SOURCE as UNFUSED_SOURCE;
 
-/// An optimizer configuration `bench` measures.
+/// An optimizer configuration `bench` measures, and what it runs with.
 #[derive(Clone, Debug)]
 pub struct Variant {
-    /// Its name in `--optimizer` and in the records (`Adam`, `Adam-amsgrad`, ...).
+    /// Its name in `--optimizer` and in the records (`Adam`, `Adam-amsgrad`, `AdamW-amp`, ...).
     pub name: &'static str,
     /// The configuration.
     pub config: OptimizerConfig,
+    /// The storage formats of parameters, gradients and state ([`Storage::F32`] today). The byte
+    /// counts follow it: this is where bf16 configurations (and master weights) come in.
+    pub storage: Storage,
+    /// Loss scaling ([`Optimizer::set_loss_scaling`]), if the step runs with it.
+    pub loss_scaling: Option<GradScalerConfig>,
+    /// Gradient clipping ([`Optimizer::set_grad_clipping`]), if the step runs with it.
+    pub clipping: Option<ClipGradNorm>,
 }
 
 impl Variant {
+    /// The configuration in f32, without loss scaling or clipping.
+    pub fn plain(name: &'static str, config: OptimizerConfig) -> Self {
+        Self { name, config, storage: Storage::F32, loss_scaling: None, clipping: None }
+    }
+
     /// State arrays the update reads and writes.
     pub fn states(&self) -> usize {
         self.config.algorithm().states_used().iter().filter(|&&used| used).count()
     }
 
-    /// Bytes per element the update must move: `12 + 8 * states`.
+    /// Whether the step scans the gradients first (loss scaling or clipping): one more read of
+    /// every gradient, partial norms and one `finish` workgroup.
+    pub fn scans(&self) -> bool {
+        self.loss_scaling.is_some() || self.clipping.is_some()
+    }
+
+    /// Bytes per element the update moves: the gradient read, the parameter and each state array
+    /// read and written, each in its storage format (f32: `12 + 8 * states`). What the ceiling
+    /// kernel moves.
+    pub fn update_bytes_per_element(&self) -> u64 {
+        let Storage { param, grad, state, master, .. } = self.storage;
+        // A master copy is an f32 state array: read and written.
+        let master = if master { 8 } else { 0 };
+        2 * param.element_bytes() + grad.element_bytes() + 2 * state.element_bytes() * self.states() as u64 + master
+    }
+
+    /// Bytes per element the step moves: the update's, and with loss scaling or clipping the
+    /// scan's read of every gradient once more (f32: `+4`). The scan's partial norms (8 bytes per
+    /// scan invocation, written and read back: 16 B per 256 elements four-wide) are not per element:
+    /// [`Setup::bytes`] adds them.
     pub fn bytes_per_element(&self) -> u64 {
-        12 + 8 * self.states() as u64
+        self.update_bytes_per_element() + if self.scans() { self.storage.grad.element_bytes() } else { 0 }
+    }
+
+    /// Bytes of optimizer state per parameter element: each state array in its format (f32: Adam
+    /// 8, AMSGrad 12, SGD with momentum 4, plain SGD 0), and 4 for an f32 master copy.
+    pub fn state_bytes_per_param(&self) -> u64 {
+        self.storage.state.element_bytes() * self.states() as u64 + if self.storage.master { 4 } else { 0 }
     }
 }
 
@@ -58,10 +100,33 @@ impl Variant {
 /// named by its PyTorch name (`Adam`); then, where one of the algorithm's cases keeps more state
 /// arrays than its defaults do, the first case with the most state arrays, named by the PyTorch
 /// name and the case's flags (`adam amsgrad` → `Adam-amsgrad`, `rmsprop centered momentum` →
-/// `RMSprop-centered-momentum`). Built once.
+/// `RMSprop-centered-momentum`); then [`amp_variants`]. Built once.
 pub fn variants() -> Vec<Variant> {
     static VARIANTS: std::sync::OnceLock<Vec<Variant>> = std::sync::OnceLock::new();
-    VARIANTS.get_or_init(registry_variants).clone()
+    VARIANTS
+        .get_or_init(|| {
+            let mut all = registry_variants();
+            all.extend(amp_variants(&all));
+            all
+        })
+        .clone()
+}
+
+/// The mixed-precision configurations, named `<variant>-amp`: `AdamW` and `SGD-momentum` (from
+/// `registry`) with loss scaling (`GradScalerConfig::default()`) and clipping
+/// (`ClipGradNorm::new(1.0)`), in f32. bf16 configurations join here when bf16 storage lands
+/// (the same settings with [`Variant::storage`] set).
+pub fn amp_variants(registry: &[Variant]) -> Vec<Variant> {
+    ["AdamW", "SGD-momentum"]
+        .into_iter()
+        .filter_map(|base| registry.iter().find(|v| v.name == base))
+        .map(|v| Variant {
+            name: format!("{}-amp", v.name).leak(),
+            loss_scaling: Some(GradScalerConfig::default()),
+            clipping: Some(ClipGradNorm::new(1.0)),
+            ..v.clone()
+        })
+        .collect()
 }
 
 fn registry_variants() -> Vec<Variant> {
@@ -79,9 +144,9 @@ fn registry_variants() -> Vec<Variant> {
         let extra = most.map(|(case, c)| {
             let flags: Vec<&str> = case.split_whitespace().skip(1).collect();
             let name: &'static str = format!("{name}-{}", flags.join("-")).leak();
-            Variant { name, config: c.clone() }
+            Variant::plain(name, c.clone())
         });
-        variants.push(Variant { name, config });
+        variants.push(Variant::plain(name, config));
         variants.extend(extra);
     }
     variants
@@ -214,7 +279,9 @@ impl Setup {
             let mut rng = Rng(0xbe4c_0000 ^ n);
             let (param, grad) = (rng.vector(n as usize), rng.vector(n as usize));
             let bindings = tensors_in(ctx, layout, &transformer_shapes(n, tensors), &param, &grad)?;
-            let mut optimizer = Optimizer::new(ctx, variant.config.clone())?;
+            let mut optimizer = Optimizer::with_storage(ctx, variant.config.clone(), variant.storage)?;
+            optimizer.set_loss_scaling(variant.loss_scaling.clone())?;
+            optimizer.set_grad_clipping(variant.clipping.clone())?;
             optimizer.add_params(optimizer.default_group(), &bindings)?;
             let ceiling = ceiling::program(device, n, variant.states(), &param, &grad)?;
             let unfused = unfused::program(device, &variant.config, n, &param, &grad)?;
@@ -231,9 +298,11 @@ impl Setup {
         })
     }
 
-    /// Dispatches one step of `kind` records (the copy: none).
+    /// Dispatches one step of `kind` records (the copy: none). A fused step with loss scaling or
+    /// clipping counts the scan's dispatches (as many as the update's) and `finish`'s one.
     pub fn dispatches(&mut self, kind: Kind) -> usize {
         match kind {
+            Kind::Fused if self.variant.scans() => 2 * self.optimizer.dispatch_count() + 1,
             Kind::Fused => self.optimizer.dispatch_count(),
             Kind::Ceiling => self.ceiling.len(),
             Kind::Copy => 0,
@@ -279,10 +348,33 @@ impl Setup {
         Ok(())
     }
 
-    /// Bytes one step of `kind` moves: the update's bytes (the copy moves the same, half read and
-    /// half written).
+    /// Bytes one fused step moves: [`Variant::bytes_per_element`] for each element, and with loss
+    /// scaling or clipping 16 bytes per partial norm of the scan (8 written, 8 read by `finish`).
+    /// The few words of the `amp` buffer every invocation of the update reads (the same ones,
+    /// cached) are not counted.
     pub fn bytes(&self) -> u64 {
-        self.n * self.variant.bytes_per_element()
+        self.n * self.variant.bytes_per_element() + 16 * self.optimizer.scan_partials()
+    }
+
+    /// Bytes one copy moves, half read and half written: `n * bytes_per_element` (rounded up to
+    /// the copy alignment).
+    pub fn copy_bytes(&self) -> u64 {
+        2 * self.copy.0.size()
+    }
+
+    /// Bytes one step of the ceiling kernel moves: the update's arrays, once each.
+    pub fn ceiling_bytes(&self) -> u64 {
+        self.n * self.variant.update_bytes_per_element()
+    }
+
+    /// With loss scaling: the steps the device skipped so far for a non-finite gradient (a
+    /// skipped step moves fewer bytes than the figures count). `None` without loss scaling or
+    /// clipping.
+    ///
+    /// # Errors
+    /// As [`Optimizer::amp_status`].
+    pub fn skipped_steps(&self) -> Result<Option<u32>> {
+        Ok(self.optimizer.amp_status()?.map(|s| s.skipped_steps))
     }
 }
 
@@ -292,7 +384,12 @@ impl Setup {
 /// `bytes_per_element` and the unfused baseline's seven arrays. `None` past 64 bits.
 fn memory_needed(variant: &Variant, n: u64, device_type: wgpu::DeviceType) -> Option<u64> {
     let host = 12;
-    let device = 2 * 4 * (2 + variant.states() as u64) + variant.bytes_per_element() + 7 * 4;
+    let Storage { param, grad, state, master, .. } = variant.storage;
+    let arrays = param.element_bytes()
+        + grad.element_bytes()
+        + state.element_bytes() * variant.states() as u64
+        + if master { 4 } else { 0 };
+    let device = 2 * arrays + variant.bytes_per_element() + 7 * 4;
     // A CPU adapter's device memory is host memory too.
     let per_element = if device_type == wgpu::DeviceType::Cpu { host + device } else { host };
     n.checked_mul(per_element)
@@ -540,22 +637,35 @@ pub struct Record {
     pub layout: Layout,
     /// Dispatches of one fused step.
     pub dispatches: usize,
-    /// Bytes per element the update moves.
+    /// Bytes per element the step moves ([`Variant::bytes_per_element`]: with loss scaling or
+    /// clipping, the scan's read of the gradient too).
     pub bytes_per_element: u64,
+    /// Bytes one fused step moves in all: `n * bytes_per_element` and, with loss scaling or
+    /// clipping, 16 per partial norm of the scan ([`Setup::bytes`]).
+    pub bytes_per_step: u64,
+    /// Bytes per element the ceiling kernel moves: the update's arrays.
+    pub ceiling_bytes_per_element: u64,
+    /// Bytes of optimizer state per parameter element ([`Variant::state_bytes_per_param`]).
+    pub state_bytes_per_param: u64,
+    /// Whether the step runs with loss scaling.
+    pub loss_scaling: bool,
+    /// Whether the step runs with gradient clipping.
+    pub clipping: bool,
     /// `gpu` (timestamp queries) or `wall`.
     pub timer: String,
     /// Median milliseconds per fused step.
     pub ms_per_step: f64,
-    /// GB/s of the fused step, by `bytes_per_element`.
+    /// GB/s of the fused step, by `bytes_per_step`.
     pub gbps: f64,
-    /// GB/s of the ceiling kernel on the same arrays.
+    /// GB/s of the ceiling kernel on the update's arrays, by `ceiling_bytes_per_element`.
     pub ceiling_gbps: f64,
     /// `gbps / ceiling_gbps`.
     pub ratio: f64,
     /// GB/s of `copy_buffer_to_buffer` moving the same bytes.
     pub copy_gbps: f64,
     /// Median milliseconds per unfused step; `None` (JSON `null`, `n/a` in the table) for an
-    /// algorithm the unfused baseline does not cover.
+    /// algorithm the unfused baseline does not cover, and for a step with loss scaling or
+    /// clipping (the baseline has neither).
     pub unfused_ms_per_step: Option<f64>,
     /// Dispatches of one unfused step; `None` where there is no unfused baseline.
     pub unfused_dispatches: Option<usize>,
@@ -597,6 +707,7 @@ pub fn run(ctx: &GpuContext, options: &BenchOptions) -> Result<Vec<Record>> {
 }
 
 /// Times `options.reps` steps of each workload of `setup` after `options.warmup`, taking turns.
+/// With loss scaling, refuses a measurement in which the device skipped a step.
 fn measure(
     ctx: &GpuContext,
     timer: &Timer,
@@ -605,8 +716,9 @@ fn measure(
     bar: &indicatif::ProgressBar,
 ) -> Result<Record> {
     let info = ctx.adapter_info();
-    // Adadelta, ASGD, Rprop and Lion have no unfused baseline: nothing to time.
-    let unfused_dispatches = Some(setup.dispatches(Kind::Unfused)).filter(|&d| d > 0);
+    // Adadelta, ASGD, Rprop and Lion have no unfused baseline, nor has any configuration with
+    // loss scaling or clipping: nothing to time.
+    let unfused_dispatches = Some(setup.dispatches(Kind::Unfused)).filter(|&d| d > 0 && !setup.variant.scans());
     let mut times: [Vec<f64>; 4] = Default::default();
     for rep in 0..options.warmup + options.reps {
         for (k, kind) in Kind::ALL.into_iter().enumerate() {
@@ -620,8 +732,22 @@ fn measure(
         }
         bar.inc(1);
     }
+    // A skipped step moves fewer bytes than counted: the gradients are finite, so none may be.
+    if let Some(skipped) = setup.skipped_steps()?.filter(|&s| s > 0) {
+        return Err(Error::Config {
+            what: "bench",
+            message: format!(
+                "{} at {} elements: the device skipped {skipped} of {} steps for a non-finite gradient, \
+                 so the figures would count bytes those steps did not move",
+                setup.variant.name,
+                setup.n,
+                options.warmup + options.reps
+            ),
+        });
+    }
     let [fused, ceiling, copy, unfused] = times.map(median);
     let gb = setup.bytes() as f64 / 1e9;
+    let ceiling_gb = setup.ceiling_bytes() as f64 / 1e9;
     Ok(Record {
         adapter: info.name.clone(),
         backend: backend_name(info.backend),
@@ -631,23 +757,42 @@ fn measure(
         layout: setup.layout,
         dispatches: setup.dispatches(Kind::Fused),
         bytes_per_element: setup.variant.bytes_per_element(),
+        bytes_per_step: setup.bytes(),
+        ceiling_bytes_per_element: setup.variant.update_bytes_per_element(),
+        state_bytes_per_param: setup.variant.state_bytes_per_param(),
+        loss_scaling: setup.variant.loss_scaling.is_some(),
+        clipping: setup.variant.clipping.is_some(),
         timer: timer.source().to_string(),
         ms_per_step: fused * 1e3,
         gbps: gb / fused,
-        ceiling_gbps: gb / ceiling,
-        ratio: ceiling / fused,
-        copy_gbps: gb / copy,
+        ceiling_gbps: ceiling_gb / ceiling,
+        ratio: (gb / fused) / (ceiling_gb / ceiling),
+        copy_gbps: setup.copy_bytes() as f64 / 1e9 / copy,
         unfused_ms_per_step: unfused_dispatches.map(|_| unfused * 1e3),
         unfused_dispatches,
         reps: options.reps,
     })
 }
 
-/// The records as a text table.
+/// The records as a text table. `B/el` is the bytes one fused step moves per element (with the
+/// scan's partial norms, so not always whole), `state` the bytes of optimizer state per parameter.
 pub fn table(records: &[Record]) -> String {
     let mut out = format!(
-        "{:<26} {:>10} {:>7} {:>7} {:>5} {:>10} {:>8} {:>9} {:>6} {:>8} {:>11} {:>6}\n",
-        "optimizer", "n", "tensors", "layout", "disp", "ms/step", "GB/s", "ceiling", "ratio", "copy", "unfused ms", "x"
+        "{:<26} {:>10} {:>7} {:>7} {:>5} {:>6} {:>5} {:>10} {:>8} {:>9} {:>6} {:>8} {:>11} {:>6}\n",
+        "optimizer",
+        "n",
+        "tensors",
+        "layout",
+        "disp",
+        "B/el",
+        "state",
+        "ms/step",
+        "GB/s",
+        "ceiling",
+        "ratio",
+        "copy",
+        "unfused ms",
+        "x"
     );
     for r in records {
         let (unfused, x) = match r.unfused_ms_per_step {
@@ -655,12 +800,14 @@ pub fn table(records: &[Record]) -> String {
             None => ("n/a".to_string(), "n/a".to_string()),
         };
         out += &format!(
-            "{:<26} {:>10} {:>7} {:>7} {:>5} {:>10.3} {:>8.2} {:>9.2} {:>6.2} {:>8.2} {:>11} {:>6}\n",
+            "{:<26} {:>10} {:>7} {:>7} {:>5} {:>6.2} {:>5} {:>10.3} {:>8.2} {:>9.2} {:>6.2} {:>8.2} {:>11} {:>6}\n",
             r.optimizer,
             r.n,
             r.tensors,
             r.layout.name(),
             r.dispatches,
+            r.bytes_per_step as f64 / r.n as f64,
+            r.state_bytes_per_param,
             r.ms_per_step,
             r.gbps,
             r.ceiling_gbps,
