@@ -22,7 +22,7 @@ struct Amp {
     increments: u32,      // classes that step this step (their counters count a skipped step)
     ops_first: u32,       // where the copies (source, destination pairs) and increments start in `data`
     partials_first: u32,  // where the partial norms start in `data`
-    _pad0: u32,
+    dispatches: u32,      // the step's dispatches (the `correct` pass: one invocation each)
     _pad1: u32,
     data: array<u32>,
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::{assert_close, buffer, gpu, scratch_dir, track_scale, Rng};
 use wgpu_optim::cpu::{CpuAmp, CpuOptimizer};
+use wgpu_optim::kernel::{Format, Storage};
 use wgpu_optim::readback::read_f32;
 use wgpu_optim::*;
 
@@ -112,19 +113,30 @@ fn adamw_with_scaling_and_clipping_matches_the_cpu_mirror() {
 fn run_recorded(ctx: &GpuContext, one_submit: bool, steps: usize) -> Vec<Vec<f32>> {
     let mut rng = Rng::new(11);
     let init: Vec<Vec<f32>> = SIZES.iter().map(|&n| rng.vector(n)).collect();
-    let mut s = setup(ctx, AdamWConfig { lr: 1e-2, ..Default::default() }.into(), &init);
-    s.opt.set_loss_scaling(Some(scaler())).unwrap();
-    s.opt.set_grad_clipping(Some(ClipGradNorm::new(2.0))).unwrap();
+    // bf16 parameters and gradients, an f32 master copy, an EMA of the weights.
+    let storage = Storage { param: Format::BF16, grad: Format::BF16, master: true, ..Storage::F32 };
+    let config: OptimizerConfig = AdamWConfig { lr: 1e-2, ..Default::default() }.into();
+    let mut opt = Optimizer::with_storage(ctx, config, storage).unwrap();
+    opt.set_ema(Some(0.9)).unwrap();
+    let bf16 = |v: &[f32]| bf16_words(v);
+    let params: Vec<wgpu::Buffer> = init.iter().map(|v| buffer(ctx, &bf16(v))).collect();
+    let grads: Vec<wgpu::Buffer> = init.iter().map(|v| buffer(ctx, &bf16(&vec![0.0; v.len()]))).collect();
+    let bindings: Vec<_> =
+        params.iter().zip(&grads).zip(&init).map(|((p, g), v)| ParamBinding::whole(p, g, v.len() as u64)).collect();
+    opt.add_params(opt.default_group(), &bindings).unwrap();
+    opt.set_loss_scaling(Some(scaler())).unwrap();
+    opt.set_grad_clipping(Some(ClipGradNorm::new(25.5))).unwrap();
     // Every step's gradients in buffers of their own, copied in by the same encoder: what an
     // engine's backward pass would write, without reading anything back.
-    let all: Vec<Vec<wgpu::Buffer>> =
-        (0..steps).map(|t| grads_at(&mut rng, t % 30, 1024.0).iter().map(|g| buffer(ctx, g)).collect()).collect();
+    let all: Vec<Vec<wgpu::Buffer>> = (0..steps)
+        .map(|t| grads_at(&mut rng, t % 30, 1024.0).iter().map(|g| buffer(ctx, &bf16(g))).collect())
+        .collect();
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     for step in &all {
-        for ((src, dst), &n) in step.iter().zip(&s.grads).zip(&SIZES) {
-            encoder.copy_buffer_to_buffer(src, 0, dst, 0, 4 * n as u64);
+        for (src, dst) in step.iter().zip(&grads) {
+            encoder.copy_buffer_to_buffer(src, 0, dst, 0, src.size());
         }
-        s.opt.record(&mut encoder).unwrap();
+        opt.record(&mut encoder).unwrap();
         if !one_submit {
             ctx.queue.submit([
                 std::mem::replace(&mut encoder, ctx.device.create_command_encoder(&Default::default())).finish()
@@ -132,20 +144,27 @@ fn run_recorded(ctx: &GpuContext, one_submit: bool, steps: usize) -> Vec<Vec<f32
         }
     }
     ctx.queue.submit([encoder.finish()]);
-    let mut out: Vec<Vec<f32>> =
-        s.params.iter().zip(&SIZES).map(|(b, &n)| read_f32(ctx, b, 0, n as u64).unwrap()).collect();
+    let mut out: Vec<Vec<f32>> = params.iter().map(|b| read_f32(ctx, b, 0, b.size() / 4).unwrap()).collect();
     for i in 0..SIZES.len() {
-        for name in ["exp_avg", "exp_avg_sq"] {
-            out.push(s.opt.read_state(i, name).unwrap().unwrap());
+        for name in ["exp_avg", "exp_avg_sq", "master", "ema"] {
+            out.push(opt.read_state(i, name).unwrap().unwrap());
         }
     }
-    let st = s.opt.amp_status().unwrap().unwrap();
+    let st = opt.amp_status().unwrap().unwrap();
     out.push(vec![st.scale, st.growth_tracker as f32, st.skipped_steps as f32, st.total_norm, st.clip_coef]);
     out
 }
 
-/// 100 steps recorded before one submit, non-finite gradients at some, give exactly what 100
-/// steps submitted one by one give: nothing the device decides goes through the host.
+/// `values` as bf16 (nearest), two per word, read as f32 words for [`buffer`].
+fn bf16_words(values: &[f32]) -> Vec<f32> {
+    let mut bytes = Format::BF16.encode_all(values);
+    bytes.resize(bytes.len().next_multiple_of(4), 0);
+    bytemuck::pod_collect_to_vec(&bytes)
+}
+
+/// 100 steps of AdamW with loss scaling, clipping and an EMA, on bf16 parameters with master
+/// weights, recorded before one submit, non-finite gradients at some, give exactly what 100 steps
+/// submitted one by one give: nothing the device decides goes through the host.
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn hundred_steps_in_one_submit_equal_one_submit_each() {
@@ -408,4 +427,68 @@ fn checkpoints_with_impossible_scaler_state_are_refused() {
     assert_eq!((status.scale, status.skipped_steps, status.growth_tracker), (1024.0, 0, 1));
     assert_eq!(target.opt.param_steps(0).unwrap(), 1);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The EMA of the weights against the average the CPU mirror's weights give (the first update
+/// copies; skipped steps move it toward unchanged weights), and swapped with the weights on the
+/// device and back, exactly.
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn ema_follows_the_weights_and_swaps_with_them() {
+    let ctx = gpu();
+    let mut rng = Rng::new(8);
+    let init: Vec<Vec<f32>> = SIZES.iter().map(|&n| rng.vector(n)).collect();
+    let config: OptimizerConfig = AdamWConfig { lr: 1e-2, ..Default::default() }.into();
+    let mut opt = Optimizer::new(&ctx, config.clone()).unwrap();
+    assert!(matches!(opt.set_ema(Some(1.5)).unwrap_err(), Error::InvalidHyperparameter { .. }));
+    opt.set_ema(Some(0.8)).unwrap();
+    let params: Vec<_> = init.iter().map(|v| buffer(&ctx, v)).collect();
+    let grads: Vec<_> = init.iter().map(|v| buffer(&ctx, &vec![0.0; v.len()])).collect();
+    for ((p, g), v) in params.iter().zip(&grads).zip(&init) {
+        opt.add_params(opt.default_group(), &[ParamBinding::whole(p, g, v.len() as u64)]).unwrap();
+    }
+    assert!(matches!(opt.set_ema(None).unwrap_err(), Error::Unsupported(_)), "laid out with the state");
+    opt.set_loss_scaling(Some(scaler())).unwrap();
+    let mut cpu: Vec<CpuOptimizer> = init
+        .iter()
+        .map(|v| CpuOptimizer::new(config.clone(), v.iter().map(|&x| x.into()).collect()).unwrap())
+        .collect();
+    let mut amp = CpuAmp::new(Some(scaler()), None);
+    let mut ema: Vec<Vec<f64>> = Vec::new();
+    let mut scales = vec![Vec::new(); SIZES.len()];
+    for t in 0..12 {
+        let g = grads_at(&mut rng, t, amp.scale as f32);
+        for (b, g) in grads.iter().zip(&g) {
+            ctx.queue.write_buffer(b, 0, bytemuck::cast_slice(g));
+        }
+        opt.step().unwrap();
+        let wide: Vec<Option<Vec<f64>>> = g.iter().map(|g| Some(g.iter().map(|&x| x.into()).collect())).collect();
+        amp.step(&mut cpu, &[0, 0, 0], &wide).unwrap();
+        for (k, c) in cpu.iter().enumerate() {
+            match ema.get_mut(k) {
+                None => ema.push(c.param().to_vec()),
+                Some(e) => e.iter_mut().zip(c.param()).for_each(|(e, &w)| *e += 0.2 * (w - *e)),
+            }
+        }
+        for k in 0..SIZES.len() {
+            track_scale(&mut scales[k], &ema[k]);
+            let ours = opt.read_state(k, "ema").unwrap().unwrap();
+            assert_close(&format!("step {t} tensor {k} ema"), &ours, &ema[k], &scales[k]);
+        }
+    }
+    assert_eq!(opt.amp_status().unwrap().unwrap().skipped_steps, 2, "steps 4 and 11 skipped, averaged all the same");
+    let read = |b: &wgpu::Buffer, n: usize| read_f32(&ctx, b, 0, n as u64).unwrap();
+    let weights: Vec<Vec<f32>> = params.iter().zip(&SIZES).map(|(b, &n)| read(b, n)).collect();
+    let averages: Vec<Vec<f32>> = (0..SIZES.len()).map(|k| opt.read_state(k, "ema").unwrap().unwrap()).collect();
+    opt.swap_ema().unwrap();
+    for k in 0..SIZES.len() {
+        assert_eq!(read(&params[k], SIZES[k]), averages[k], "tensor {k}: the parameters hold the average");
+        assert_eq!(opt.read_state(k, "ema").unwrap().unwrap(), weights[k], "tensor {k}: the EMA holds the weights");
+    }
+    opt.swap_ema().unwrap();
+    for k in 0..SIZES.len() {
+        assert_eq!(read(&params[k], SIZES[k]), weights[k], "tensor {k}: swapped back");
+    }
+    let mut plain = Optimizer::new(&ctx, config).unwrap();
+    assert!(matches!(plain.swap_ema().unwrap_err(), Error::Unsupported(_)));
 }

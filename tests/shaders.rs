@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use wgpu_optim::algorithm::kernels;
-use wgpu_optim::kernel::{compose, compose_variant, Format, Kernel, Storage, UNIFORM_SIZE};
+use wgpu_optim::kernel::{compose, compose_correct, compose_variant, Format, Kernel, Storage, UNIFORM_SIZE};
 
 fn module(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     module_with(name, source, naga::valid::Capabilities::empty())
@@ -36,7 +36,9 @@ fn every_composed_variant_validates() {
     let mut count = 0;
     let test_only = Storage { grad: Format::ScaledF32 { log2_scale: -2 }, ..Storage::F32 };
     for kernel in kernels() {
-        for storage in Storage::supported().into_iter().chain([test_only]) {
+        // Each storage with and without an EMA of the weights.
+        let with_ema = Storage::supported().into_iter().map(|s| Storage { ema: true, ..s });
+        for storage in Storage::supported().into_iter().chain(with_ema).chain([test_only]) {
             for flags in flag_sets(kernel) {
                 for amp in [false, true] {
                     let source = compose_variant(kernel, storage, flags, amp);
@@ -59,6 +61,21 @@ fn every_composed_variant_validates() {
 /// Pieces the composition puts into kernels' modules (validated there, by
 /// `every_composed_variant_validates`), not modules of their own.
 const FRAGMENTS: [&str; 4] = ["amp_state.wgsl", "amp_scan.wgsl", "device_step.wgsl", "adam_step.wgsl"];
+
+#[test]
+fn every_correction_pass_validates() {
+    // The slot sizes a device may have: the uniform's own 96 bytes, or a 256-byte alignment.
+    let mut count = 0;
+    for kernel in kernels() {
+        for slot in [u64::from(UNIFORM_SIZE), 256] {
+            if let Some(source) = compose_correct(kernel, slot) {
+                module(&format!("{} correct, slot {slot}", kernel.name), &source);
+                count += 1;
+            }
+        }
+    }
+    assert!(count >= 2, "Adam's correction validated");
+}
 
 #[test]
 fn standalone_shaders_validate() {

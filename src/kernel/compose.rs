@@ -64,32 +64,13 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
     w.push_str("// without a gradient this step are left out, however many there are, in one dispatch).\n");
     w.push_str("override SPANS: bool = false;\n\n");
 
-    // Keep in sync with `StepUniform` in src/kernel/mod.rs (tests check the size).
-    w.push_str("struct Step {\n    n: u32,\n    param_off: u32,\n    grad_off: u32,\n    state_off: u32,\n");
-    w.push_str("    flags: u32,\n    span_first: u32,\n    span_count: u32,\n    first: u32,\n");
-    w.push_str("    t: u32, // the tensors' own step count on the host (from 1)\n");
-    w.push_str("    amp_class: u32, // with loss scaling: the tensors' counter of skipped steps in `amp`\n");
-    w.push_str("    partial_first: u32, // where this dispatch's gradient scan writes its partial norms\n");
-    w.push_str("    clipped: u32, // with clipping: 1 when the tensors' group is clipped\n");
-    w.push_str("    seed: u32, // stochastic rounding: a hash of the seed and the tensor's own step\n");
-    w.push_str("    _pad0: u32,\n    _pad1: u32,\n    _pad2: u32,\n");
-    for (name, doc) in kernel.scalars.iter().zip(kernel.scalar_docs) {
-        let doc = doc.trim();
-        if doc.is_empty() {
-            let _ = writeln!(w, "    {name}: f32,");
-        } else {
-            let _ = writeln!(w, "    {name}: f32, // {doc}");
-        }
-    }
-    for pad in kernel.scalars.len()..MAX_SCALARS {
-        let _ = writeln!(w, "    _pad{}: f32,", pad + 3);
-    }
-    w.push_str("}\n\n@group(0) @binding(0) var<uniform> u: Step;\n");
-    let corrected = amp && matches!(kernel.device_step, super::DeviceStep::Corrected(_));
-    if corrected {
-        // Scalars corrected on the device (skipped steps), read by `update_skipped` only: a
-        // private copy read throughout `update()` costs a CPU adapter several times the update.
-        w.push_str("var<private> us: Step;\n");
+    step_struct(w, kernel);
+    if amp && matches!(kernel.device_step, super::DeviceStep::Corrected(_)) {
+        // The step's scalars as a storage buffer: the `correct` pass (`compose_correct`) rewrites
+        // them on the device, once per dispatch, where the tensors sat out skipped steps.
+        w.push_str("\n@group(0) @binding(0) var<storage, read> u: Step;\n");
+    } else {
+        w.push_str("\n@group(0) @binding(0) var<uniform> u: Step;\n");
     }
     storage.param.bindings(w, "param", 1, "read_write");
     storage.grad.bindings(w, "grad", 2, "read");
@@ -109,6 +90,10 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
         w.push_str("// parameter rounded from it.\n");
         Format::F32.bindings(w, "master", super::master_binding(kernel), "read_write");
     }
+    if storage.ema {
+        w.push_str("// The EMA of the weights (a state array), updated after each step, a skipped one too.\n");
+        Format::F32.bindings(w, "ema", super::ema_binding(kernel, storage), "read_write");
+    }
     if amp {
         let binding = super::amp_binding(kernel, storage);
         let _ = writeln!(w, "@group(0) @binding({binding}) var<storage, read_write> amp: Amp;");
@@ -122,16 +107,6 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
     let _ = writeln!(w, "// ---- shaders/{}.wgsl ----", kernel.name);
     w.push_str(kernel.source.trim_end());
     let _ = writeln!(w, "\n// ---- end of shaders/{}.wgsl ----\n", kernel.name);
-    if corrected {
-        let _ = writeln!(
-            w,
-            "// ---- shaders/{}.wgsl again, for dispatches whose tensors sat out skipped steps: each\n\
-             // function named with `_skipped`, reading the corrected scalars `us` ----",
-            kernel.name
-        );
-        w.push_str(&skipped_copy(kernel.source.trim_end()));
-        w.push_str("\n// ---- end of the copy ----\n\n");
-    }
 
     let _ = writeln!(
         w,
@@ -164,12 +139,6 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
     if amp {
         w.push_str(AMP_STATE);
         w.push_str(AMP_SCAN);
-        if let super::DeviceStep::Corrected(source) = kernel.device_step {
-            w.push_str(DEVICE_STEP_MATH);
-            let _ = writeln!(w, "// ---- the kernel's correction to the device's step count ----");
-            w.push_str(source.trim_end());
-            w.push_str("\n// ---- end of the correction ----\n\n");
-        }
     }
     if [storage.param, storage.grad].contains(&Format::BF16) {
         bf16_helpers(w);
@@ -188,13 +157,96 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
         Format::F32.loads(w, "master", true);
         Format::F32.stores(w, "master", false);
     }
+    if storage.ema {
+        Format::F32.loads(w, "ema", true);
+        Format::F32.stores(w, "ema", false);
+    }
     entry_point(w, kernel, storage, false, amp);
     entry_point(w, kernel, storage, true, amp);
     if amp {
         scan_entry_point(w, false);
         scan_entry_point(w, true);
     }
+    if storage.ema {
+        swap_entry_point(w, storage, false);
+        swap_entry_point(w, storage, true);
+    }
     out
+}
+
+/// `struct Step`: the layout of [`super::StepUniform`] (keep the two in sync; tests check the
+/// size), its scalars named by the kernel's declaration.
+fn step_struct(w: &mut String, kernel: &Kernel) {
+    w.push_str("struct Step {\n    n: u32,\n    param_off: u32,\n    grad_off: u32,\n    state_off: u32,\n");
+    w.push_str("    flags: u32,\n    span_first: u32,\n    span_count: u32,\n    first: u32,\n");
+    w.push_str("    t: u32, // the tensors' own step count on the host (from 1)\n");
+    w.push_str("    amp_class: u32, // with loss scaling: the tensors' counter of skipped steps in `amp`\n");
+    w.push_str("    partial_first: u32, // where this dispatch's gradient scan writes its partial norms\n");
+    w.push_str("    clipped: u32, // with clipping: 1 when the tensors' group is clipped\n");
+    w.push_str("    seed: u32, // stochastic rounding: a hash of the seed and the tensor's own step\n");
+    w.push_str("    ema_weight: f32, // with an EMA of the weights: 1 - decay\n");
+    w.push_str("    _pad1: u32,\n    _pad2: u32,\n");
+    for (name, doc) in kernel.scalars.iter().zip(kernel.scalar_docs) {
+        let doc = doc.trim();
+        if doc.is_empty() {
+            let _ = writeln!(w, "    {name}: f32,");
+        } else {
+            let _ = writeln!(w, "    {name}: f32, // {doc}");
+        }
+    }
+    for pad in kernel.scalars.len()..MAX_SCALARS {
+        let _ = writeln!(w, "    _pad{}: f32,", pad + 3);
+    }
+    w.push_str("}\n");
+}
+
+/// The `correct` pass of a kernel whose scalars depend on the step count
+/// ([`super::DeviceStep::Corrected`]), under loss scaling: one invocation per dispatch of the
+/// step, after `finish` and before the update, rewrites the dispatch's scalars in the step's slot
+/// buffer (`slot_bytes` from one slot to the next) to the device's own step count, where its
+/// tensors sat out skipped steps. Once per dispatch rather than in every invocation of the
+/// update, which on a CPU adapter pays for a branch it does not take. `None` for other kernels.
+pub fn compose_correct(kernel: &Kernel, slot_bytes: u64) -> Option<String> {
+    let super::DeviceStep::Corrected(source) = kernel.device_step else { return None };
+    let mut out = String::with_capacity(8000);
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "// {}: the correction of each dispatch's scalars to the device's step count, composed by\n\
+         // wgpu-optim (src/kernel/compose.rs, `compose_correct`) from the kernel's declaration.\n",
+        kernel.name
+    );
+    step_struct(w, kernel);
+    let pad = match (slot_bytes - u64::from(super::UNIFORM_SIZE)) / 16 {
+        0 => String::new(),
+        n => format!("    _pad: array<vec4<u32>, {n}>,\n"),
+    };
+    let _ = writeln!(
+        w,
+        "// One dispatch's slot: its Step, padded to the slot size ({slot_bytes} bytes).\n\
+         struct Slot {{\n    s: Step,\n{pad}}}\n\n\
+         @group(0) @binding(0) var<storage, read_write> slots: array<Slot>;\n\
+         @group(0) @binding(1) var<storage, read_write> amp: Amp;\n"
+    );
+    w.push_str(AMP_STATE);
+    w.push_str(DEVICE_STEP_MATH);
+    let _ = writeln!(w, "// ---- the kernel's correction (src/algorithm/{}.rs) ----", kernel.name);
+    w.push_str(source.trim_end());
+    w.push_str("\n// ---- end of the correction ----\n\n");
+    w.push_str(
+        "@compute @workgroup_size(64)\n\
+         fn correct(@builtin(global_invocation_id) gid: vec3<u32>) {\n\
+         \x20   let d = gid.x;\n\
+         \x20   if (d >= amp.dispatches) {\n        return;\n    }\n\
+         \x20   let s = slots[d].s;\n\
+         \x20   // Steps the device skipped do not count for these tensors: their scalars at its count.\n\
+         \x20   let skipped = amp.data[s.amp_class];\n\
+         \x20   if (skipped != 0u) {\n\
+         \x20       slots[d].s = at_step(s, f32(s.t - skipped), f32(s.t));\n\
+         \x20   }\n\
+         }\n",
+    );
+    Some(out)
 }
 
 /// `struct Amp` (keep in sync with `src/optim/amp.rs`): what the device decides about a step
@@ -233,73 +285,6 @@ fn scan_entry_point(w: &mut String, wide: bool) {
     w.push_str("    }\n    scan_write(acc, j);\n}\n");
 }
 
-/// `source` with every function it defines renamed `<name>_skipped` (at its definition and its
-/// calls) and every `u.` read as `us.`: the update at the scalars corrected for skipped steps.
-/// Comments are copied as they are.
-fn skipped_copy(source: &str) -> String {
-    let code_of = |line: &str| line.find("//").map_or(line.len(), |k| k);
-    let code: String = source.lines().map(|l| format!("{}\n", &l[..code_of(l)])).collect();
-    let defined: Vec<String> = code
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|p| p[0] == "fn")
-        .map(|p| p[1].to_string())
-        .collect();
-    let mut out = String::with_capacity(source.len() + 64);
-    for line in source.lines() {
-        let (code, comment) = line.split_at(code_of(line));
-        out.push_str(&rename(code, &defined));
-        out.push_str(comment);
-        out.push('\n');
-    }
-    out
-}
-
-/// `code` with the functions in `defined` renamed `<name>_skipped` and `u.` read as `us.`.
-fn rename(code: &str, defined: &[String]) -> String {
-    let source = code;
-    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let words = |text: &str| -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        let mut start = None;
-        for (k, c) in text.char_indices().chain([(text.len(), ' ')]) {
-            match (start, ident(c)) {
-                (None, true) => start = Some(k),
-                (Some(b), false) => {
-                    out.push((b, k));
-                    start = None;
-                }
-                _ => {}
-            }
-        }
-        out
-    };
-    let spans = words(source);
-    let mut out = String::with_capacity(source.len() + 64);
-    let mut at = 0;
-    for &(b, e) in &spans {
-        let w = &source[b..e];
-        // A word that starts with a digit is a number (`1e-6`, `0x7f`), never a name.
-        if w.starts_with(|c: char| c.is_ascii_digit()) {
-            continue;
-        }
-        out.push_str(&source[at..b]);
-        if w == "u" && source[e..].starts_with('.') {
-            out.push_str("us");
-        } else if defined.iter().any(|d| d == w) {
-            out.push_str(w);
-            out.push_str("_skipped");
-        } else {
-            out.push_str(w);
-        }
-        at = e;
-    }
-    out.push_str(&source[at..]);
-    out
-}
-
 /// `main` (one element per invocation; `update` computes four lanes and the first is kept) or
 /// `main4` (four elements per invocation).
 fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, amp: bool) {
@@ -310,13 +295,9 @@ fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, am
         "\n@compute @workgroup_size(256)\nfn {name}(@builtin(global_invocation_id) gid: vec3<u32>, \
          @builtin(num_workgroups) nwg: vec3<u32>) {{"
     );
-    if amp {
+    if amp && !storage.ema {
         w.push_str("    // Loss scaling: a step with a non-finite gradient anywhere changes nothing.\n");
         w.push_str("    if (amp.found_inf != 0u) {\n        return;\n    }\n");
-        if matches!(kernel.device_step, super::DeviceStep::Corrected(_)) {
-            w.push_str("    // Steps the device skipped do not count: the scalars at its own step count.\n");
-            w.push_str("    let skipped = amp.data[u.amp_class];\n");
-        }
     }
     w.push_str("    // A 2-D grid reaches past 65,535 workgroups in one dimension.\n");
     w.push_str("    let i = gid.x + gid.y * nwg.x * WG;\n");
@@ -335,7 +316,7 @@ fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, am
         w.push_str("    if (SPANS && !in_spans4(u.first + i).x) {\n        return;\n    }\n");
     }
     for (var, field) in [("ip", "param_off"), ("ig", "grad_off"), ("is", "state_off")] {
-        if var == "is" && kernel.states.is_empty() && !storage.master {
+        if var == "is" && kernel.states.is_empty() && !storage.master && !storage.ema {
             continue;
         }
         let _ = writeln!(w, "    let {var} = select(i, u.{field}{div} + i, OFFSETS);");
@@ -355,15 +336,7 @@ fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, am
         // As PyTorch: unscaled (`scaler.unscale_`), then clipped (`clip_grad_norm_`), each rounded.
         let _ = writeln!(w, "    let clip = select(1.0, amp.clip_coef, u.clipped != 0u);");
         let _ = writeln!(w, "    let g = ({grad} * amp.step_inv_scale) * clip;");
-        if matches!(kernel.device_step, super::DeviceStep::Corrected(_)) {
-            // The same for every invocation of the dispatch (one class): no divergence.
-            w.push_str(
-                "    var y: Values;\n    if (skipped != 0u) {\n        us = at_step(u, f32(u.t - skipped), f32(u.t));\n\
-                 \x20       y = update_skipped(g, x);\n    } else {\n        y = update(g, x);\n    }\n",
-            );
-        } else {
-            w.push_str("    var y = update(g, x);\n");
-        }
+        w.push_str("    var y = update(g, x);\n");
     } else {
         let _ = writeln!(w, "    var y = update({grad}, x);");
     }
@@ -375,6 +348,29 @@ fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, am
         w.push_str("    }\n");
     }
     let lane = if wide { "" } else { ".x" };
+    if storage.ema {
+        // As `AveragedModel` with `get_ema_multi_avg_fn(decay)`, called after every iteration: a
+        // skipped step moves the average toward the unchanged weights.
+        w.push_str(
+            "    // The EMA of the weights: the first update copies (weight 1), later ones move by 1 - decay.\n",
+        );
+        let _ = writeln!(w, "    let e0 = {};", widen(format!("load_ema{suffix}(is)")));
+        let weights = if amp {
+            w.push_str("    let skipped = amp.found_inf != 0u;\n");
+            "select(y.param, x.param, skipped)"
+        } else {
+            "y.param"
+        };
+        let _ = writeln!(w, "    var e = e0 + select(u.ema_weight, 1.0, u.t == 1u) * ({weights} - e0);");
+        if wide {
+            w.push_str("    if (SPANS) {\n        e = select(e0, e, keep);\n    }\n");
+        }
+        let _ = writeln!(w, "    store_ema{suffix}(is, e{lane});");
+        if amp {
+            w.push_str("    // Loss scaling: a step with a non-finite gradient anywhere changes nothing else.\n");
+            w.push_str("    if (skipped) {\n        return;\n    }\n");
+        }
+    }
     if storage.master {
         let _ = writeln!(w, "    store_master{suffix}(is, y.param{lane});");
     }
@@ -387,6 +383,37 @@ fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, am
     }
     for state in kernel.states {
         guarded(w, state.flag, &format!("store_{0}{suffix}(is, y.{0}{lane});", state.name));
+    }
+    w.push_str("}\n");
+}
+
+/// `swap` or `swap4`: the EMA of the weights exchanged with the weights (the master copy where
+/// there is one, the parameter stored from it rounded to nearest), over whole runs, every tensor.
+/// Swapping twice restores both exactly.
+fn swap_entry_point(w: &mut String, storage: Storage, wide: bool) {
+    let (name, n, div, suffix) = if wide { ("swap4", "u.n / 4u", " / 4u", "4") } else { ("swap", "u.n", "", "") };
+    let _ = writeln!(
+        w,
+        "\n@compute @workgroup_size(256)\nfn {name}(@builtin(global_invocation_id) gid: vec3<u32>, \
+         @builtin(num_workgroups) nwg: vec3<u32>) {{"
+    );
+    w.push_str("    let i = gid.x + gid.y * nwg.x * WG;\n");
+    let _ = writeln!(w, "    if (i >= {n}) {{\n        return;\n    }}");
+    let _ = writeln!(w, "    let ip = select(i, u.param_off{div} + i, OFFSETS);");
+    let _ = writeln!(w, "    let is = select(i, u.state_off{div} + i, OFFSETS);");
+    let weights = if storage.master { format!("load_master{suffix}(is)") } else { format!("load_param{suffix}(ip)") };
+    let _ = writeln!(w, "    let weights = {weights};\n    let e = load_ema{suffix}(is);");
+    let _ = writeln!(w, "    store_ema{suffix}(is, weights);");
+    if storage.master {
+        let _ = writeln!(w, "    store_master{suffix}(is, e);");
+    }
+    if storage.stochastic() {
+        // Refused by `Optimizer::swap_ema` (a stochastic store would not give the weights back);
+        // composed so that every variant of the module compiles.
+        let e = if wide { "u.first + 4u * i" } else { "u.first + i" };
+        let _ = writeln!(w, "    store_param{suffix}(ip, e, {e});");
+    } else {
+        let _ = writeln!(w, "    store_param{suffix}(ip, e);");
     }
     w.push_str("}\n");
 }

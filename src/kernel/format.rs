@@ -459,6 +459,9 @@ pub struct Storage {
     pub master: bool,
     /// How a bf16 parameter without a master copy is rounded ([`Rounding::Nearest`] otherwise).
     pub rounding: Rounding,
+    /// An exponential moving average of the weights (the master copy where there is one), the
+    /// f32 state array `ema`, updated in the same pass as each step (see `Optimizer::set_ema`).
+    pub ema: bool,
 }
 
 impl Storage {
@@ -469,6 +472,7 @@ impl Storage {
         state: Format::F32,
         master: false,
         rounding: Rounding::Nearest,
+        ema: false,
     };
 
     /// The storage combinations `wgpu-optim shader --all` writes and the tests validate: f32;
@@ -478,7 +482,7 @@ impl Storage {
     /// well (see [`Storage::check`]). The test-only format is not among them.
     pub fn supported() -> Vec<Storage> {
         use Format::{BF16, F16, F32};
-        let s = |param, grad, master, rounding| Storage { param, grad, state: F32, master, rounding };
+        let s = |param, grad, master, rounding| Storage { param, grad, state: F32, master, rounding, ema: false };
         let sr = Rounding::Stochastic { seed: 0 };
         vec![
             Storage::F32,
@@ -549,11 +553,16 @@ impl Storage {
             (false, Rounding::Stochastic { .. }) => "-sr",
             (false, Rounding::Nearest) => "",
         };
-        format!("{}-{}-{}{suffix}", self.param.name(), self.grad.name(), self.state.name())
+        let ema = if self.ema { "-ema" } else { "" };
+        format!("{}-{}-{}{suffix}{ema}", self.param.name(), self.grad.name(), self.state.name())
     }
 
     /// Parses [`Storage::name`] (stochastic rounding with seed 0).
     pub fn from_name(name: &str) -> Option<Self> {
+        let (name, ema) = match name.strip_suffix("-ema") {
+            Some(name) => (name, true),
+            None => (name, false),
+        };
         let (name, master, rounding) = if let Some(name) = name.strip_suffix("-master") {
             (name, true, Rounding::Nearest)
         } else if let Some(name) = name.strip_suffix("-sr") {
@@ -562,7 +571,8 @@ impl Storage {
             (name, false, Rounding::Nearest)
         };
         let mut parts = name.split('-').map(Format::from_name);
-        let storage = Storage { param: parts.next()??, grad: parts.next()??, state: parts.next()??, master, rounding };
+        let storage =
+            Storage { param: parts.next()??, grad: parts.next()??, state: parts.next()??, master, rounding, ema };
         (parts.next().is_none() && storage.check().is_ok()).then_some(storage)
     }
 }

@@ -11,7 +11,7 @@
 mod compose;
 mod format;
 
-pub use compose::{compose, compose_variant, Variant};
+pub use compose::{compose, compose_correct, compose_variant, Variant};
 pub(crate) use format::{bf16_helpers, f16_helpers};
 pub use format::{pcg_hash, sr_bits, Format, Rounding, Storage};
 
@@ -157,12 +157,21 @@ pub(crate) struct StepUniform {
     /// With stochastic rounding: the step's seed, a hash of the group's seed and the tensors'
     /// own step count ([`Rounding::step_seed`]); 0 otherwise.
     pub seed: u32,
-    pub _pad: [u32; 3],
+    /// With an EMA of the weights: `1 - decay` (the first update copies: weight 1).
+    pub ema_weight: f32,
+    pub _pad: [u32; 2],
     pub scalars: [f32; 8],
 }
 
 /// Bytes in every kernel's `struct Step` (the host's `StepUniform`): checked against the WGSL.
 pub const UNIFORM_SIZE: u32 = size_of::<StepUniform>() as u32;
+
+/// Bytes from one dispatch's slot of a step's scalars to the next on this device: the uniform's
+/// size at the alignment of both uniform and storage offsets (the slots are read as either).
+pub fn slot_size(limits: &wgpu::Limits) -> u64 {
+    let align = limits.min_uniform_buffer_offset_alignment.max(limits.min_storage_buffer_offset_alignment);
+    u64::from(UNIFORM_SIZE).next_multiple_of(u64::from(align))
+}
 
 /// A kernel's per-step values as uploaded: eight f32 scalars (named by [`Kernel::scalars`]) and
 /// a bit set of flags.
@@ -175,12 +184,14 @@ pub struct Scalars {
     pub flags: u32,
     /// The step's stochastic-rounding seed ([`Rounding::step_seed`]); 0 without.
     pub seed: u32,
+    /// With an EMA of the weights: `1 - decay`; 0 without.
+    pub ema_weight: f32,
 }
 
 impl Scalars {
     /// f64 values rounded once to f32, in order, and the flags as bits (bit `k` is `flags[k]`).
     pub fn pack(values: &[f64], flags: &[bool]) -> Self {
-        let mut out = Scalars { values: [0.0; MAX_SCALARS], flags: 0, seed: 0 };
+        let mut out = Scalars { values: [0.0; MAX_SCALARS], flags: 0, seed: 0, ema_weight: 0.0 };
         for (slot, v) in out.values.iter_mut().zip(values) {
             *slot = *v as f32;
         }
@@ -268,6 +279,8 @@ pub(crate) enum Entry {
     Update,
     /// `scan` / `scan4` (loss scaling and clipping): the gradients' partial norms.
     Scan,
+    /// `swap` / `swap4` (an EMA of the weights): the EMA exchanged with the weights.
+    Swap,
 }
 
 impl KernelPipeline {
@@ -284,24 +297,20 @@ impl KernelPipeline {
         amp: bool,
     ) -> crate::Result<Self> {
         storage.check_features(device.features())?;
-        let storage_entry = |binding, read_only| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                // `main` needs 4 bytes, `main4` 16: wgpu checks each dispatch's bindings against
-                // the entry point it runs.
-                min_binding_size: None,
-            },
-            count: None,
-        };
+        // No minimum binding size: `main` needs 4 bytes, `main4` 16, and wgpu checks each
+        // dispatch's bindings against the entry point it runs.
+        let storage_entry = storage_layout_entry;
         let mut entries = vec![
             wgpu::BindGroupLayoutEntry {
                 binding: 0,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
+                    // Under loss scaling a kernel whose scalars depend on the step count reads
+                    // them from storage, where the `correct` pass rewrites them on the device.
+                    ty: match amp && matches!(kernel.device_step, DeviceStep::Corrected(_)) {
+                        true => wgpu::BufferBindingType::Storage { read_only: true },
+                        false => wgpu::BufferBindingType::Uniform,
+                    },
                     // Each dispatch's slot, chosen per step: one bind group serves a run however
                     // tensors without gradients cut it.
                     has_dynamic_offset: true,
@@ -315,9 +324,12 @@ impl KernelPipeline {
         entries.extend((0..kernel.states.len() as u32).map(|i| storage_entry(3 + i, false)));
         // The spans a `SPANS` dispatch updates (tensors without gradients left out).
         entries.push(storage_entry(spans_binding(kernel), true));
-        // The parameter's f32 master copy, after the spans.
+        // The parameter's f32 master copy, after the spans; the EMA of the weights after it.
         if storage.master {
             entries.push(storage_entry(master_binding(kernel), false));
+        }
+        if storage.ema {
+            entries.push(storage_entry(ema_binding(kernel, storage), false));
         }
         if amp {
             // The loss scale, the step's decision and the scan's partials (`shaders/amp_state.wgsl`).
@@ -372,6 +384,8 @@ impl KernelPipeline {
             (Entry::Update, false) => "main",
             (Entry::Scan, true) => "scan4",
             (Entry::Scan, false) => "scan",
+            (Entry::Swap, true) => "swap4",
+            (Entry::Swap, false) => "swap",
         };
         let constants = [("OFFSETS", f64::from(u8::from(offsets))), ("SPANS", f64::from(u8::from(spans)))];
         let pipeline = compute_pipeline(device, &self.layout, module, name, &constants);
@@ -381,6 +395,20 @@ impl KernelPipeline {
         }
         variants.insert((flags, offsets, wide, spans, entry), pipeline.clone());
         Ok(pipeline)
+    }
+}
+
+/// A storage-buffer entry of a compute bind-group layout, bound whole (no dynamic offset).
+pub(crate) fn storage_layout_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
     }
 }
 
@@ -426,6 +454,11 @@ pub(crate) fn master_binding(kernel: &Kernel) -> u32 {
 /// The binding of the `amp` buffer (loss scaling and clipping): after the spans and the master
 /// copy, if any.
 pub(crate) fn amp_binding(kernel: &Kernel, storage: Storage) -> u32 {
+    ema_binding(kernel, storage) + u32::from(storage.ema)
+}
+
+/// The binding of the EMA of the weights: after the spans and the master copy, if any.
+pub(crate) fn ema_binding(kernel: &Kernel, storage: Storage) -> u32 {
     master_binding(kernel) + u32::from(storage.master)
 }
 

@@ -198,7 +198,8 @@ struct HostWords {
     increments: u32,
     ops_first: u32,
     partials_first: u32,
-    _pad: [u32; 2],
+    dispatches: u32,
+    _pad: u32,
 }
 
 const DEVICE_BYTES: u64 = size_of::<DeviceWords>() as u64;
@@ -245,16 +246,7 @@ impl Amp {
         let scopes = Scopes::push(device);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("wgpu-optim amp"),
-            entries: &[wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: false },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            }],
+            entries: &[crate::kernel::storage_layout_entry(0, false)],
         });
         let source =
             format!("{}\n{}", include_str!("../../shaders/amp_state.wgsl"), include_str!("../../shaders/amp.wgsl"));
@@ -349,7 +341,7 @@ impl Amp {
 
     /// The words the host writes before a step: the settings, where this step's operations and
     /// partials lie, and the operations.
-    pub fn step_words(&self, partials: u32, ops: &ClassOps, clipping: bool) -> Vec<u8> {
+    pub fn step_words(&self, partials: u32, dispatches: u32, ops: &ClassOps, clipping: bool) -> Vec<u8> {
         let scaler = self.scaler.clone().unwrap_or_default();
         let clip = self.clip.as_ref().filter(|_| clipping);
         let mut control = 0;
@@ -373,7 +365,8 @@ impl Amp {
             increments: ops.increments.len() as u32,
             ops_first: self.class_capacity,
             partials_first: 4 * self.class_capacity,
-            _pad: [0; 2],
+            dispatches,
+            _pad: 0,
         };
         // The operations follow in `data` after the class counters: a separate upload
         // (`ops_bytes`), so that the counters between are not written over.

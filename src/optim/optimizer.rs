@@ -18,7 +18,7 @@ use super::plan;
 use super::record::{AmpStep, Recorder};
 use super::registration::{ParamBinding, StepKey, TensorInfo, Tensors};
 use super::state::{self, TensorState};
-use super::store::{StateStore, MASTER};
+use super::store::{StateStore, EMA, MASTER};
 use super::{Scopes, F32};
 
 /// A parameter group: its index in the optimizer. Groups have their own hyperparameters.
@@ -161,6 +161,8 @@ pub struct Optimizer {
     recent: VecDeque<LastStep>,
     /// Loss scaling and clipping, when either is set.
     amp: Option<Amp>,
+    /// The decay of the EMA of the weights, when one is kept ([`Optimizer::set_ema`]).
+    ema_decay: Option<f64>,
     /// The loss-scaling class of the tensors registered last, and the step count then: tensors
     /// registered at the same count share it.
     registration_class: Option<(u64, u32)>,
@@ -235,6 +237,7 @@ impl Optimizer {
             steps: 0,
             recent: VecDeque::new(),
             amp: None,
+            ema_decay: None,
             registration_class: None,
         })
     }
@@ -279,6 +282,8 @@ impl Optimizer {
         }
         config.algorithm().validate()?;
         storage.check_features(self.ctx.device.features())?;
+        // Every group keeps the EMA once it is set.
+        let storage = Storage { ema: self.ema_decay.is_some(), ..storage };
         self.recorder.add_storage(&self.ctx, storage)?;
         self.groups.push(Group::new(config, storage));
         Ok(GroupId(self.groups.len() - 1))
@@ -324,8 +329,9 @@ impl Optimizer {
             // Written by the host, so stored in the state's format.
             .map(|(k, &used)| used.then(|| storage.state.encode(algorithm.initial_state(k, lr) as f32)))
             .collect();
-        // The master copy, the store's last array: filled from the parameters.
+        // The master copy (filled from the parameters), then the EMA: the store's last arrays.
         init.push(storage.master.then_some(0.0));
+        init.push(storage.ema.then_some(0.0));
         let added = self.tensors.add(&self.ctx, &mut self.store, group.0, storage, self.steps, &init, bindings)?;
         if let Some(amp) = self.amp.as_mut().filter(|a| a.scaler.is_some()) {
             // A class of their own (from no skipped steps), shared with tensors registered at
@@ -815,9 +821,11 @@ impl Optimizer {
             }
             input
         };
+        let ema_weight = self.ema_decay.map_or(0.0, |d| (1.0 - d) as f32);
         let scalars = |group: usize, key: StepKey| {
             let mut s = groups[group].config.algorithm().scalars(&input(group, key));
             s.seed = groups[group].storage.rounding.step_seed(step - key.origin);
+            s.ema_weight = ema_weight;
             s
         };
         let storages = self.storages();
@@ -916,6 +924,14 @@ impl Optimizer {
         if name == MASTER {
             return match self.groups[tensor.group].storage.master {
                 true => state::read(&self.ctx, &self.tensors, &self.store, param, self.kernel.states.len()).map(Some),
+                false => Ok(None),
+            };
+        }
+        if name == EMA {
+            return match self.groups[tensor.group].storage.ema {
+                true => {
+                    state::read(&self.ctx, &self.tensors, &self.store, param, self.kernel.states.len() + 1).map(Some)
+                }
                 false => Ok(None),
             };
         }
@@ -1038,6 +1054,95 @@ impl Optimizer {
         Ok(())
     }
 
+    /// Keeps an exponential moving average of the weights, as `torch.optim.swa_utils.AveragedModel`
+    /// with `get_ema_multi_avg_fn(decay)` updated after every step (a skipped one too, as a loop
+    /// that calls `update_parameters` every iteration does):
+    ///
+    /// ```text
+    /// ema = w                                 at a tensor's first step (the average starts as a copy)
+    /// ema = ema + (1 - decay) * (w - ema)     after every later step
+    /// ```
+    /// where `w` is the weights after the step: the f32 master copy where the group keeps one,
+    /// else the parameter before it is stored in its format. The average is an f32 state array
+    /// (`read_state(i, "ema")`, saved in checkpoints), updated in the same pass as the step;
+    /// [`Optimizer::swap_ema`] exchanges it with the live weights on the device. A tensor sits the
+    /// average out where it sits the step out (no gradient), as its own step count does.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] for a decay outside `[0, 1]`; [`Error::Unsupported`] once
+    /// tensors are registered (the average is laid out with their state; set it first) or to turn
+    /// it off after; [`Error::Wgpu`] if wgpu refuses the kernel.
+    pub fn set_ema(&mut self, decay: Option<f64>) -> Result<()> {
+        if let Some(d) = decay {
+            if !(0.0..=1.0).contains(&d) {
+                return Err(Error::invalid("decay", format!("Invalid ema decay: {}", crate::error::py_float(d))));
+            }
+        }
+        if !self.tensors.is_empty() && decay.is_some() != self.ema_decay.is_some() {
+            return Err(Error::Unsupported(
+                "setting or dropping the EMA of the weights after tensors are registered: it is laid out \
+                 with their state, so set it before add_params"
+                    .into(),
+            ));
+        }
+        for i in 0..self.groups.len() {
+            let storage = Storage { ema: decay.is_some(), ..self.groups[i].storage };
+            self.recorder.add_storage(&self.ctx, storage)?;
+            self.groups[i].storage = storage;
+        }
+        self.ema_decay = decay;
+        self.recorder.invalidate();
+        Ok(())
+    }
+
+    /// Exchanges every tensor's EMA with its weights, on the device, for evaluation: the
+    /// parameters then hold the average (rounded to their format; the master copy holds it
+    /// exactly), and the EMA the live weights. Calling it again swaps back exactly. Records into
+    /// `encoder` (see [`Optimizer::swap_ema`] to submit at once); steps between two swaps would
+    /// train the average, so swap back before stepping.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] without an EMA ([`Optimizer::set_ema`]) or for a group of bf16
+    /// parameters rounded stochastically without a master copy (the swap would not give the
+    /// weights back); [`Error::NoParameters`]; [`Error::DeviceLost`]; [`Error::Wgpu`].
+    pub fn record_swap_ema(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.ctx.check_known_lost()?;
+        if self.ema_decay.is_none() {
+            return Err(Error::Unsupported("swapping the EMA of the weights: none is kept (set_ema)".into()));
+        }
+        if let Some(g) = self.groups.iter().position(|g| g.storage.stochastic()) {
+            return Err(Error::Unsupported(format!(
+                "swapping the EMA of group {g}: its bf16 parameters are rounded stochastically without a master \
+                 copy, so a swap would not give the weights back (keep a master copy)"
+            )));
+        }
+        if self.tensors.is_empty() {
+            return Err(Error::NoParameters);
+        }
+        if self.recorder.needs_plan() {
+            self.ctx.check_alive()?;
+            self.store.compact(&self.ctx);
+        }
+        let storages = self.storages();
+        self.recorder.record_swap(&self.ctx, &self.tensors, &self.store, &storages, encoder, self.amp.as_ref())
+    }
+
+    /// [`Optimizer::record_swap_ema`], submitted at once.
+    ///
+    /// # Errors
+    /// As [`Optimizer::record_swap_ema`].
+    pub fn swap_ema(&mut self) -> Result<()> {
+        let device = self.ctx.device.clone();
+        let scopes = Scopes::push(&device);
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ema swap") });
+        let recorded = self.record_swap_ema(&mut encoder);
+        if recorded.is_ok() {
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        scopes.pop("submitting the EMA swap")?;
+        recorded
+    }
+
     /// The buffer whose first f32 is the loss scale the next step's gradients must carry: bind it
     /// to multiply the loss on the device. `None` without loss scaling. Registering tensors may
     /// replace it (a step makes room for their partial norms): take it again after registering.
@@ -1120,6 +1225,16 @@ impl Optimizer {
         self.groups[g].config.algorithm().check_carry(carry)
     }
 
+    /// Whether group `g` keeps an EMA of its weights (the store's last state array).
+    pub(super) fn keeps_ema(&self, g: usize) -> bool {
+        self.groups[g].storage.ema
+    }
+
+    /// The decay of the EMA of the weights, if one is kept.
+    pub(super) fn ema_decay(&self) -> Option<f64> {
+        self.ema_decay
+    }
+
     /// Whether group `g` keeps an f32 master copy of its parameters (the state array after the
     /// kernel's own).
     pub(super) fn keeps_master(&self, g: usize) -> bool {
@@ -1173,6 +1288,7 @@ impl Optimizer {
         let kept = |g: usize| {
             let mut kept = groups[g].config.algorithm().states_used();
             kept.push(groups[g].storage.master);
+            kept.push(groups[g].storage.ema);
             kept
         };
         state::export(&self.ctx, &self.tensors, &self.store, kept)

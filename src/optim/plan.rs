@@ -327,8 +327,7 @@ impl Plan {
     ) -> Plan {
         let limits = device.limits();
         let align = limits.min_storage_buffer_offset_alignment as u64;
-        let slot_size =
-            (size_of::<StepUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
+        let slot_size = crate::kernel::slot_size(&limits);
         let mut runs = runs(tensors, store, storages, align);
         // A span region for each run that can take `SPANS` dispatches: a block table and room
         // for a span per piece, each region at an aligned offset after a first, small one bound
@@ -355,7 +354,8 @@ impl Plan {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-optim step scalars"),
                 size: slot_size * slots as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                // Storage too: read so, and rewritten by the `correct` pass, under loss scaling.
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
         });
@@ -405,10 +405,17 @@ impl Plan {
                     // in `unused`.
                     entries.push(wgpu::BindGroupEntry { binding: 4 + unused.len() as u32, resource });
                 }
+                if storage.ema {
+                    // After the master copy, if any (`kernel::ema_binding`): the store's last array.
+                    let buffer = store.buffer(merged.slot.block, unused.len() + 1).expect("an EMA is kept");
+                    let resource = window(buffer, merged.slot.offset, n, align, F32).0;
+                    let binding = 4 + unused.len() as u32 + u32::from(storage.master);
+                    entries.push(wgpu::BindGroupEntry { binding, resource });
+                }
                 if let Some(amp) = amp {
-                    // After the master copy, if any (`kernel::amp_binding`).
+                    // After the master copy and the EMA, if any (`kernel::amp_binding`).
                     entries.push(wgpu::BindGroupEntry {
-                        binding: 4 + unused.len() as u32 + u32::from(storage.master),
+                        binding: 4 + unused.len() as u32 + u32::from(storage.master) + u32::from(storage.ema),
                         resource: amp.as_entire_binding(),
                     });
                 }

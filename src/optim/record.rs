@@ -30,6 +30,9 @@ pub(super) struct Recorder {
     plan: Option<Plan>,
     /// The `amp` buffer generation the plan's bind groups hold (`None`: built without one).
     plan_generation: Option<u64>,
+    /// Under loss scaling, for a kernel whose scalars depend on the step count: the pass that
+    /// corrects each dispatch's scalars to the device's count (`kernel::compose_correct`).
+    correct: Option<Correct>,
     belt: wgpu::util::StagingBelt,
 }
 
@@ -40,6 +43,31 @@ pub(super) struct AmpStep<'a> {
     pub clipped: &'a [bool],
     /// This step's class operations.
     pub ops: &'a ClassOps,
+}
+
+/// The `correct` pass's layout (the step's slots, the `amp` buffer) and pipeline.
+#[derive(Debug)]
+struct Correct {
+    layout: wgpu::BindGroupLayout,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl Correct {
+    /// `None` for a kernel whose scalars need no correction.
+    fn new(device: &wgpu::Device, kernel: &'static Kernel) -> Option<Self> {
+        let source = crate::kernel::compose_correct(kernel, crate::kernel::slot_size(&device.limits()))?;
+        let entry = |binding| crate::kernel::storage_layout_entry(binding, false);
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wgpu-optim correct"),
+            entries: &[entry(0), entry(1)],
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("wgpu-optim correct"),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = crate::kernel::compute_pipeline(device, &layout, &module, "correct", &[]);
+        Some(Self { layout, pipeline })
+    }
 }
 
 /// One dispatch, ready to record: its uniform and pipelines.
@@ -76,9 +104,10 @@ impl Recorder {
                 })
             })
             .collect();
-        scopes.pop(&format!("kernel {}", kernel.name))?;
+        let correct = if amp { Correct::new(device, kernel) } else { None };
+        scopes.pop(&format!("kernel {} (correct)", kernel.name))?;
         let belt = wgpu::util::StagingBelt::new(device.clone(), 4096);
-        Ok(Self { kernel, pipelines, amp, unused, plan: None, plan_generation: None, belt })
+        Ok(Self { kernel, pipelines, amp, unused, plan: None, plan_generation: None, correct, belt })
     }
 
     /// Compiles the kernel for `storage` too (a group's own), unless it is already.
@@ -94,6 +123,14 @@ impl Recorder {
             popped?;
         }
         Ok(())
+    }
+
+    /// Each group's pipelines, by its storage.
+    fn pipelines_of<'a>(
+        pipelines: &'a HashMap<Storage, KernelPipeline>,
+        storages: &[Storage],
+    ) -> Vec<&'a KernelPipeline> {
+        storages.iter().map(|s| &pipelines[&s.variant()]).collect()
     }
 
     /// Forgets the plan: the tensors changed.
@@ -133,19 +170,10 @@ impl Recorder {
         let device = &ctx.device;
         let scopes = Scopes::push(device);
         let generation = amp.as_ref().map(|a| a.amp.generation);
-        let pipelines: Vec<&KernelPipeline> = storages.iter().map(|s| &self.pipelines[&s.variant()]).collect();
+        let pipelines = Self::pipelines_of(&self.pipelines, storages);
         let layouts: Vec<&wgpu::BindGroupLayout> = pipelines.iter().map(|p| &p.layout).collect();
         let build = |min_slots: usize, amp: Option<&Amp>| {
-            Plan::build(
-                device,
-                &layouts,
-                storages,
-                &self.unused,
-                tensors,
-                store,
-                min_slots,
-                amp.map(Amp::buffer_ref),
-            )
+            Plan::build(device, &layouts, storages, &self.unused, tensors, store, min_slots, amp.map(Amp::buffer_ref))
         };
         let mut plan = match self.plan.take() {
             Some(plan) if self.plan_generation == generation => plan,
@@ -177,6 +205,7 @@ impl Recorder {
                 let mut uniform = StepUniform {
                     flags: s.flags,
                     seed: s.seed,
+                    ema_weight: s.ema_weight,
                     scalars: s.values,
                     t: (step - d.key.origin) as u32,
                     ..h
@@ -230,7 +259,7 @@ impl Recorder {
         }
         if let Some(a) = &amp {
             let clipping = a.clipped.iter().any(|&c| c);
-            let words = a.amp.step_words(partials as u32, a.ops, clipping);
+            let words = a.amp.step_words(partials as u32, dispatches.len() as u32, a.ops, clipping);
             self.belt
                 .write_buffer(encoder, a.amp.buffer_ref(), Amp::HOST_OFFSET, Amp::host_size())
                 .copy_from_slice(&words);
@@ -239,6 +268,23 @@ impl Recorder {
                 self.belt.write_buffer(encoder, a.amp.buffer_ref(), offset, size).copy_from_slice(&ops);
             }
         }
+        // The correction's bind group: this plan's slots and the `amp` buffer (loss scaling only:
+        // clipping alone skips no step).
+        let correct = match (&self.correct, &amp) {
+            (Some(c), Some(a)) if a.amp.scaler.is_some() => {
+                let slots = plan.uniform.as_ref().expect("a step with dispatches has slots");
+                let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("wgpu-optim correct"),
+                    layout: &c.layout,
+                    entries: &[
+                        wgpu::BindGroupEntry { binding: 0, resource: slots.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 1, resource: a.amp.buffer_ref().as_entire_binding() },
+                    ],
+                });
+                Some((&c.pipeline, group))
+            }
+            _ => None,
+        };
         self.belt.finish_and_recall_on_submit(encoder);
         {
             let mut pass = encoder
@@ -261,9 +307,86 @@ impl Recorder {
                 // The scan, the decision, then the update: each dispatch sees the ones before.
                 run_all(&mut pass, true);
                 a.amp.record_finish(&mut pass);
+                if let Some((pipeline, group)) = &correct {
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, group, &[]);
+                    pass.dispatch_workgroups((dispatches.len() as u32).div_ceil(64), 1, 1);
+                }
             }
             run_all(&mut pass, false);
         }
         scopes.pop("recording the step")
+    }
+
+    /// Records the exchange of every tensor's EMA with its weights (`swap`/`swap4`) into
+    /// `encoder`: one pass over every run, every tensor, whatever has a gradient. Built and
+    /// compiled in error scopes before the encoder is touched, as a step.
+    ///
+    /// # Errors
+    /// [`crate::Error::Wgpu`] if wgpu refuses the plan or a pipeline.
+    pub fn record_swap(
+        &mut self,
+        ctx: &GpuContext,
+        tensors: &Tensors,
+        store: &StateStore,
+        storages: &[Storage],
+        encoder: &mut wgpu::CommandEncoder,
+        amp: Option<&Amp>,
+    ) -> Result<()> {
+        let device = &ctx.device;
+        let scopes = Scopes::push(device);
+        let generation = amp.map(|a| a.generation);
+        let pipelines = Self::pipelines_of(&self.pipelines, storages);
+        let layouts: Vec<&wgpu::BindGroupLayout> = pipelines.iter().map(|p| &p.layout).collect();
+        let buffer = amp.map(Amp::buffer_ref);
+        let build = |slots| Plan::build(device, &layouts, storages, &self.unused, tensors, store, slots, buffer);
+        let mut plan = match self.plan.take() {
+            Some(plan) if self.plan_generation == generation => plan,
+            _ => build(0),
+        };
+        // Every tensor, one stretch per run (no key tells them apart here).
+        let every = StepKey { origin: 0, carry: None, amp_class: 0 };
+        let dispatches = plan::dispatches(&plan.runs, |_| Some(every)).dispatches;
+        if dispatches.len() > plan.slots {
+            plan = build(dispatches.len());
+        }
+        let prepared: Result<Vec<(StepUniform, wgpu::ComputePipeline)>> = dispatches
+            .iter()
+            .map(|d| {
+                let run = &plan.runs[d.run];
+                let h = d.header(run);
+                let offsets = h.param_off != 0 || h.grad_off != 0 || h.state_off != 0;
+                Ok((h, pipelines[run.group].variant(device, 0, offsets, d.wide, false, Stage::Swap)?))
+            })
+            .collect();
+        scopes.pop("preparing the EMA swap")?;
+        let prepared = prepared?;
+        self.plan_generation = generation;
+        let plan = self.plan.insert(plan);
+        let Some(uniform) = plan.uniform.as_ref().filter(|_| !dispatches.is_empty()) else {
+            return Ok(());
+        };
+        let slot = plan.slot_size as usize;
+        let mut bytes = vec![0u8; slot * dispatches.len()];
+        for (chunk, (u, _)) in bytes.chunks_exact_mut(slot).zip(&prepared) {
+            chunk[..size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(u));
+        }
+        ctx.check_alive()?;
+        let scopes = Scopes::push(device);
+        let size = NonZeroU64::new(bytes.len() as u64).expect("dispatches upload something");
+        self.belt.write_buffer(encoder, uniform, 0, size).copy_from_slice(&bytes);
+        self.belt.finish_and_recall_on_submit(encoder);
+        {
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("ema swap"), timestamp_writes: None });
+            let max_per_dim = device.limits().max_compute_workgroups_per_dimension;
+            for (i, (d, (_, pipeline))) in dispatches.iter().zip(&prepared).enumerate() {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &plan.bind_groups[d.run], &[(i as u64 * plan.slot_size) as u32]);
+                let (x, y) = d.workgroups(max_per_dim);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+        }
+        scopes.pop("recording the EMA swap")
     }
 }

@@ -324,8 +324,8 @@ impl Tensors {
 
     /// Checks `bindings` (in the formats of `storage`), then registers them in `group` at step
     /// `added_at` and lays out their state in `store` (array `k` starting at `init[k]`, not kept
-    /// where `None`; with `storage.master`, the last array is the master copy, read from the
-    /// parameters). Returns their indices.
+    /// where `None`; with `storage.master`, the array before the last is the master copy, read
+    /// from the parameters; the last is the EMA of the weights). Returns their indices.
     ///
     /// # Errors
     /// Checked before anything changes: [`Error::BufferUsage`], [`Error::ParamIsGrad`],
@@ -406,7 +406,8 @@ impl Tensors {
             self.chunks.push(Chunk { param, start, len: r.len, slot });
         }
         if let Some(masters) = masters {
-            let k = init.len() - 1;
+            // After the kernel's arrays, before the EMA (the store's last).
+            let k = init.len() - 2;
             for c in &self.chunks[self.chunks.len() - requests.len()..] {
                 let values = &masters[c.param - first][c.start as usize..(c.start + c.len) as usize];
                 if let (Some(buffer), false) = (store.buffer(c.slot.block, k), values.is_empty()) {
@@ -512,16 +513,7 @@ fn check_device(device: &wgpu::Device, index: usize, b: &ParamBinding) -> Result
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: None,
-            entries: &[wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            }],
+            entries: &[crate::kernel::storage_layout_entry(0, read_only)],
         });
         let _ = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,

@@ -57,6 +57,10 @@ pub(super) struct StateStore {
 /// store's last array, after the kernel's own.
 pub(crate) const MASTER: &str = "master";
 
+/// The name of the state array that holds the EMA of the weights: the store's last array, after
+/// the master copy.
+pub(crate) const EMA: &str = "ema";
+
 /// The state buffers' usage: bound by steps, read back and written by checkpoints, copied on growth.
 const USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
@@ -69,7 +73,7 @@ impl StateStore {
     /// `kernel.states.len()`, see [`MASTER`]) on a device whose buffers hold `max_buffer_size`
     /// bytes.
     pub fn new(kernel: &Kernel, max_buffer_size: u64) -> Self {
-        let names = kernel.state_names().chain([MASTER]).collect();
+        let names = kernel.state_names().chain([MASTER, EMA]).collect();
         Self { blocks: Vec::new(), names, max_elements: max_buffer_size / F32 }
     }
 

@@ -15,6 +15,7 @@ use super::{floats, CaseReport, Target, Worst, PARAM_RTOL, SCALE_FLOOR};
 use crate::algorithm::OptimizerConfig;
 use crate::cpu::{CpuAmp, CpuOptimizer};
 use crate::error::{Error, Result};
+use crate::kernel::{Format, Storage};
 use crate::optim::{ClipGradNorm, GradScalerConfig, NormType, Optimizer, ParamBinding};
 use crate::pyjson::{self, Float};
 use crate::GpuContext;
@@ -361,24 +362,32 @@ fn run_cpu(case: &AmpCase, config: &OptimizerConfig) -> Result<Vec<Observed>> {
 }
 
 fn run_gpu(ctx: &GpuContext, case: &AmpCase, config: &OptimizerConfig) -> Result<Vec<Observed>> {
-    if case.bf16_params || case.bf16_grads || case.ema_decay.is_some() {
-        return Err(Error::Unsupported(format!(
-            "{}: bf16 storage and EMA weights are not replayed on the GPU yet",
-            case.name
-        )));
-    }
+    let format = |bf16: bool| if bf16 { Format::BF16 } else { Format::F32 };
+    let storage = Storage {
+        param: format(case.bf16_params),
+        grad: format(case.bf16_grads),
+        master: case.master_weights,
+        ..Storage::F32
+    };
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     let device = &ctx.device;
+    // Buffers in whole words: a bf16 tensor of odd length has a last half-word of padding.
+    let bytes = |f: Format, values: &[f32]| {
+        let mut b = f.encode_all(values);
+        b.resize(b.len().next_multiple_of(4), 0);
+        b
+    };
     let (params, grads) = super::scoped(device, "replay buffers", || {
         let params: Vec<wgpu::Buffer> = (case.init.iter())
-            .map(|init| super::buffer_init(device, "replay param", bytemuck::cast_slice(init), usage))
+            .map(|init| super::buffer_init(device, "replay param", &bytes(storage.param, init), usage))
             .collect::<Result<_>>()?;
         let grads: Vec<wgpu::Buffer> = (case.init.iter())
-            .map(|init| super::buffer_init(device, "replay grad", bytemuck::cast_slice(init), usage))
+            .map(|init| super::buffer_init(device, "replay grad", &bytes(storage.grad, init), usage))
             .collect::<Result<_>>()?;
         Ok((params, grads))
     })?;
-    let mut opt = Optimizer::new(ctx, config.clone())?;
+    let mut opt = Optimizer::with_storage(ctx, config.clone(), storage)?;
+    opt.set_ema(case.ema_decay)?;
     let bindings: Vec<ParamBinding> = (params.iter().zip(&grads).zip(&case.init))
         .map(|((p, g), init)| ParamBinding::whole(p, g, init.len() as u64))
         .collect();
@@ -387,19 +396,26 @@ fn run_gpu(ctx: &GpuContext, case: &AmpCase, config: &OptimizerConfig) -> Result
     opt.set_grad_clipping(case.clip.clone())?;
     let mut out = Vec::with_capacity(case.steps);
     let mut scale = f64::from(case.scaler.init_scale as f32);
+    let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
     for step in &case.grads {
         for (buffer, g) in grads.iter().zip(step) {
-            ctx.queue.write_buffer(buffer, 0, bytemuck::cast_slice(g));
+            ctx.queue.write_buffer(buffer, 0, &bytes(storage.grad, g));
         }
         opt.step()?;
         let status = opt.amp_status()?.ok_or_else(|| Error::Wgpu("loss scaling was set".into()))?;
-        let ranges: Vec<(&wgpu::Buffer, u64, u64)> =
-            params.iter().zip(&case.init).map(|(b, init)| (b, 0, init.len() as u64)).collect();
-        let values = crate::readback::read_ranges(ctx, &ranges)?;
+        let ranges: Vec<(&wgpu::Buffer, u64, u64)> = params.iter().map(|b| (b, 0, b.size() / 4)).collect();
+        let words = crate::readback::read_ranges(ctx, &ranges)?;
+        let state = |name: &str| -> Result<Option<Vec<Vec<f64>>>> {
+            (0..case.init.len())
+                .map(|i| Ok(opt.read_state(i, name)?.map(|v| wide(&v))))
+                .collect::<Result<Option<Vec<_>>>>()
+        };
         out.push(Observed {
-            params: values.iter().map(|v| v.iter().map(|&x| f64::from(x)).collect()).collect(),
-            master: None,
-            ema: None,
+            params: (words.iter().zip(&case.init))
+                .map(|(w, init)| wide(&storage.param.decode(w, 0, init.len() as u64)))
+                .collect(),
+            master: state("master")?,
+            ema: state("ema")?,
             scale,
             found_inf: status.found_inf,
             growth_tracker: status.growth_tracker,

@@ -126,8 +126,7 @@ pub fn write(dir: &Path, edit: &dyn Fn(&str, String) -> String) -> Result<Writte
         // loss-scaling variants are validated by naga; the page binds no `amp` buffer.)
         let all_on = (1u32 << kernel.flags.len()) - 1;
         let wanted = |v: &Variant| {
-            !v.amp
-                && (v.storage == Storage::F32 || (!v.storage.uses_f16() && (v.flags == 0 || v.flags == all_on)))
+            !v.amp && (v.storage == Storage::F32 || (!v.storage.uses_f16() && (v.flags == 0 || v.flags == all_on)))
         };
         for variant in Variant::all(kernel).into_iter().filter(wanted) {
             let file = variant.file_name();

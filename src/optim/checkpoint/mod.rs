@@ -40,7 +40,7 @@ use super::amp::{ClipGradNorm, GradScalerConfig};
 use super::optimizer::{check_momentum, AmpRestore, GroupSnapshot, Optimizer, Restore};
 use super::registration::TensorInfo;
 use super::state::TensorState;
-use super::store::MASTER;
+use super::store::{EMA, MASTER};
 use crate::algorithm::{Carry, OptimizerConfig};
 use crate::error::{Error, Result};
 use crate::kernel::StateArray;
@@ -214,6 +214,9 @@ impl Optimizer {
             ("params".to_string(), to_json(&params)),
             (CHECKSUM_KEY.to_string(), String::from_utf8_lossy(CHECKSUM_ZEROS).into_owned()),
         ]);
+        if let Some(decay) = self.ema_decay() {
+            metadata.insert("ema_decay".to_string(), to_json(&decay));
+        }
         if let Some(a) = amp {
             let meta = AmpMeta {
                 scaler: a.scaler,
@@ -334,7 +337,7 @@ impl Optimizer {
             expected_keys.push(CHECKSUM_KEY);
         }
         if version >= 4 {
-            expected_keys.push("amp");
+            expected_keys.extend(["amp", "ema_decay"]);
         }
         if let Some(key) = metadata.keys().filter(|k| !expected_keys.contains(&k.as_str())).min() {
             return Err(fail(format!("metadata has the key \"{key}\", which no version-{version} writer writes")));
@@ -352,6 +355,17 @@ impl Optimizer {
             parse_as_written(get("groups")?).map_err(|e| fail(format!("groups metadata: {e}")))?;
         let params: Vec<ParamMeta> =
             parse_as_written(get("params")?).map_err(|e| fail(format!("params metadata: {e}")))?;
+        let ema_decay: Option<f64> = match metadata.get("ema_decay") {
+            Some(text) => Some(parse_as_written(text).map_err(|e| fail(format!("ema_decay metadata: {e}")))?),
+            None => None,
+        };
+        if ema_decay != self.ema_decay() {
+            return Err(fail(format!(
+                "checkpoint keeps {}, the optimizer {}: set the same EMA (set_ema) before loading",
+                ema_decay.map_or("no EMA of the weights".into(), |d| format!("an EMA with decay {d}")),
+                self.ema_decay().map_or("none".into(), |d| format!("one with decay {d}"))
+            )));
+        }
         let amp: Option<AmpMeta> = match metadata.get("amp") {
             Some(text) => Some(parse_as_written(text).map_err(|e| fail(format!("amp metadata: {e}")))?),
             None => None,
@@ -421,9 +435,11 @@ impl Optimizer {
                 (Some(n), Some(_)) if n <= steps - added - skipped && n <= u64::from(saved.skipped_steps) => {
                     tensor_skips.push(n as u32)
                 }
-                (Some(n), Some(_)) => return Err(fail(format!(
+                (Some(n), Some(_)) => {
+                    return Err(fail(format!(
                     "params metadata: parameter {i} skipped {n} steps on the device, more than it or the scaler took"
-                ))),
+                )))
+                }
                 (None, Some(_)) => return Err(fail(format!("params metadata: parameter {i} lacks \"amp_skipped\""))),
                 (Some(_), None) => {
                     return Err(fail(format!(
@@ -644,6 +660,8 @@ impl Optimizer {
             let mut used = snapshots[ours.group].config.algorithm().states_used();
             // A low-precision parameter's master copy, after the kernel's arrays.
             used.push(self.keeps_master(ours.group));
+            // The EMA of the weights, the last.
+            used.push(self.keeps_ema(ours.group));
             for (state, name) in names.iter().enumerate().filter(|(k, _)| used[*k]) {
                 let tensor_name = tensor_name(param, name);
                 let info = header.info(&tensor_name).ok_or_else(|| fail(format!("lacks tensor {tensor_name}")))?;
@@ -669,13 +687,13 @@ impl Optimizer {
     /// master copy of a low-precision parameter (any finite value).
     fn state_arrays(&self) -> Result<Vec<StateArray>> {
         let kernel = self.group_config(self.default_group())?.algorithm().kernel();
-        Ok(kernel.states.iter().copied().chain([StateArray::always(MASTER)]).collect())
+        Ok(kernel.states.iter().copied().chain([StateArray::always(MASTER), StateArray::always(EMA)]).collect())
     }
 
     /// The names of the arrays a checkpoint may hold per tensor: the kernel's state arrays, then
     /// the master copy.
     fn stored_names(&self) -> Vec<&'static str> {
-        self.state_names().into_iter().chain([MASTER]).collect()
+        self.state_names().into_iter().chain([MASTER, EMA]).collect()
     }
 }
 
