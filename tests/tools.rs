@@ -9,6 +9,7 @@ use std::process::Command;
 
 use common::gpu;
 use wgpu_optim::algorithm::OPTIMIZER_NAMES;
+use wgpu_optim::kernel::{Format, Storage};
 use wgpu_optim::tools::bench::{self, transformer_shapes};
 use wgpu_optim::tools::validate::{self, ValidateOptions, Verdict};
 
@@ -199,6 +200,62 @@ fn bench_counts_the_bytes_of_loss_scaling_and_clipping() {
 
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
+fn bench_counts_the_bytes_of_bf16_storage() {
+    let path = scratch("bench-bf16.json");
+    let path_text = path.display().to_string();
+    let (code, text) = run(&[
+        "bench",
+        "--optimizer",
+        "AdamW-bf16-master,AdamW-bf16-sr,AdamW-bf16grad",
+        "--sizes",
+        "1000",
+        "--tensors",
+        "1,7",
+        "--layout",
+        "arena,buffers",
+        "--warmup",
+        "1",
+        "--reps",
+        "2",
+        "--json",
+        &path_text,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let records: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 12);
+    // (name, storage, bytes per element, state bytes per parameter): a bf16 array is 2 B each way,
+    // a master copy one more f32 array read and written (+8 B, 4 B of state).
+    let expected = [
+        // With a master copy the parameter is written, not read (the update reads the copy).
+        ("AdamW-bf16-master", "bf16-bf16-f32-master", 2 + 2 + 2 * 8 + 8, 12),
+        ("AdamW-bf16-sr", "bf16-bf16-f32-sr", 2 * 2 + 2 + 2 * 8, 8),
+        ("AdamW-bf16grad", "f32-bf16-f32", 2 * 4 + 2 + 2 * 8, 8),
+    ];
+    for (r, (name, storage, bytes, state)) in records.iter().zip(expected.iter().flat_map(|e| [*e; 4])) {
+        assert_eq!(r["optimizer"], name, "{r}");
+        assert_eq!(r["storage"], storage, "{r}");
+        assert_eq!(r["bytes_per_element"], bytes, "{r}");
+        assert_eq!(r["ceiling_bytes_per_element"], bytes, "{r}");
+        assert_eq!(r["bytes_per_step"], 1000 * bytes, "{r}");
+        assert_eq!(r["state_bytes_per_param"], state, "{r}");
+        // The unfused baseline is f32 only.
+        assert!(r["unfused_ms_per_step"].is_null() && r["unfused_dispatches"].is_null(), "{r}");
+        for key in ["gbps", "ceiling_gbps", "copy_gbps", "ratio"] {
+            assert!(r[key].as_f64().is_some_and(|x| x.is_finite() && x > 0.0), "{key}: {r}");
+        }
+    }
+    // bf16 parameters and gradients move half the bytes of f32 ones: against f32 AdamW's 28, the
+    // parameter's 8 B become 4 and the gradient's 4 become 2.
+    let adamw = bench::find("AdamW").unwrap()[0].bytes_per_element();
+    let sr = bench::find("AdamW-bf16-sr").unwrap()[0].bytes_per_element();
+    assert_eq!((adamw, adamw - sr), (28, (2 * 4 + 4) / 2));
+    let row = text.lines().find(|l| l.starts_with("AdamW-bf16-master")).expect(&text);
+    assert!(row.contains(" 28.00 ") && row.contains(" 12 ") && row.trim_end().ends_with("n/a    n/a"), "{row}");
+}
+
+#[test]
+#[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn every_bench_workload_runs_on_the_device() {
     let ctx = gpu();
     let timer = bench::Timer::new(&ctx).unwrap();
@@ -235,7 +292,18 @@ fn bytes_per_element_are_the_documented_ones() {
     // Every algorithm of the registry is benched, by its PyTorch name, in registry order.
     let plain: Vec<&str> = variants.iter().filter(|v| OPTIMIZER_NAMES.contains(&v.name)).map(|v| v.name).collect();
     assert_eq!(plain, OPTIMIZER_NAMES);
-    for v in &variants {
+    for v in variants.iter().filter(|v| v.storage != Storage::F32) {
+        // Each role in its format, the master copy one more f32 array.
+        let Storage { param, grad, master, .. } = v.storage;
+        let states = v.states() as u64;
+        // With a master copy the parameter is only written.
+        let param_bytes = if master { param.element_bytes() } else { 2 * param.element_bytes() };
+        let expected = param_bytes + grad.element_bytes() + 8 * states + 8 * u64::from(master);
+        assert_eq!((v.update_bytes_per_element(), v.bytes_per_element()), (expected, expected), "{}", v.name);
+        assert_eq!(v.state_bytes_per_param(), 4 * states + 4 * u64::from(master), "{}", v.name);
+        assert_eq!(v.f32_arrays() as u64, states + u64::from(master), "{}", v.name);
+    }
+    for v in variants.iter().filter(|v| v.storage == Storage::F32) {
         assert!(v.name == v.config.name() || v.name.starts_with(&format!("{}-", v.config.name())), "{}", v.name);
         let states = v.config.algorithm().states_used().iter().filter(|&&used| used).count() as u64;
         assert_eq!(v.update_bytes_per_element(), 12 + 8 * states, "{}", v.name);
@@ -264,6 +332,23 @@ fn bytes_per_element_are_the_documented_ones() {
     assert_eq!(adamw.config, bench::find("AdamW").unwrap()[0].config);
     assert_eq!(adamw.loss_scaling, Some(wgpu_optim::GradScalerConfig::default()));
     assert_eq!(adamw.clipping, Some(wgpu_optim::ClipGradNorm::new(1.0)));
+    // The bf16 rows: AdamW's defaults, last.
+    let low: Vec<&str> = variants.iter().filter(|v| v.storage != Storage::F32).map(|v| v.name).collect();
+    assert_eq!(low, ["AdamW-bf16-master", "AdamW-bf16-sr", "AdamW-bf16grad"]);
+    assert_eq!(variants[variants.len() - 3..].iter().map(|v| v.name).collect::<Vec<_>>(), low);
+    for name in &low {
+        let v = &bench::find(name).unwrap()[0];
+        assert_eq!(v.config, bench::find("AdamW").unwrap()[0].config, "{name}");
+        assert!(!v.scans(), "{name}");
+    }
+    assert_eq!((bytes("AdamW-bf16-master"), bytes("AdamW-bf16-sr"), bytes("AdamW-bf16grad")), (28, 22, 26));
+    assert_eq!((state("AdamW-bf16-master"), state("AdamW-bf16-sr"), state("AdamW-bf16grad")), (12, 8, 8));
+    let master = &bench::find("adamw-BF16-master").unwrap()[0].storage;
+    assert_eq!(
+        (master.param, master.grad, master.state, master.master),
+        (Format::BF16, Format::BF16, Format::F32, true)
+    );
+    assert!(bench::find("AdamW-bf16-sr").unwrap()[0].storage.stochastic());
 }
 
 #[test]
@@ -284,6 +369,19 @@ fn transformer_shapes_add_up() {
 fn tool_kernels_are_valid_wgsl() {
     let mut sources: Vec<String> =
         (0..=3).flat_map(|k| [bench::ceiling_source(k), bench::ceiling_source_wide(k)]).collect();
+    // The bf16 ones: a parameter, a gradient or both moved as words, with and without state.
+    for (param, grad) in [(Format::BF16, Format::BF16), (Format::F32, Format::BF16), (Format::BF16, Format::F32)] {
+        for k in 0..=3 {
+            for (read, wide) in [(true, false), (true, true), (false, false), (false, true)] {
+                sources.push(bench::ceiling_source_formats(param, grad, k, read, wide));
+            }
+        }
+    }
+    // In f32 they are the f32 kernels.
+    assert_eq!(bench::ceiling_source_formats(Format::F32, Format::F32, 2, true, true), bench::ceiling_source_wide(2));
+    // With a master copy the parameter is written, not read.
+    let master = bench::ceiling_source_formats(Format::BF16, Format::BF16, 3, false, true);
+    assert!(master.contains("param[i] = ") && !master.contains("= param["), "{master}");
     sources.push(bench::UNFUSED_SOURCE.to_string());
     for source in sources {
         let module =

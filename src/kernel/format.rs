@@ -124,15 +124,25 @@ impl Format {
                 let word = if writable { format!("atomicLoad(&{name}[i / 2u])") } else { format!("{name}[i / 2u]") };
                 (
                     format!("bitcast<f32>(({word} >> (16u * (i % 2u))) << 16u)"),
-                    format!(
-                        "bitcast<vec4<f32>>(vec4({name}4[i].x << 16u, {name}4[i].x & 0xffff0000u, \
-                         {name}4[i].y << 16u, {name}4[i].y & 0xffff0000u))"
-                    ),
+                    // `w`: the two words, loaded once (below).
+                    "bitcast<vec4<f32>>(vec4(w.x << 16u, w.x & 0xffff0000u, w.y << 16u, w.y & 0xffff0000u))"
+                        .to_string(),
                 )
             }
         };
         let _ = writeln!(out, "fn load_{name}(i: u32) -> f32 {{\n    return {one};\n}}");
-        let _ = writeln!(out, "fn load_{name}4(i: u32) -> vec4<f32> {{\n    return {four};\n}}");
+        match self {
+            // The two words loaded once: lavapipe loads each `{name}4[i]` of an expression anew.
+            Format::BF16 => {
+                let _ = writeln!(
+                    out,
+                    "fn load_{name}4(i: u32) -> vec4<f32> {{\n    let w = {name}4[i];\n    return {four};\n}}"
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "fn load_{name}4(i: u32) -> vec4<f32> {{\n    return {four};\n}}");
+            }
+        }
     }
 
     /// The stored f32 of `value`: what the host writes where it fills an array itself (a state

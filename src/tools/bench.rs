@@ -21,6 +21,14 @@
 //! writes a partial norm per invocation that `finish` reads back (8 B each way per 256 elements of
 //! a four-wide dispatch, counted exactly from [`Optimizer::scan_partials`]); its ceiling is still
 //! the kernel over the update's arrays, and each side's GB/s counts its own bytes.
+//!
+//! A configuration with low-precision storage ([`bf16_variants`]) counts each array in its format:
+//! a bf16 parameter or gradient 2 B per element each way, an f32 master copy one more f32 state
+//! array (read and written: +8 B, and 4 B of state per parameter) from which the update reads the
+//! parameter, so that the parameter is only written. `AdamW-bf16-master` moves 28 B per element,
+//! `AdamW-bf16-sr` 22, `AdamW-bf16grad` 26. Its ceiling kernel moves the same arrays
+//! in the same formats (a bf16 array as the u32 words that hold it), its copy the same bytes; the
+//! unfused baseline is f32 only (`n/a`).
 
 use serde::Serialize;
 
@@ -29,12 +37,14 @@ use super::program::Program;
 use super::{available_memory, backend_name, ceiling, progress, unfused, Rng};
 use crate::algorithm::OptimizerConfig;
 use crate::error::{Error, Result};
-use crate::kernel::Storage;
+use crate::kernel::{Format, Rounding, Storage};
 use crate::optim::{ClipGradNorm, GradScalerConfig, Optimizer, ParamBinding};
 use crate::replay::scoped;
 use crate::{GpuContext, ParamArena};
 
-pub use super::ceiling::{source as ceiling_source, source_wide as ceiling_source_wide};
+pub use super::ceiling::{
+    source as ceiling_source, source_formats as ceiling_source_formats, source_wide as ceiling_source_wide,
+};
 pub use super::unfused::SOURCE as UNFUSED_SOURCE;
 
 /// An optimizer configuration `bench` measures, and what it runs with.
@@ -44,8 +54,9 @@ pub struct Variant {
     pub name: &'static str,
     /// The configuration.
     pub config: OptimizerConfig,
-    /// The storage formats of parameters, gradients and state ([`Storage::F32`] today). The byte
-    /// counts follow it: this is where bf16 configurations (and master weights) come in.
+    /// The storage formats of parameters, gradients and state ([`Storage::F32`], or bf16
+    /// parameters and gradients: [`bf16_variants`]). The byte counts follow it, each role in its
+    /// format, a master copy as one more f32 state array.
     pub storage: Storage,
     /// Loss scaling ([`Optimizer::set_loss_scaling`]), if the step runs with it.
     pub loss_scaling: Option<GradScalerConfig>,
@@ -59,9 +70,15 @@ impl Variant {
         Self { name, config, storage: Storage::F32, loss_scaling: None, clipping: None }
     }
 
-    /// State arrays the update reads and writes.
+    /// State arrays the update reads and writes (the algorithm's; not the master copy).
     pub fn states(&self) -> usize {
         self.config.algorithm().states_used().iter().filter(|&&used| used).count()
+    }
+
+    /// f32 arrays besides the parameter and the gradient that the update reads and writes: the
+    /// state arrays and the master copy, if kept. What the ceiling kernel's state arrays are.
+    pub fn f32_arrays(&self) -> usize {
+        self.states() + usize::from(self.storage.master)
     }
 
     /// Whether the step scans the gradients first (loss scaling or clipping): one more read of
@@ -71,13 +88,13 @@ impl Variant {
     }
 
     /// Bytes per element the update moves: the gradient read, the parameter and each state array
-    /// read and written, each in its storage format (f32: `12 + 8 * states`). What the ceiling
-    /// kernel moves.
+    /// read and written, each in its storage format (f32: `12 + 8 * states`). With a master copy
+    /// the update reads the copy instead of the parameter: the copy is read and written (an f32
+    /// state array, +8) and the parameter only written (bf16: 2). What the ceiling kernel moves.
     pub fn update_bytes_per_element(&self) -> u64 {
         let Storage { param, grad, state, master, .. } = self.storage;
-        // A master copy is an f32 state array: read and written.
-        let master = if master { 8 } else { 0 };
-        2 * param.element_bytes() + grad.element_bytes() + 2 * state.element_bytes() * self.states() as u64 + master
+        let (param, master) = if master { (param.element_bytes(), 8) } else { (2 * param.element_bytes(), 0) };
+        param + grad.element_bytes() + 2 * state.element_bytes() * self.states() as u64 + master
     }
 
     /// Bytes per element the step moves: the update's, and with loss scaling or clipping the
@@ -100,22 +117,51 @@ impl Variant {
 /// named by its PyTorch name (`Adam`); then, where one of the algorithm's cases keeps more state
 /// arrays than its defaults do, the first case with the most state arrays, named by the PyTorch
 /// name and the case's flags (`adam amsgrad` → `Adam-amsgrad`, `rmsprop centered momentum` →
-/// `RMSprop-centered-momentum`); then [`amp_variants`]. Built once.
+/// `RMSprop-centered-momentum`); then [`amp_variants`], then [`bf16_variants`]. Built once.
 pub fn variants() -> Vec<Variant> {
     static VARIANTS: std::sync::OnceLock<Vec<Variant>> = std::sync::OnceLock::new();
     VARIANTS
         .get_or_init(|| {
             let mut all = registry_variants();
             all.extend(amp_variants(&all));
+            all.extend(bf16_variants(&all));
             all
         })
         .clone()
 }
 
+/// The low-precision configurations: `AdamW` (from `registry`) with
+/// - `AdamW-bf16-master`: bf16 parameters and gradients, f32 state and an f32 master copy
+///   (28 B per element moved: the parameter written, not read; 12 B of state per parameter);
+/// - `AdamW-bf16-sr`: bf16 parameters and gradients rounded stochastically, no master copy
+///   (22 B per element, 8 B of state);
+/// - `AdamW-bf16grad`: f32 parameters, bf16 gradients (26 B per element, 8 B of state).
+pub fn bf16_variants(registry: &[Variant]) -> Vec<Variant> {
+    let storages = [
+        ("bf16-master", Storage { param: Format::BF16, grad: Format::BF16, master: true, ..Storage::F32 }),
+        (
+            "bf16-sr",
+            Storage {
+                param: Format::BF16,
+                grad: Format::BF16,
+                rounding: Rounding::Stochastic { seed: 0x5eed },
+                ..Storage::F32
+            },
+        ),
+        ("bf16grad", Storage { grad: Format::BF16, ..Storage::F32 }),
+    ];
+    let Some(adamw) = registry.iter().find(|v| v.name == "AdamW") else {
+        return Vec::new();
+    };
+    storages
+        .into_iter()
+        .map(|(suffix, storage)| Variant { name: format!("AdamW-{suffix}").leak(), storage, ..adamw.clone() })
+        .collect()
+}
+
 /// The mixed-precision configurations, named `<variant>-amp`: `AdamW` and `SGD-momentum` (from
 /// `registry`) with loss scaling (`GradScalerConfig::default()`) and clipping
-/// (`ClipGradNorm::new(1.0)`), in f32. bf16 configurations join here when bf16 storage lands
-/// (the same settings with [`Variant::storage`] set).
+/// (`ClipGradNorm::new(1.0)`), in f32.
 pub fn amp_variants(registry: &[Variant]) -> Vec<Variant> {
     ["AdamW", "SGD-momentum"]
         .into_iter()
@@ -252,7 +298,9 @@ pub struct Setup {
     optimizer: Optimizer,
     ceiling: Program,
     copy: (wgpu::Buffer, wgpu::Buffer),
-    unfused: Program,
+    /// `None` for a configuration the unfused baseline does not run: one with low-precision
+    /// storage (the baseline is f32 only).
+    unfused: Option<Program>,
 }
 
 impl Setup {
@@ -278,13 +326,18 @@ impl Setup {
         scoped(device, &format!("bench of {} at {n} elements", variant.name), || {
             let mut rng = Rng(0xbe4c_0000 ^ n);
             let (param, grad) = (rng.vector(n as usize), rng.vector(n as usize));
-            let bindings = tensors_in(ctx, layout, &transformer_shapes(n, tensors), &param, &grad)?;
+            let formats = (variant.storage.param, variant.storage.grad);
+            let bindings = tensors_in(ctx, layout, &transformer_shapes(n, tensors), formats, &param, &grad)?;
             let mut optimizer = Optimizer::with_storage(ctx, variant.config.clone(), variant.storage)?;
             optimizer.set_loss_scaling(variant.loss_scaling.clone())?;
             optimizer.set_grad_clipping(variant.clipping.clone())?;
             optimizer.add_params(optimizer.default_group(), &bindings)?;
-            let ceiling = ceiling::program(device, n, variant.states(), &param, &grad)?;
-            let unfused = unfused::program(device, &variant.config, n, &param, &grad)?;
+            let param_read = !variant.storage.master;
+            let ceiling = ceiling::program(device, n, formats, variant.f32_arrays(), param_read, &param, &grad)?;
+            let unfused = match variant.storage == Storage::F32 {
+                true => Some(unfused::program(device, &variant.config, n, &param, &grad)?),
+                false => None,
+            };
             let copy_buffer = |usage| {
                 device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("bench copy"),
@@ -306,7 +359,7 @@ impl Setup {
             Kind::Fused => self.optimizer.dispatch_count(),
             Kind::Ceiling => self.ceiling.len(),
             Kind::Copy => 0,
-            Kind::Unfused => self.unfused.len(),
+            Kind::Unfused => self.unfused.as_ref().map_or(0, Program::len),
         }
     }
 
@@ -331,7 +384,14 @@ impl Setup {
         match kind {
             Kind::Fused => self.optimizer.record_timed(encoder, writes(Some(0), Some(1)))?,
             Kind::Ceiling => self.ceiling.record(encoder, writes(Some(0), Some(1))),
-            Kind::Unfused => self.unfused.record(encoder, writes(Some(0), Some(1))),
+            Kind::Unfused => match &self.unfused {
+                Some(unfused) => unfused.record(encoder, writes(Some(0), Some(1))),
+                // Nothing to run: an empty timed pass.
+                None => drop(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("bench unfused (none)"),
+                    timestamp_writes: writes(Some(0), Some(1)),
+                })),
+            },
             Kind::Copy => {
                 let mark = |encoder: &mut wgpu::CommandEncoder, begin, end| {
                     drop(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -380,8 +440,9 @@ impl Setup {
 
 /// Bytes a [`Setup`] of `n` elements of `variant` takes, about: on the host, the random parameter
 /// and gradient (and AdaGrad's ones for the unfused baseline), 12 bytes per element; on the
-/// device, the optimizer's and the ceiling's arrays (`2 + states` each), the copy's
-/// `bytes_per_element` and the unfused baseline's seven arrays. `None` past 64 bits.
+/// device, the optimizer's and the ceiling's arrays (`2 + states` each, and the master copy, in
+/// their formats), the copy's `bytes_per_element` and the unfused baseline's seven arrays (f32
+/// configurations only). `None` past 64 bits.
 fn memory_needed(variant: &Variant, n: u64, device_type: wgpu::DeviceType) -> Option<u64> {
     let host = 12;
     let Storage { param, grad, state, master, .. } = variant.storage;
@@ -389,7 +450,8 @@ fn memory_needed(variant: &Variant, n: u64, device_type: wgpu::DeviceType) -> Op
         + grad.element_bytes()
         + state.element_bytes() * variant.states() as u64
         + if master { 4 } else { 0 };
-    let device = 2 * arrays + variant.bytes_per_element() + 7 * 4;
+    let unfused = if variant.storage == Storage::F32 { 7 * 4 } else { 0 };
+    let device = 2 * arrays + variant.bytes_per_element() + unfused;
     // A CPU adapter's device memory is host memory too.
     let per_element = if device_type == wgpu::DeviceType::Cpu { host + device } else { host };
     n.checked_mul(per_element)
@@ -432,36 +494,60 @@ fn check_size(ctx: &GpuContext, variant: &Variant, n: u64) -> Result<u64> {
     }
 }
 
-/// Tensors of `lens` in `layout`, holding `param` and `grad` (cut in order), in buffers that
-/// `STORAGE | COPY_DST | COPY_SRC` usage allows an engine to write and read.
+/// Tensors of `lens` in `layout`, holding `param` and `grad` (cut in order) stored in the
+/// formats `(param, grad)`, in buffers that `STORAGE | COPY_DST | COPY_SRC` usage allows an engine
+/// to write and read. An f32 arena is a [`ParamArena`]; an arena with a 2-byte format is one
+/// buffer per role of whole words holding the tensors back to back, as a [`ParamArena`] lays them
+/// out (the same offsets, in elements of each format).
 fn tensors_in(
     ctx: &GpuContext,
     layout: Layout,
     lens: &[u64],
+    (param_format, grad_format): (Format, Format),
     param: &[f32],
     grad: &[f32],
 ) -> Result<Vec<ParamBinding>> {
-    if layout == Layout::Arena {
+    let f32_only = param_format == Format::F32 && grad_format == Format::F32;
+    if layout == Layout::Arena && f32_only {
         let arena = ParamArena::new(ctx, lens)?;
         ctx.queue.write_buffer(arena.params(), 0, bytemuck::cast_slice(param));
         ctx.queue.write_buffer(arena.grads(), 0, bytemuck::cast_slice(grad));
         return Ok(arena.bindings());
     }
-    let buffer = |values: &[f32]| {
+    let buffer = |format: Format, values: &[f32]| {
+        let mut bytes = format.encode_all(values);
+        bytes.resize(bytes.len().next_multiple_of(4).max(4), 0);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("bench tensor"),
-            size: (values.len() as u64 * 4).max(4),
+            size: bytes.len() as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(values));
+        ctx.queue.write_buffer(&buffer, 0, &bytes);
         buffer
     };
+    if layout == Layout::Arena {
+        let (params, grads) = (buffer(param_format, param), buffer(grad_format, grad));
+        let mut start = 0;
+        let mut bindings = Vec::with_capacity(lens.len());
+        for &len in lens {
+            bindings.push(ParamBinding {
+                param: params.clone(),
+                param_offset: start,
+                grad: grads.clone(),
+                grad_offset: start,
+                len,
+            });
+            start += len;
+        }
+        return Ok(bindings);
+    }
     let mut start = 0;
     let mut bindings = Vec::with_capacity(lens.len());
     for &len in lens {
         let range = start as usize..(start + len) as usize;
-        bindings.push(ParamBinding::whole(&buffer(&param[range.clone()]), &buffer(&grad[range]), len));
+        let (p, g) = (buffer(param_format, &param[range.clone()]), buffer(grad_format, &grad[range]));
+        bindings.push(ParamBinding::whole(&p, &g, len));
         start += len;
     }
     Ok(bindings)
@@ -647,6 +733,9 @@ pub struct Record {
     pub ceiling_bytes_per_element: u64,
     /// Bytes of optimizer state per parameter element ([`Variant::state_bytes_per_param`]).
     pub state_bytes_per_param: u64,
+    /// The storage formats, as [`Storage::name`] spells them: `f32-f32-f32`, `bf16-bf16-f32-master`,
+    /// `bf16-bf16-f32-sr`, `f32-bf16-f32`.
+    pub storage: String,
     /// Whether the step runs with loss scaling.
     pub loss_scaling: bool,
     /// Whether the step runs with gradient clipping.
@@ -717,7 +806,7 @@ fn measure(
 ) -> Result<Record> {
     let info = ctx.adapter_info();
     // Adadelta, ASGD, Rprop and Lion have no unfused baseline, nor has any configuration with
-    // loss scaling or clipping: nothing to time.
+    // loss scaling or clipping or with low-precision storage: nothing to time.
     let unfused_dispatches = Some(setup.dispatches(Kind::Unfused)).filter(|&d| d > 0 && !setup.variant.scans());
     let mut times: [Vec<f64>; 4] = Default::default();
     for rep in 0..options.warmup + options.reps {
@@ -760,6 +849,7 @@ fn measure(
         bytes_per_step: setup.bytes(),
         ceiling_bytes_per_element: setup.variant.update_bytes_per_element(),
         state_bytes_per_param: setup.variant.state_bytes_per_param(),
+        storage: setup.variant.storage.name(),
         loss_scaling: setup.variant.loss_scaling.is_some(),
         clipping: setup.variant.clipping.is_some(),
         timer: timer.source().to_string(),

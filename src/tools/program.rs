@@ -81,6 +81,33 @@ pub(crate) fn storage(device: &wgpu::Device, label: &str, n: u64, data: Option<&
     }
 }
 
+/// A storage buffer of `bytes` bytes (rounded up to whole words, at least one), filled with `data`
+/// (padded with zeros to whole words) if given.
+///
+/// # Errors
+/// As [`storage`].
+pub(crate) fn storage_bytes(
+    device: &wgpu::Device,
+    label: &str,
+    bytes: u64,
+    data: Option<&[u8]>,
+) -> Result<wgpu::Buffer> {
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    match data {
+        Some(data) if !data.is_empty() => {
+            let mut words = data.to_vec();
+            words.resize(data.len().next_multiple_of(4), 0);
+            buffer_init(device, label, &words, usage)
+        }
+        _ => Ok(device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.next_multiple_of(4).max(4),
+            usage,
+            mapped_at_creation: false,
+        })),
+    }
+}
+
 struct Dispatch {
     pipeline: usize,
     bind_group: wgpu::BindGroup,
@@ -135,19 +162,42 @@ impl Program {
         c: [f32; 4],
         width: u64,
     ) -> Result<()> {
+        self.dispatch_formats(device, pipeline, layout, buffers, &vec![4; buffers.len()], n, c, width)
+    }
+
+    /// [`Program::dispatch_wide`] over buffers whose elements take `element_bytes[i]` bytes each
+    /// (4 for f32, 2 for a bf16 array held two to a word): each bound from its chunk's first
+    /// element, over whole words.
+    ///
+    /// # Errors
+    /// As [`storage`], for the uniforms.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_formats(
+        &mut self,
+        device: &wgpu::Device,
+        pipeline: usize,
+        layout: &wgpu::BindGroupLayout,
+        buffers: &[&wgpu::Buffer],
+        element_bytes: &[u64],
+        n: u64,
+        c: [f32; 4],
+        width: u64,
+    ) -> Result<()> {
         for (start, len) in chunks(device, n) {
             let args = Args { n: len as u32, c, ..Default::default() };
             let uniform =
                 buffer_init(device, "wgpu-optim tools args", bytemuck::bytes_of(&args), wgpu::BufferUsages::UNIFORM)?;
             let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-            for (i, buffer) in buffers.iter().enumerate() {
+            for (i, (buffer, &bytes)) in buffers.iter().zip(element_bytes).enumerate() {
                 let resource = if buffer.size() <= 16 {
                     buffer.as_entire_binding()
                 } else {
+                    // Chunks start at multiples of 256 aligned words: so does a 2-byte array's.
+                    let offset = start * bytes;
                     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer,
-                        offset: start * 4,
-                        size: NonZeroU64::new(len * 4),
+                        offset,
+                        size: NonZeroU64::new((len * bytes).next_multiple_of(4).min(buffer.size() - offset)),
                     })
                 };
                 entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource });
