@@ -65,13 +65,7 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
     w.push_str("override SPANS: bool = false;\n\n");
 
     step_struct(w, kernel);
-    if amp && matches!(kernel.device_step, super::DeviceStep::Corrected(_)) {
-        // The step's scalars as a storage buffer: the `correct` pass (`compose_correct`) rewrites
-        // them on the device, once per dispatch, where the tensors sat out skipped steps.
-        w.push_str("\n@group(0) @binding(0) var<storage, read> u: Step;\n");
-    } else {
-        w.push_str("\n@group(0) @binding(0) var<uniform> u: Step;\n");
-    }
+    w.push_str("\n@group(0) @binding(0) var<uniform> u: Step;\n");
     storage.param.bindings(w, "param", 1, "read_write");
     storage.grad.bindings(w, "grad", 2, "read");
     for (k, state) in kernel.states.iter().enumerate() {

@@ -305,12 +305,7 @@ impl KernelPipeline {
                 binding: 0,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    // Under loss scaling a kernel whose scalars depend on the step count reads
-                    // them from storage, where the `correct` pass rewrites them on the device.
-                    ty: match amp && matches!(kernel.device_step, DeviceStep::Corrected(_)) {
-                        true => wgpu::BufferBindingType::Storage { read_only: true },
-                        false => wgpu::BufferBindingType::Uniform,
-                    },
+                    ty: wgpu::BufferBindingType::Uniform,
                     // Each dispatch's slot, chosen per step: one bind group serves a run however
                     // tensors without gradients cut it.
                     has_dynamic_offset: true,

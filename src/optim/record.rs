@@ -286,34 +286,64 @@ impl Recorder {
             _ => None,
         };
         self.belt.finish_and_recall_on_submit(encoder);
-        {
-            let mut pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.kernel.name), timestamp_writes });
-            let run_all = |pass: &mut wgpu::ComputePass<'_>, scan: bool| {
-                let mut current: Option<&wgpu::ComputePipeline> = None;
-                for (i, (d, p)) in dispatches.iter().zip(&per_dispatch).enumerate() {
-                    let pipeline = if scan { p.scan.as_ref().expect("scan pipelines with amp") } else { &p.pipeline };
-                    if current != Some(pipeline) {
-                        pass.set_pipeline(pipeline);
-                        current = Some(pipeline);
-                    }
-                    let offset = (i as u64 * plan.slot_size) as u32;
-                    pass.set_bind_group(0, &plan.bind_groups[d.run], &[offset]);
-                    let (x, y) = if scan { d.scan_workgroups(max_per_dim) } else { d.workgroups(max_per_dim) };
-                    pass.dispatch_workgroups(x, y, 1);
+        let max = max_per_dim;
+        let run_all = |pass: &mut wgpu::ComputePass<'_>, scan: bool| {
+            let mut current: Option<&wgpu::ComputePipeline> = None;
+            for (i, (d, p)) in dispatches.iter().zip(&per_dispatch).enumerate() {
+                let pipeline = if scan { p.scan.as_ref().expect("scan pipelines with amp") } else { &p.pipeline };
+                if current != Some(pipeline) {
+                    pass.set_pipeline(pipeline);
+                    current = Some(pipeline);
                 }
-            };
-            if let Some(a) = &amp {
-                // The scan, the decision, then the update: each dispatch sees the ones before.
-                run_all(&mut pass, true);
-                a.amp.record_finish(&mut pass);
-                if let Some((pipeline, group)) = &correct {
+                let offset = (i as u64 * plan.slot_size) as u32;
+                pass.set_bind_group(0, &plan.bind_groups[d.run], &[offset]);
+                let (x, y) = if scan { d.scan_workgroups(max) } else { d.workgroups(max) };
+                pass.dispatch_workgroups(x, y, 1);
+            }
+        };
+        let label = Some(self.kernel.name);
+        match (&amp, &correct, timestamp_writes) {
+            // The scan, the decision, the correction of the scalars (the slots as storage), then,
+            // in a pass of its own, the update reading them as its uniform: a uniform is what the
+            // update reads fastest, and a buffer may be storage in one pass and uniform in the next.
+            (Some(a), Some((pipeline, group)), timestamps) => {
+                let (begin, end) = match timestamps {
+                    Some(t) => (
+                        Some(wgpu::ComputePassTimestampWrites {
+                            query_set: t.query_set,
+                            beginning_of_pass_write_index: t.beginning_of_pass_write_index,
+                            end_of_pass_write_index: None,
+                        }),
+                        Some(wgpu::ComputePassTimestampWrites {
+                            query_set: t.query_set,
+                            beginning_of_pass_write_index: None,
+                            end_of_pass_write_index: t.end_of_pass_write_index,
+                        }),
+                    ),
+                    None => (None, None),
+                };
+                {
+                    let mut pass =
+                        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label, timestamp_writes: begin });
+                    run_all(&mut pass, true);
+                    a.amp.record_finish(&mut pass);
                     pass.set_pipeline(pipeline);
                     pass.set_bind_group(0, group, &[]);
                     pass.dispatch_workgroups((dispatches.len() as u32).div_ceil(64), 1, 1);
                 }
+                let mut pass =
+                    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label, timestamp_writes: end });
+                run_all(&mut pass, false);
             }
-            run_all(&mut pass, false);
+            (amp, _, timestamp_writes) => {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label, timestamp_writes });
+                if let Some(a) = amp {
+                    // The scan, the decision, then the update: each dispatch sees the ones before.
+                    run_all(&mut pass, true);
+                    a.amp.record_finish(&mut pass);
+                }
+                run_all(&mut pass, false);
+            }
         }
         scopes.pop("recording the step")
     }
