@@ -470,7 +470,9 @@ pub struct Storage {
     /// How a bf16 parameter without a master copy is rounded ([`Rounding::Nearest`] otherwise).
     pub rounding: Rounding,
     /// An exponential moving average of the weights (the master copy where there is one), the
-    /// f32 state array `ema`, updated in the same pass as each step (see `Optimizer::set_ema`).
+    /// f32 state array `ema`, updated in the same pass as each step. Set by `Optimizer::set_ema`
+    /// (with its decay); the optimizer's constructors and `add_group_with_storage` take it from
+    /// there, not from the storage given.
     pub ema: bool,
 }
 

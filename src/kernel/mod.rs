@@ -23,7 +23,8 @@ use std::sync::Mutex;
 pub const WORKGROUP_SIZE: u32 = 256;
 
 /// Items (four-element vectors in `scan4`, elements in `scan`) each invocation of the gradient
-/// scan reads, striding over its dispatch, before it writes its partial norm: the scan launches
+/// scan reads (one of every 32, in a block that 32 lanes walk side by side) before it writes its
+/// partial norm: the scan launches
 /// `1 / SCAN_ITEMS` of the update's invocations and needs no workgroup barrier (each invocation
 /// writes its own partial; `finish` reduces them), which on a CPU adapter costs more than the
 /// reads.

@@ -201,6 +201,8 @@ impl Optimizer {
     /// not run ([`Storage::check`]), [`Error::ShaderF16Unsupported`] for f16 on a device without
     /// `SHADER_F16`.
     pub fn with_storage(ctx: &GpuContext, config: impl Into<OptimizerConfig>, storage: Storage) -> Result<Self> {
+        // The EMA comes with its decay, through `set_ema`, never through the storage alone.
+        let storage = Storage { ema: false, ..storage };
         let config = config.into();
         let algorithm = config.algorithm();
         algorithm.validate()?;
