@@ -179,7 +179,10 @@ fn step_struct(w: &mut String, kernel: &Kernel) {
     w.push_str("    clipped: u32, // with clipping: 1 when the tensors' group is clipped\n");
     w.push_str("    seed: u32, // stochastic rounding: a hash of the seed and the tensor's own step\n");
     w.push_str("    ema_weight: f32, // with an EMA of the weights: 1 - decay\n");
-    w.push_str("    _pad1: u32,\n    _pad2: u32,\n");
+    w.push_str("    skip: u32, // under loss scaling: 1 when the step is skipped (the correct pass writes it)\n");
+    w.push_str("    inv_scale: f32, // under loss scaling: 1 / scale (the correct pass writes it)\n");
+    w.push_str("    clip_coef: f32, // with clipping: the clip coefficient, or 1 (the correct pass writes it)\n");
+    w.push_str("    _pad1: u32,\n    _pad2: u32,\n    _pad3: u32,\n");
     for (name, doc) in kernel.scalars.iter().zip(kernel.scalar_docs) {
         let doc = doc.trim();
         if doc.is_empty() {
@@ -194,20 +197,21 @@ fn step_struct(w: &mut String, kernel: &Kernel) {
     w.push_str("}\n");
 }
 
-/// The `correct` pass of a kernel whose scalars depend on the step count
-/// ([`super::DeviceStep::Corrected`]), under loss scaling: one invocation per dispatch of the
-/// step, after `finish` and before the update, rewrites the dispatch's scalars in the step's slot
-/// buffer (`slot_bytes` from one slot to the next) to the device's own step count, where its
-/// tensors sat out skipped steps. Once per dispatch rather than in every invocation of the
-/// update, which on a CPU adapter pays for a branch it does not take. `None` for other kernels.
-pub fn compose_correct(kernel: &Kernel, slot_bytes: u64) -> Option<String> {
-    let super::DeviceStep::Corrected(source) = kernel.device_step else { return None };
+/// The `correct` pass of a kernel under loss scaling or clipping: one invocation per dispatch of
+/// the step, after `finish` and before the update (which runs in the next compute pass), writes
+/// into the dispatch's slot of the step's slot buffer (`slot_bytes` from one slot to the next)
+/// what `finish` decided (`skip`, `inv_scale`, `clip_coef`) and, for a kernel whose scalars depend
+/// on the step count ([`super::DeviceStep::Corrected`]), its scalars at the device's own step
+/// count where its tensors sat out skipped steps. Once per dispatch, so that the update reads
+/// only its uniform: on a CPU adapter a correction inside it (even behind an untaken branch) or
+/// reads of storage words cost every invocation.
+pub fn compose_correct(kernel: &Kernel, slot_bytes: u64) -> String {
     let mut out = String::with_capacity(8000);
     let w = &mut out;
     let _ = writeln!(
         w,
-        "// {}: the correction of each dispatch's scalars to the device's step count, composed by\n\
-         // wgpu-optim (src/kernel/compose.rs, `compose_correct`) from the kernel's declaration.\n",
+        "// {}: each dispatch's uniform completed on the device after `finish`, composed by wgpu-optim\n\
+         // (src/kernel/compose.rs, `compose_correct`) from the kernel's declaration.\n",
         kernel.name
     );
     step_struct(w, kernel);
@@ -223,24 +227,36 @@ pub fn compose_correct(kernel: &Kernel, slot_bytes: u64) -> Option<String> {
          @group(0) @binding(1) var<storage, read_write> amp: Amp;\n"
     );
     w.push_str(AMP_STATE);
-    w.push_str(DEVICE_STEP_MATH);
-    let _ = writeln!(w, "// ---- the kernel's correction (src/algorithm/{}.rs) ----", kernel.name);
-    w.push_str(source.trim_end());
-    w.push_str("\n// ---- end of the correction ----\n\n");
-    w.push_str(
+    let corrected = match kernel.device_step {
+        super::DeviceStep::Corrected(source) => {
+            w.push_str(DEVICE_STEP_MATH);
+            let _ = writeln!(w, "// ---- the kernel's correction (src/algorithm/{}.rs) ----", kernel.name);
+            w.push_str(source.trim_end());
+            w.push_str("\n// ---- end of the correction ----\n\n");
+            "\x20   // Steps the device skipped do not count for these tensors: their scalars at its count.\n\
+             \x20   let skipped = amp.data[s.amp_class];\n\
+             \x20   if (skipped != 0u) {\n\
+             \x20       s = at_step(s, f32(s.t - skipped), f32(s.t));\n\
+             \x20   }\n"
+        }
+        _ => "",
+    };
+    let _ = writeln!(
+        w,
         "@compute @workgroup_size(64)\n\
-         fn correct(@builtin(global_invocation_id) gid: vec3<u32>) {\n\
+         fn correct(@builtin(global_invocation_id) gid: vec3<u32>) {{\n\
          \x20   let d = gid.x;\n\
-         \x20   if (d >= amp.dispatches) {\n        return;\n    }\n\
-         \x20   let s = slots[d].s;\n\
-         \x20   // Steps the device skipped do not count for these tensors: their scalars at its count.\n\
-         \x20   let skipped = amp.data[s.amp_class];\n\
-         \x20   if (skipped != 0u) {\n\
-         \x20       slots[d].s = at_step(s, f32(s.t - skipped), f32(s.t));\n\
-         \x20   }\n\
-         }\n",
+         \x20   if (d >= amp.dispatches) {{\n        return;\n    }}\n\
+         \x20   var s = slots[d].s;\n\
+         {corrected}\
+         \x20   // What `finish` decided, for the update to read as uniforms.\n\
+         \x20   s.skip = amp.found_inf;\n\
+         \x20   s.inv_scale = amp.step_inv_scale;\n\
+         \x20   s.clip_coef = select(1.0, amp.clip_coef, s.clipped != 0u);\n\
+         \x20   slots[d].s = s;\n\
+         }}"
     );
-    Some(out)
+    out
 }
 
 /// `struct Amp` (keep in sync with `src/optim/amp.rs`): what the device decides about a step
@@ -306,7 +322,7 @@ fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, am
     );
     if amp && !storage.ema {
         w.push_str("    // Loss scaling: a step with a non-finite gradient anywhere changes nothing.\n");
-        w.push_str("    if (amp.found_inf != 0u) {\n        return;\n    }\n");
+        w.push_str("    if (u.skip != 0u) {\n        return;\n    }\n");
     }
     w.push_str("    // A 2-D grid reaches past 65,535 workgroups in one dimension.\n");
     w.push_str("    let i = gid.x + gid.y * nwg.x * WG;\n");
@@ -343,8 +359,7 @@ fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, am
     let grad = widen(format!("load_grad{suffix}(ig)"));
     if amp {
         // As PyTorch: unscaled (`scaler.unscale_`), then clipped (`clip_grad_norm_`), each rounded.
-        let _ = writeln!(w, "    let clip = select(1.0, amp.clip_coef, u.clipped != 0u);");
-        let _ = writeln!(w, "    let g = ({grad} * amp.step_inv_scale) * clip;");
+        let _ = writeln!(w, "    let g = ({grad} * u.inv_scale) * u.clip_coef;");
         w.push_str("    var y = update(g, x);\n");
     } else {
         let _ = writeln!(w, "    var y = update({grad}, x);");
@@ -365,7 +380,7 @@ fn entry_point(w: &mut String, kernel: &Kernel, storage: Storage, wide: bool, am
         );
         let _ = writeln!(w, "    let e0 = {};", widen(format!("load_ema{suffix}(is)")));
         let weights = if amp {
-            w.push_str("    let skipped = amp.found_inf != 0u;\n");
+            w.push_str("    let skipped = u.skip != 0u;\n");
             "select(y.param, x.param, skipped)"
         } else {
             "y.param"

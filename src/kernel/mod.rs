@@ -160,7 +160,13 @@ pub(crate) struct StepUniform {
     pub seed: u32,
     /// With an EMA of the weights: `1 - decay` (the first update copies: weight 1).
     pub ema_weight: f32,
-    pub _pad: [u32; 2],
+    /// Under loss scaling or clipping, written on the device by the `correct` pass after
+    /// `finish` (the host leaves them 0): whether the step is skipped, `1 / scale`, and the clip
+    /// coefficient (1 where the group is not clipped), so that the update reads them as uniforms.
+    pub skip: u32,
+    pub inv_scale: f32,
+    pub clip_coef: f32,
+    pub _pad: [u32; 3],
     pub scalars: [f32; 8],
 }
 

@@ -30,8 +30,8 @@ pub(super) struct Recorder {
     plan: Option<Plan>,
     /// The `amp` buffer generation the plan's bind groups hold (`None`: built without one).
     plan_generation: Option<u64>,
-    /// Under loss scaling, for a kernel whose scalars depend on the step count: the pass that
-    /// corrects each dispatch's scalars to the device's count (`kernel::compose_correct`).
+    /// Under loss scaling or clipping: the pass that completes each dispatch's uniform with what
+    /// `finish` decided, and corrects step-dependent scalars (`kernel::compose_correct`).
     correct: Option<Correct>,
     belt: wgpu::util::StagingBelt,
 }
@@ -53,9 +53,8 @@ struct Correct {
 }
 
 impl Correct {
-    /// `None` for a kernel whose scalars need no correction.
-    fn new(device: &wgpu::Device, kernel: &'static Kernel) -> Option<Self> {
-        let source = crate::kernel::compose_correct(kernel, crate::kernel::slot_size(&device.limits()))?;
+    fn new(device: &wgpu::Device, kernel: &'static Kernel) -> Self {
+        let source = crate::kernel::compose_correct(kernel, crate::kernel::slot_size(&device.limits()));
         let entry = |binding| crate::kernel::storage_layout_entry(binding, false);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("wgpu-optim correct"),
@@ -66,7 +65,7 @@ impl Correct {
             source: wgpu::ShaderSource::Wgsl(source.into()),
         });
         let pipeline = crate::kernel::compute_pipeline(device, &layout, &module, "correct", &[]);
-        Some(Self { layout, pipeline })
+        Self { layout, pipeline }
     }
 }
 
@@ -104,7 +103,7 @@ impl Recorder {
                 })
             })
             .collect();
-        let correct = if amp { Correct::new(device, kernel) } else { None };
+        let correct = amp.then(|| Correct::new(device, kernel));
         scopes.pop(&format!("kernel {} (correct)", kernel.name))?;
         let belt = wgpu::util::StagingBelt::new(device.clone(), 4096);
         Ok(Self { kernel, pipelines, amp, unused, plan: None, plan_generation: None, correct, belt })
@@ -268,10 +267,9 @@ impl Recorder {
                 self.belt.write_buffer(encoder, a.amp.buffer_ref(), offset, size).copy_from_slice(&ops);
             }
         }
-        // The correction's bind group: this plan's slots and the `amp` buffer (loss scaling only:
-        // clipping alone skips no step).
+        // The correct pass's bind group: this plan's slots and the `amp` buffer.
         let correct = match (&self.correct, &amp) {
-            (Some(c), Some(a)) if a.amp.scaler.is_some() => {
+            (Some(c), Some(a)) => {
                 let slots = plan.uniform.as_ref().expect("a step with dispatches has slots");
                 let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("wgpu-optim correct"),
