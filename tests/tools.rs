@@ -26,6 +26,20 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// `wgpu-optim bench` with `args`, its records written to a scratch `name` as JSON: the records
+/// and what it printed (it must succeed).
+fn bench_records(name: &str, args: &[&str]) -> (Vec<serde_json::Value>, String) {
+    let path = scratch(name);
+    let path_text = path.display().to_string();
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend(["--json", &path_text]);
+    let (code, text) = run(&all);
+    assert_eq!(code, 0, "{text}");
+    let records: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    (records.as_array().unwrap().clone(), text)
+}
+
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn validate_passes_every_case_at_small_sizes() {
@@ -92,29 +106,24 @@ fn a_large_size_runs_one_case_per_kernel_unless_full() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn bench_json_has_the_documented_keys() {
-    let path = scratch("bench.json");
-    let path_text = path.display().to_string();
-    let (code, text) = run(&[
-        "bench",
-        "--optimizer",
-        "sgd,Adam-amsgrad,lion",
-        "--sizes",
-        "1000",
-        "--tensors",
-        "1,148",
-        "--warmup",
-        "0",
-        "--reps",
-        "1",
-        "--json",
-        &path_text,
-    ]);
-    assert_eq!(code, 0, "{text}");
+    let (records, text) = bench_records(
+        "bench.json",
+        &[
+            "--optimizer",
+            "sgd,Adam-amsgrad,lion",
+            "--sizes",
+            "1000",
+            "--tensors",
+            "1,148",
+            "--warmup",
+            "0",
+            "--reps",
+            "1",
+        ],
+    );
     assert!(text.contains("Adam-amsgrad"), "{text}");
-    let records: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let records = records.as_array().unwrap();
     assert_eq!(records.len(), 6);
-    for r in records {
+    for r in &records {
         for key in [
             "adapter",
             "backend",
@@ -149,26 +158,21 @@ fn bench_json_has_the_documented_keys() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn bench_counts_the_bytes_of_loss_scaling_and_clipping() {
-    let path = scratch("bench-amp.json");
-    let path_text = path.display().to_string();
-    let (code, text) = run(&[
-        "bench",
-        "--optimizer",
-        "AdamW,AdamW-amp,SGD-momentum-amp",
-        "--sizes",
-        "1000",
-        "--tensors",
-        "1",
-        "--warmup",
-        "1",
-        "--reps",
-        "2",
-        "--json",
-        &path_text,
-    ]);
-    assert_eq!(code, 0, "{text}");
-    let records: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let records = records.as_array().unwrap();
+    let (records, text) = bench_records(
+        "bench-amp.json",
+        &[
+            "--optimizer",
+            "AdamW,AdamW-amp,SGD-momentum-amp",
+            "--sizes",
+            "1000",
+            "--tensors",
+            "1",
+            "--warmup",
+            "1",
+            "--reps",
+            "2",
+        ],
+    );
     assert_eq!(records.len(), 3);
     let (plain, amp, sgd) = (&records[0], &records[1], &records[2]);
     assert_eq!(plain["optimizer"], "AdamW");
@@ -201,28 +205,23 @@ fn bench_counts_the_bytes_of_loss_scaling_and_clipping() {
 #[test]
 #[cfg_attr(skip_gpu_tests, ignore = "WGPU_OPTIM_SKIP_GPU_TESTS is set")]
 fn bench_counts_the_bytes_of_bf16_storage() {
-    let path = scratch("bench-bf16.json");
-    let path_text = path.display().to_string();
-    let (code, text) = run(&[
-        "bench",
-        "--optimizer",
-        "AdamW-bf16-master,AdamW-bf16-sr,AdamW-bf16grad",
-        "--sizes",
-        "1000",
-        "--tensors",
-        "1,7",
-        "--layout",
-        "arena,buffers",
-        "--warmup",
-        "1",
-        "--reps",
-        "2",
-        "--json",
-        &path_text,
-    ]);
-    assert_eq!(code, 0, "{text}");
-    let records: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let records = records.as_array().unwrap();
+    let (records, text) = bench_records(
+        "bench-bf16.json",
+        &[
+            "--optimizer",
+            "AdamW-bf16-master,AdamW-bf16-sr,AdamW-bf16grad",
+            "--sizes",
+            "1000",
+            "--tensors",
+            "1,7",
+            "--layout",
+            "arena,buffers",
+            "--warmup",
+            "1",
+            "--reps",
+            "2",
+        ],
+    );
     assert_eq!(records.len(), 12);
     // (name, storage, bytes per element, state bytes per parameter): a bf16 array is 2 B each way,
     // a master copy one more f32 array read and written (+8 B, 4 B of state).
