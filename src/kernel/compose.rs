@@ -20,11 +20,11 @@ pub fn compose(kernel: &Kernel, storage: Storage, flags: u32) -> String {
     compose_variant(kernel, storage, flags, false)
 }
 
-/// [`compose`], with `amp` the variant that loss scaling and gradient clipping run
-/// (`shaders/amp.wgsl` keeps the state it reads): the gradients are unscaled and clipped as they
-/// are loaded, a step the device found non-finite gradients in returns at once, the scalars are
-/// corrected to the device's own step count ([`super::DeviceStep`]), and the entry points `scan`
-/// and `scan4` write each workgroup's part of the gradient norm.
+/// [`compose`], with `amp` the variant that loss scaling and gradient clipping run (the `amp`
+/// binding, `shaders/amp_state.wgsl`): the gradients are unscaled and clipped as they are loaded
+/// (by `inv_scale` and `clip_coef` of the uniform, which [`compose_correct`]'s pass fills in), a
+/// skipped step returns at once (`skip`), and the entry points `scan` and `scan4` write the
+/// invocations' parts of the gradient norm.
 pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool) -> String {
     let mut out = String::with_capacity(kernel.source.len() + 6000);
     let w = &mut out;

@@ -2,13 +2,15 @@
 //! clipping, as `torch.nn.utils.clip_grad_norm_`, decided on the device each step: nothing is
 //! read back while training.
 //!
-//! A step under either records, in the one compute pass: the gradient scan (`scan`/`scan4` of
-//! the kernel's module, over the same tensors as each update dispatch with an invocation per 64
-//! of the update's, striding: a partial norm and the non-finite flags per invocation, no
-//! workgroup barrier), `finish` (`shaders/amp.wgsl`, one workgroup: the total norm,
-//! whether the step is skipped, the clip coefficient, the skipped-step counters, the next
-//! scale), then the update, which unscales and clips each gradient as it loads it and returns at
-//! once when the step is skipped.
+//! A step under either records two compute passes. The first: the gradient scan (`scan`/`scan4`
+//! of the kernel's module, over the same tensors as each update dispatch, an invocation per 64
+//! of the update's, lanes walking blocks in order: a partial norm and the non-finite flags per
+//! invocation, no workgroup barrier), `finish` (`shaders/amp.wgsl`, one workgroup: the total
+//! norm, whether the step is skipped, the clip coefficient, the skipped-step counters, the next
+//! scale), and `correct` (`kernel::compose_correct`: each dispatch's uniform completed with that
+//! decision and, where a kernel's scalars depend on the step count, corrected). The second: the
+//! update, which reads only its uniform, unscales and clips each gradient as it loads it, and
+//! returns at once when the step is skipped.
 //!
 //! **Step counts.** A skipped step does not count for the tensors that had a gradient in it
 //! (PyTorch's fused Adam takes its step count back). The host cannot know which steps the

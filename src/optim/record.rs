@@ -167,6 +167,11 @@ impl Recorder {
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
         let device = &ctx.device;
+        if amp.is_some() && self.correct.is_none() {
+            // The optimizer builds its recorder with the loss-scaling variants exactly when it
+            // scales or clips (`configure_amp`); anything else is a bug, said rather than run.
+            return Err(crate::Error::Wgpu("a loss-scaled step on a recorder built without loss scaling".into()));
+        }
         let scopes = Scopes::push(device);
         let generation = amp.as_ref().map(|a| a.amp.generation);
         let pipelines = Self::pipelines_of(&self.pipelines, storages);
@@ -267,7 +272,8 @@ impl Recorder {
                 self.belt.write_buffer(encoder, a.amp.buffer_ref(), offset, size).copy_from_slice(&ops);
             }
         }
-        // The correct pass's bind group: this plan's slots and the `amp` buffer.
+        // Under loss scaling or clipping, the correct pass's bind group: this plan's slots and the
+        // `amp` buffer (the recorder has the pass exactly then, checked above).
         let correct = match (&self.correct, &amp) {
             (Some(c), Some(a)) => {
                 let slots = plan.uniform.as_ref().expect("a step with dispatches has slots");
@@ -333,13 +339,9 @@ impl Recorder {
                     encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label, timestamp_writes: end });
                 run_all(&mut pass, false);
             }
-            (amp, _, timestamp_writes) => {
+            // Without loss scaling or clipping: the update alone.
+            (_, _, timestamp_writes) => {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label, timestamp_writes });
-                if let Some(a) = amp {
-                    // The scan, the decision, then the update: each dispatch sees the ones before.
-                    run_all(&mut pass, true);
-                    a.amp.record_finish(&mut pass);
-                }
                 run_all(&mut pass, false);
             }
         }
