@@ -1045,8 +1045,7 @@ impl Optimizer {
             // Those steps are now history: a rewind past them would not know the classes.
             self.recent.clear();
         }
-        self.tensors.set_amp_keys(false, 0);
-        self.tensors.set_amp_keys(scaling, 0);
+        self.tensors.set_amp_keys(scaling);
         self.registration_class = scaling.then_some((self.steps, 0));
         if let Some(recorder) = recorder {
             self.recorder = recorder;

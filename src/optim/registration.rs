@@ -243,14 +243,12 @@ impl Tensors {
         })
     }
 
-    /// Whether step keys tell loss-scaling classes apart (with loss scaling), and every tensor's
-    /// class set to `class` when that changes.
-    pub fn set_amp_keys(&mut self, on: bool, class: u32) {
-        if self.amp_keys != on {
-            self.amp_keys = on;
-            for p in &mut self.params {
-                p.amp_class = class;
-            }
+    /// Whether step keys tell loss-scaling classes apart (with loss scaling); every tensor starts
+    /// in class 0 again (a new loss-scaling state starts its counters from zero).
+    pub fn set_amp_keys(&mut self, on: bool) {
+        self.amp_keys = on;
+        for p in &mut self.params {
+            p.amp_class = 0;
         }
     }
 
