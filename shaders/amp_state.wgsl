@@ -34,11 +34,3 @@ const AMP_NORM_INF: u32 = 4u;
 const AMP_INF: u32 = 1u;
 const AMP_NAN: u32 = 2u;
 
-// AMP_INF and AMP_NAN for the four lanes of `g`, from the bits: WGSL lets compilers assume finite
-// floats, so `g != g` cannot be trusted.
-fn amp_nonfinite(g: vec4<f32>) -> u32 {
-    let bits = bitcast<vec4<u32>>(g);
-    let top = (bits & vec4(0x7f800000u)) == vec4(0x7f800000u);
-    let fraction = (bits & vec4(0x007fffffu)) != vec4(0u);
-    return select(0u, AMP_INF, any(top & !fraction)) | select(0u, AMP_NAN, any(top & fraction));
-}

@@ -294,7 +294,10 @@ fn scan_entry_point(w: &mut String, wide: bool) {
         span = SCAN_LANES * super::SCAN_ITEMS,
         SCAN_ITEMS = super::SCAN_ITEMS,
     );
-    w.push_str("    let inf_norm = (amp.control & AMP_NORM_INF) != 0u;\n    var acc = ScanPart(0.0, 0u);\n");
+    w.push_str(
+        "    let inf_norm = (amp.control & AMP_NORM_INF) != 0u;\n    let inv_scale = amp.inv_scale;\n    \
+         var acc = ScanPart(vec4(0.0), vec4(0u));\n",
+    );
     let _ = writeln!(w, "    for (var i = first; i < last; i = i + {SCAN_LANES}u) {{");
     if wide {
         w.push_str("        var keep = vec4<bool>(true);\n        if (SPANS) {\n            keep = in_spans4(u.first + 4u * i);\n        }\n");
@@ -303,8 +306,8 @@ fn scan_entry_point(w: &mut String, wide: bool) {
     }
     let _ = writeln!(w, "        let ig = select(i, u.grad_off{div} + i, OFFSETS);");
     let load = if wide { "load_grad4(ig)".to_string() } else { "vec4(load_grad(ig), 0.0, 0.0, 0.0)".to_string() };
-    let _ = writeln!(w, "        acc = scan_add(acc, select(vec4(0.0), {load}, keep), inf_norm);");
-    w.push_str("    }\n    scan_write(acc, j);\n}\n");
+    let _ = writeln!(w, "        acc = scan_add(acc, select(vec4(0.0), {load}, keep), inv_scale, inf_norm);");
+    w.push_str("    }\n    scan_write(acc, j, inf_norm);\n}\n");
 }
 
 /// Lanes of the gradient scan that walk a block of items side by side (see `scan_entry_point`).
