@@ -98,7 +98,8 @@ fn single(ctx: &GpuContext, args: &Args) -> Result<(), Box<dyn Error>> {
     }
     let model = Mlp::new(ctx, &digits, batch)?;
     let optimizer = parse_optimizer(&args.optimizer, args.lr)?;
-    let lr = optimizer["lr"].as_f64().unwrap_or(1e-3);
+    // The schedule presets scale with the config's lr (PyTorch's default where the JSON has none).
+    let lr = wgpu_optim::OptimizerConfig::from_json(&optimizer)?.algorithm().lr();
     let total = (epochs * model.batches()) as u64;
     let schedule = match SCHEDULES.contains(&args.schedule.as_str()) {
         true => schedule_preset(&args.schedule, lr, total, model.batches() as u64)?,

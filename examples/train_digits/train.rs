@@ -35,7 +35,7 @@ pub const SCHEDULES: [&str; 8] =
 /// - `inverse-time`: Keras InverseTimeDecay, `lr / (1 + 0.5 epoch)` (continuous)
 /// - `cosine`: CosineAnnealingLR over the run
 /// - `warmup-cosine`: LinearLR from 1% over the first 10% of the run, then CosineAnnealingLR
-/// - `one-cycle`: OneCycleLR with `max_lr` the lr
+/// - `one-cycle`: OneCycleLR with `max_lr` the lr, `cycle_momentum` false
 /// - `plateau`: ReduceLROnPlateau (x0.5 after 2 epochs without a better training loss)
 pub fn schedule_preset(name: &str, lr: f64, total: u64, per_epoch: u64) -> Result<Value, String> {
     let warmup = (total / 10).max(1);
@@ -53,7 +53,8 @@ pub fn schedule_preset(name: &str, lr: f64, total: u64, per_epoch: u64) -> Resul
             ],
             "milestones": [warmup],
         }),
-        "one-cycle" => json!({"name": "OneCycleLR", "max_lr": lr, "total_steps": total}),
+        // Without momentum cycling, which PyTorch refuses for optimizers without momentum (Adagrad).
+        "one-cycle" => json!({"name": "OneCycleLR", "max_lr": lr, "total_steps": total, "cycle_momentum": false}),
         "plateau" => json!({"name": "ReduceLROnPlateau", "factor": 0.5, "patience": 2}),
         other => return Err(format!("unknown schedule preset {other:?}; presets: {}", SCHEDULES.join(", "))),
     })
@@ -101,7 +102,8 @@ pub fn train(
     mut on_epoch: impl FnMut(usize, &Epoch),
 ) -> Result<Vec<Epoch>, Box<dyn Error>> {
     let config = OptimizerConfig::from_json(&spec.optimizer)?;
-    let lr = spec.optimizer["lr"].as_f64().unwrap_or(1e-3);
+    // The config's lr: the JSON's, or the optimizer's PyTorch default where it has none.
+    let lr = config.algorithm().lr();
     let mut opt = Optimizer::new(ctx, config)?;
     let group = opt.default_group();
     // The schedule first: one that cycles SGD's momentum (OneCycleLR) needs its buffer to exist
