@@ -28,8 +28,15 @@ struct Batch {
 }
 
 /// The kernels of `mlp.wgsl`, in the order one mini-batch runs them.
-const TRAIN_KERNELS: [&str; 6] =
-    ["hidden_forward", "output_forward", "hidden_backward", "output_grads", "hidden_grads", "bias_grads"];
+const TRAIN_KERNELS: [&str; 7] = [
+    "hidden_forward",
+    "logits_forward",
+    "output_forward",
+    "hidden_backward",
+    "output_grads",
+    "hidden_grads",
+    "bias_grads",
+];
 
 pub struct Mlp {
     arena: ParamArena,
@@ -69,7 +76,7 @@ impl Mlp {
         }
 
         // A slot per batch, then `evaluate`'s (start: after the train losses in `record`).
-        let slot_stride = device.limits().min_storage_buffer_offset_alignment.max(32);
+        let slot_stride = device.limits().min_uniform_buffer_offset_alignment.max(32);
         let batches = n_train.div_ceil(batch);
         let mut slots = vec![0u8; (batches + 1) * slot_stride as usize];
         for b in 0..=batches {
@@ -86,7 +93,7 @@ impl Mlp {
         };
         let storage = wgpu::BufferUsages::STORAGE;
         let copy = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-        let slots = init("mlp batches", &slots, storage);
+        let slots = init("mlp batches", &slots, wgpu::BufferUsages::UNIFORM);
         let x = init("train x", bytemuck::cast_slice(&digits.train_x), storage);
         let labels = init("train labels", bytemuck::cast_slice(&digits.train_y), storage);
         let order = init("order", bytemuck::cast_slice(&(0..n_train as u32).collect::<Vec<_>>()), storage | copy);
@@ -108,7 +115,7 @@ impl Mlp {
         let read = wgpu::BufferBindingType::Storage { read_only: true };
         let write = wgpu::BufferBindingType::Storage { read_only: false };
         let kinds = [read, read, read, read, write, write, write, write, write, read, read, write];
-        let mut entries = vec![entry(0, wgpu::BufferBindingType::Storage { read_only: true }, true)];
+        let mut entries = vec![entry(0, wgpu::BufferBindingType::Uniform, true)];
         entries.extend(kinds.iter().zip(1..).map(|(&ty, binding)| entry(binding, ty, false)));
         let layout =
             device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("mlp"), entries: &entries });
@@ -243,9 +250,18 @@ impl Mlp {
     /// its samples' losses in the epoch's record.
     pub fn record_batch(&self, encoder: &mut wgpu::CommandEncoder, b: usize) {
         let size = self.batch.min(self.n_train - b * self.batch) as u32;
-        let (h, c) = ((HIDDEN / 64) as u32, CLASSES as u32);
-        // Workgroups of 64 (see mlp.wgsl for which index each grid dimension is).
-        let grid = [(h, size), (size.div_ceil(64), 1), (h, size), (h, c), ((HIDDEN / 4) as u32, 1), (3, 1)];
+        let groups = |invocations: usize| (invocations.div_ceil(64) as u32, 1);
+        let c = CLASSES as u32;
+        // Workgroups of 64 (see mlp.wgsl for what each grid dimension indexes).
+        let grid = [
+            ((HIDDEN / 64) as u32, size.div_ceil(4)),
+            ((size * c).div_ceil(64), 1),
+            (size.div_ceil(64), 1),
+            (size.div_ceil(2), 1),
+            groups(CLASSES * HIDDEN / 4),
+            groups(HIDDEN * FEATURES / 16),
+            groups(HIDDEN + CLASSES),
+        ];
         let mut pass = encoder
             .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("mlp batch"), timestamp_writes: None });
         pass.set_bind_group(0, &self.bind_group, &[b as u32 * self.slot_stride]);
