@@ -143,14 +143,17 @@ pub enum Error {
         missing: &'static str,
     },
 
-    /// A tensor whose parameter and gradient are the same buffer.
+    /// A gradient on a parameter's elements (its own or another tensor's): the step would
+    /// overwrite what it reads. A gradient elsewhere in a parameter's buffer is fine.
     #[error(
-        "parameter {index}: param and grad are the same buffer; wgpu cannot bind one buffer as \
-         read-write and read-only in one dispatch, so keep gradients in a buffer of their own"
+        "parameter {index}'s gradient overlaps parameter {param}'s elements in the same buffer: the step \
+         writes the parameter while it reads the gradient; place them in disjoint ranges"
     )]
-    ParamIsGrad {
-        /// The tensor's index.
+    GradOverlapsParam {
+        /// The tensor whose gradient it is.
         index: usize,
+        /// The tensor whose parameter it overlaps.
+        param: usize,
     },
 
     /// A buffer the optimizer's device cannot use: created on another device, or destroyed.

@@ -22,7 +22,9 @@ async function post(report) {
 function layoutFor(device, states, master) {
   const buffer = (binding, type, hasDynamicOffset = false) =>
     ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type, hasDynamicOffset } });
-  const entries = [buffer(0, "uniform", true), buffer(1, "storage"), buffer(2, "read-only-storage")];
+  // The gradients are only read but bound read-write, as the crate binds them (one buffer may
+  // hold a tensor's parameter and its gradient: src/kernel/compose.rs).
+  const entries = [buffer(0, "uniform", true), buffer(1, "storage"), buffer(2, "storage")];
   for (let k = 0; k < states; k++) entries.push(buffer(3 + k, "storage"));
   entries.push(buffer(3 + states, "read-only-storage"));
   // A low-precision parameter's f32 master copy, after the spans.

@@ -66,10 +66,13 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
 
     step_struct(w, kernel);
     w.push_str("\n@group(0) @binding(0) var<uniform> u: Step;\n");
-    storage.param.bindings(w, "param", 1, "read_write");
-    storage.grad.bindings(w, "grad", 2, "read");
+    storage.param.bindings(w, "param", 1, "read_write", true);
+    // Only read, yet bound read-write: an engine's pooled allocator may place a gradient in its
+    // parameter's buffer (disjoint ranges), and wgpu refuses one buffer bound read-only and
+    // read-write in one dispatch, but not twice read-write.
+    storage.grad.bindings(w, "grad", 2, "read_write", false);
     for (k, state) in kernel.states.iter().enumerate() {
-        storage.state.bindings(w, state.name, 3 + k as u32, "read_write");
+        storage.state.bindings(w, state.name, 3 + k as u32, "read_write", true);
     }
     let _ = writeln!(
         w,
@@ -82,11 +85,11 @@ pub fn compose_variant(kernel: &Kernel, storage: Storage, flags: u32, amp: bool)
     if storage.master {
         w.push_str("// The parameter's f32 master copy (a state array): each step updates it and stores the\n");
         w.push_str("// parameter rounded from it.\n");
-        Format::F32.bindings(w, "master", super::master_binding(kernel), "read_write");
+        Format::F32.bindings(w, "master", super::master_binding(kernel), "read_write", true);
     }
     if storage.ema {
         w.push_str("// The EMA of the weights (a state array), updated after each step, a skipped one too.\n");
-        Format::F32.bindings(w, "ema", super::ema_binding(kernel, storage), "read_write");
+        Format::F32.bindings(w, "ema", super::ema_binding(kernel, storage), "read_write", true);
     }
     if amp {
         let binding = super::amp_binding(kernel, storage);

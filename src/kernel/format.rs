@@ -97,13 +97,14 @@ impl Format {
     }
 
     /// The WGSL declarations of array `name` at `binding`: a scalar view (`name`, for `main`)
-    /// and a four-wide view (`name4`, for `main4`) of the same buffer. A writable bf16 array's
-    /// scalar view is atomic (see [`Format::BF16`]).
-    pub(crate) fn bindings(self, out: &mut String, name: &str, binding: u32, access: &str) {
+    /// and a four-wide view (`name4`, for `main4`) of the same buffer. `stored`: the kernel
+    /// stores into it, so a bf16 array's scalar view is atomic (see [`Format::BF16`]); an array
+    /// only read may still be declared `read_write` (the gradients: see `compose`).
+    pub(crate) fn bindings(self, out: &mut String, name: &str, binding: u32, access: &str, stored: bool) {
         let (one, four) = match self {
             Format::F32 | Format::ScaledF32 { .. } => ("array<f32>", "array<vec4<f32>>"),
             Format::F16 => ("array<f16>", "array<vec4<f16>>"),
-            Format::BF16 if access == "read" => ("array<u32>", "array<vec2<u32>>"),
+            Format::BF16 if !stored => ("array<u32>", "array<vec2<u32>>"),
             Format::BF16 => ("array<atomic<u32>>", "array<vec2<u32>>"),
         };
         let _ = writeln!(out, "@group(0) @binding({binding}) var<storage, {access}> {name}: {one};");

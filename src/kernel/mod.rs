@@ -321,7 +321,9 @@ impl KernelPipeline {
                 count: None,
             },
             storage_entry(1, false),
-            storage_entry(2, true),
+            // The gradients: read only, bound read-write (see `compose`: one buffer may hold a
+            // tensor's parameter and its gradient).
+            storage_entry(2, false),
         ];
         entries.extend((0..kernel.states.len() as u32).map(|i| storage_entry(3 + i, false)));
         // The spans a `SPANS` dispatch updates (tensors without gradients left out).

@@ -317,7 +317,7 @@ impl Optimizer {
     ///
     /// # Errors
     /// Checked before anything changes: [`Error::UnknownGroup`], [`Error::BufferUsage`] (no
-    /// `STORAGE` usage), [`Error::ParamIsGrad`], [`Error::OutOfBounds`], [`Error::ForeignBuffer`]
+    /// `STORAGE` usage), [`Error::GradOverlapsParam`], [`Error::OutOfBounds`], [`Error::ForeignBuffer`]
     /// and [`Error::Overlap`] (with each other or with tensors already registered);
     /// [`Error::Wgpu`] if the device cannot allocate the state, in which case nothing is
     /// registered either.
@@ -686,6 +686,37 @@ impl Optimizer {
         } else {
             Err(self.unknown_param(param))
         }
+    }
+
+    /// Moves tensor `param`'s gradient to element `offset` of `grad` for the next steps: for an
+    /// engine whose gradients are new tensors at new places every step (burn's `GradientsParams`),
+    /// handed over without registering again and without a copy. `offset` counts elements of
+    /// the group's gradient format. The gradient may lie in a parameter's buffer (its own
+    /// parameter's too, as pooled allocators place them), never on a parameter's elements.
+    ///
+    /// Nothing is built here. The next step binds the gradients where they are: when the
+    /// locations are those of one of the last few steps it reuses that step's bind groups,
+    /// otherwise it builds new ones (one per run of tensors that lie together; see
+    /// [`Optimizer::plans_built`]). Setting the location a tensor has already costs nothing.
+    /// Whether the tensor has a gradient at all is [`Optimizer::set_has_grad`]'s.
+    ///
+    /// # Errors
+    /// Nothing changes on an error: [`Error::OutOfBounds`] for an index never registered or a
+    /// range past the buffer's end, [`Error::BufferUsage`] without `STORAGE` usage,
+    /// [`Error::GradOverlapsParam`] on a parameter's elements. A buffer of another device, or
+    /// one destroyed, is refused by the next step ([`Error::Wgpu`], nothing recorded).
+    pub fn set_grad(&mut self, param: usize, grad: &wgpu::Buffer, offset: u64) -> Result<()> {
+        let info = self.tensors.info(param).ok_or_else(|| self.unknown_param(param))?;
+        let storage = self.groups[info.group].storage;
+        self.tensors.set_grad(param, grad, offset, storage)?;
+        Ok(())
+    }
+
+    /// How many times a step built its bind groups (at the first step, after registering
+    /// tensors or changing loss scaling, and for gradient locations not seen in the last few
+    /// steps): an engine can check that gradients which move between the same places reuse them.
+    pub fn plans_built(&self) -> u64 {
+        self.recorder.plans_built()
     }
 
     /// Whether tensor `param` has a gradient in the next step (see [`Optimizer::set_has_grad`]).

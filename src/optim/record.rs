@@ -11,7 +11,7 @@ use crate::kernel::{Entry as Stage, Kernel, KernelPipeline, Scalars, StepUniform
 
 use super::amp::{Amp, ClassOps};
 use super::plan::{self, Plan};
-use super::registration::{StepKey, Tensors};
+use super::registration::{GradLocations, StepKey, Tensors};
 use super::store::StateStore;
 use super::Scopes;
 
@@ -28,6 +28,13 @@ pub(super) struct Recorder {
     /// forbids one writable buffer at two bindings of a dispatch).
     unused: Vec<wgpu::Buffer>,
     plan: Option<Plan>,
+    /// The gradient locations the plan's bind groups hold (see `Tensors::grad_locations`).
+    plan_grads: GradLocations,
+    /// Plans of the last few other gradient locations, most recent first (with their locations
+    /// and `amp` generation): an engine whose gradients alternate between places reuses them.
+    spare: Vec<(GradLocations, Option<u64>, Plan)>,
+    /// Plans built so far (`Optimizer::plans_built`).
+    plans_built: u64,
     /// The `amp` buffer generation the plan's bind groups hold (`None`: built without one).
     plan_generation: Option<u64>,
     /// Under loss scaling or clipping: the pass that completes each dispatch's uniform with what
@@ -44,6 +51,10 @@ pub(super) struct AmpStep<'a> {
     /// This step's class operations.
     pub ops: &'a ClassOps,
 }
+
+/// Plans kept for gradient locations other than the current ones (see `Recorder::take_plan`):
+/// each holds bind groups, and so the buffers they bind, alive.
+const SPARE_PLANS: usize = 4;
 
 /// The `correct` pass's layout (the step's slots, the `amp` buffer) and pipeline.
 #[derive(Debug)]
@@ -106,7 +117,19 @@ impl Recorder {
         let correct = amp.then(|| Correct::new(device, kernel));
         scopes.pop(&format!("kernel {} (correct)", kernel.name))?;
         let belt = wgpu::util::StagingBelt::new(device.clone(), 4096);
-        Ok(Self { kernel, pipelines, amp, unused, plan: None, plan_generation: None, correct, belt })
+        Ok(Self {
+            kernel,
+            pipelines,
+            amp,
+            unused,
+            plan: None,
+            plan_grads: Vec::new(),
+            spare: Vec::new(),
+            plans_built: 0,
+            plan_generation: None,
+            correct,
+            belt,
+        })
     }
 
     /// Compiles the kernel for `storage` too (a group's own), unless it is already.
@@ -132,9 +155,34 @@ impl Recorder {
         storages.iter().map(|s| &pipelines[&s.variant()]).collect()
     }
 
-    /// Forgets the plan: the tensors changed.
+    /// Forgets the plans: the tensors changed.
     pub fn invalidate(&mut self) {
         self.plan = None;
+        self.spare.clear();
+    }
+
+    /// Plans built so far.
+    pub fn plans_built(&self) -> u64 {
+        self.plans_built
+    }
+
+    /// The plan for the tensors' gradient locations now and the `amp` generation: the current
+    /// one if it was built for them, else a spare one that was, else `None` (build one). The
+    /// current plan, when it does not fit, becomes the first spare.
+    fn take_plan(&mut self, grads: &[(wgpu::Buffer, u64)], generation: Option<u64>) -> Option<Plan> {
+        let current = self.plan.take();
+        if let Some(plan) = current {
+            if self.plan_generation == generation && self.plan_grads == grads {
+                return Some(plan);
+            }
+            if self.plan_generation == generation {
+                let located = std::mem::take(&mut self.plan_grads);
+                self.spare.insert(0, (located, self.plan_generation, plan));
+                self.spare.truncate(SPARE_PLANS);
+            }
+        }
+        let at = self.spare.iter().position(|(g, gen, _)| g == grads && *gen == generation)?;
+        Some(self.spare.remove(at).2)
     }
 
     /// Whether the next step must build a plan first.
@@ -174,14 +222,19 @@ impl Recorder {
         }
         let scopes = Scopes::push(device);
         let generation = amp.as_ref().map(|a| a.amp.generation);
+        let grads = tensors.grad_locations();
+        let taken = self.take_plan(&grads, generation);
         let pipelines = Self::pipelines_of(&self.pipelines, storages);
         let layouts: Vec<&wgpu::BindGroupLayout> = pipelines.iter().map(|p| &p.layout).collect();
+        let built = std::cell::Cell::new(0u64);
+        let unused = &self.unused;
         let build = |min_slots: usize, amp: Option<&Amp>| {
-            Plan::build(device, &layouts, storages, &self.unused, tensors, store, min_slots, amp.map(Amp::buffer_ref))
+            built.set(built.get() + 1);
+            Plan::build(device, &layouts, storages, unused, tensors, store, min_slots, amp.map(Amp::buffer_ref))
         };
-        let mut plan = match self.plan.take() {
-            Some(plan) if self.plan_generation == generation => plan,
-            _ => build(0, amp.as_ref().map(|a| &*a.amp)),
+        let mut plan = match taken {
+            Some(plan) => plan,
+            None => build(0, amp.as_ref().map(|a| &*a.amp)),
         };
         let step_dispatches = plan::dispatches(&plan.runs, |t| tensors.step_key(t));
         let dispatches = step_dispatches.dispatches;
@@ -239,6 +292,8 @@ impl Recorder {
             }
         }
         self.plan_generation = amp.as_ref().map(|a| a.amp.generation);
+        self.plan_grads = grads;
+        self.plans_built += built.get();
         let plan = self.plan.insert(plan);
 
         let Some(uniform) = plan.uniform.as_ref().filter(|_| !dispatches.is_empty()) else {
@@ -366,13 +421,20 @@ impl Recorder {
         let device = &ctx.device;
         let scopes = Scopes::push(device);
         let generation = amp.map(|a| a.generation);
+        let grads = tensors.grad_locations();
+        let taken = self.take_plan(&grads, generation);
         let pipelines = Self::pipelines_of(&self.pipelines, storages);
         let layouts: Vec<&wgpu::BindGroupLayout> = pipelines.iter().map(|p| &p.layout).collect();
         let buffer = amp.map(Amp::buffer_ref);
-        let build = |slots| Plan::build(device, &layouts, storages, &self.unused, tensors, store, slots, buffer);
-        let mut plan = match self.plan.take() {
-            Some(plan) if self.plan_generation == generation => plan,
-            _ => build(0),
+        let built = std::cell::Cell::new(0u64);
+        let unused = &self.unused;
+        let build = |slots| {
+            built.set(built.get() + 1);
+            Plan::build(device, &layouts, storages, unused, tensors, store, slots, buffer)
+        };
+        let mut plan = match taken {
+            Some(plan) => plan,
+            None => build(0),
         };
         // Every tensor, one stretch per run (no key tells them apart here).
         let every = StepKey { origin: 0, carry: None, amp_class: 0 };
@@ -392,6 +454,8 @@ impl Recorder {
         scopes.pop("preparing the EMA swap")?;
         let prepared = prepared?;
         self.plan_generation = generation;
+        self.plan_grads = grads;
+        self.plans_built += built.get();
         let plan = self.plan.insert(plan);
         let Some(uniform) = plan.uniform.as_ref().filter(|_| !dispatches.is_empty()) else {
             return Ok(());

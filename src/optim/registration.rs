@@ -39,6 +39,9 @@ impl ParamBinding {
     }
 }
 
+/// Where each tensor's gradient lies (buffer, first element), in index order.
+pub(super) type GradLocations = Vec<(wgpu::Buffer, u64)>;
+
 /// What the optimizer keeps of one registered tensor, for checkpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct TensorInfo {
@@ -66,6 +69,8 @@ impl TensorInfo {
 #[derive(Debug)]
 struct Param {
     binding: ParamBinding,
+    /// Bytes per gradient element (its group's gradient format).
+    grad_bytes: u64,
     info: TensorInfo,
     /// Whether the next step has a gradient for it (see `Optimizer::set_has_grad`).
     has_grad: bool,
@@ -326,7 +331,7 @@ impl Tensors {
     /// from the parameters; the last is the EMA of the weights). Returns their indices.
     ///
     /// # Errors
-    /// Checked before anything changes: [`Error::BufferUsage`], [`Error::ParamIsGrad`],
+    /// Checked before anything changes: [`Error::BufferUsage`], [`Error::GradOverlapsParam`],
     /// [`Error::OutOfBounds`], [`Error::ForeignBuffer`] and [`Error::Overlap`] (with each other or
     /// with tensors already registered); [`Error::Wgpu`] if the device cannot allocate the state,
     /// in which case nothing is registered either.
@@ -346,12 +351,10 @@ impl Tensors {
             check_binding(first + i, b, storage)?;
             // Buffer identity is only meaningful on one device, so that is checked first.
             check_device(&ctx.device, first + i, b)?;
-            if b.param == b.grad {
-                return Err(Error::ParamIsGrad { index: first + i });
-            }
         }
         let param_bytes = storage.param.element_bytes();
         self.check_overlaps(bindings, param_bytes)?;
+        self.check_grads_clear(bindings, storage)?;
         // The master copies' start values, read before anything changes.
         let masters = match storage.master {
             true => Some(read_params(ctx, storage.param, bindings)?),
@@ -391,6 +394,7 @@ impl Tensors {
         for (b, n) in bindings.iter().zip(counts) {
             self.params.push(Param {
                 binding: b.clone(),
+                grad_bytes: storage.grad.element_bytes(),
                 info: TensorInfo { group, len: b.len, added_at, skipped: 0 },
                 has_grad: true,
                 carry: None,
@@ -428,6 +432,87 @@ impl Tensors {
 
     /// Whether the parameter ranges of `new` overlap each other or a registered tensor's: the new
     /// ranges sorted among themselves, and each looked up between its registered neighbours.
+    /// A gradient may lie in a parameter's buffer (pooled allocators place them so), never on a
+    /// parameter's elements, which the step writes while it reads the gradient: each of `new`'s
+    /// gradients against every parameter (registered and new), and each new parameter against
+    /// the registered gradients. In bytes, as formats differ.
+    fn check_grads_clear(&self, new: &[ParamBinding], storage: Storage) -> Result<()> {
+        let first = self.params.len();
+        let (param_bytes, grad_bytes) = (storage.param.element_bytes(), storage.grad.element_bytes());
+        let bytes = |offset: u64, len: u64, size: u64| (offset * size, (offset + len) * size);
+        for (i, b) in new.iter().enumerate().filter(|(_, b)| b.len > 0) {
+            let (start, end) = bytes(b.grad_offset, b.len, grad_bytes);
+            let new_params = new.iter().enumerate().map(|(j, p)| {
+                let (s, e) = bytes(p.param_offset, p.len, param_bytes);
+                (&p.param, s, e, first + j)
+            });
+            if let Some(param) = self.param_under(&b.grad, start, end, new_params) {
+                return Err(Error::GradOverlapsParam { index: first + i, param });
+            }
+        }
+        for (i, b) in new.iter().enumerate().filter(|(_, b)| b.len > 0) {
+            let (start, end) = bytes(b.param_offset, b.len, param_bytes);
+            for (j, p) in self.params.iter().enumerate().filter(|(_, p)| p.info.len > 0) {
+                let (s, e) = bytes(p.binding.grad_offset, p.info.len, p.grad_bytes);
+                if p.binding.grad == b.param && s < end && start < e {
+                    return Err(Error::GradOverlapsParam { index: j, param: first + i });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first parameter, registered or among `others` (buffer, byte range, index), that
+    /// holds bytes of `buffer`'s range `start..end`.
+    fn param_under<'a>(
+        &self,
+        buffer: &wgpu::Buffer,
+        start: u64,
+        end: u64,
+        others: impl Iterator<Item = (&'a wgpu::Buffer, u64, u64, usize)>,
+    ) -> Option<usize> {
+        // Registered ranges do not overlap each other: only the last one starting before `end`
+        // can reach into the range.
+        let registered = self.ranges.range(..(buffer.clone(), end)).next_back();
+        if let Some(((b, _), &(e, j))) = registered {
+            if b == buffer && e > start {
+                return Some(j);
+            }
+        }
+        others.filter(|&(b, s, e, _)| b == buffer && s < e && s < end && start < e).map(|o| o.3).next()
+    }
+
+    /// Moves tensor `i`'s gradient to element `offset` of `grad` (in `storage`'s gradient
+    /// format), checked as registration checks it, but for the device: a buffer of another
+    /// device is refused when the next step binds it. Returns whether the location changed.
+    ///
+    /// # Errors
+    /// [`Error::BufferUsage`], [`Error::OutOfBounds`] or [`Error::GradOverlapsParam`]; nothing
+    /// changes then.
+    pub fn set_grad(&mut self, i: usize, grad: &wgpu::Buffer, offset: u64, storage: Storage) -> Result<bool> {
+        let p = &self.params[i];
+        if p.binding.grad == *grad && p.binding.grad_offset == offset {
+            return Ok(false);
+        }
+        let moved = ParamBinding { grad: grad.clone(), grad_offset: offset, ..p.binding.clone() };
+        check_binding(i, &moved, storage)?;
+        if moved.len > 0 {
+            let size = storage.grad.element_bytes();
+            let (start, end) = (offset * size, (offset + moved.len) * size);
+            if let Some(param) = self.param_under(grad, start, end, std::iter::empty()) {
+                return Err(Error::GradOverlapsParam { index: i, param });
+            }
+        }
+        self.params[i].binding = moved;
+        Ok(true)
+    }
+
+    /// Where each tensor's gradient lies now (buffer, first element), in index order: what a
+    /// plan's bind groups were built for.
+    pub fn grad_locations(&self) -> GradLocations {
+        self.params.iter().map(|p| (p.binding.grad.clone(), p.binding.grad_offset)).collect()
+    }
+
     fn check_overlaps(&self, new: &[ParamBinding], param_bytes: u64) -> Result<()> {
         let first = self.params.len();
         let overlap = |a: usize, b: usize| Error::Overlap { what: "param", a: a.min(b), b: a.max(b) };
@@ -504,7 +589,7 @@ fn check_binding(index: usize, b: &ParamBinding, storage: Storage) -> Result<()>
 /// Binds the tensor's buffers once, inside an error scope: a buffer of another device (or one
 /// already destroyed) is refused here, by name, rather than when a step first binds it.
 fn check_device(device: &wgpu::Device, index: usize, b: &ParamBinding) -> Result<()> {
-    for (role, buffer, read_only) in [("param", &b.param, false), ("grad", &b.grad, true)] {
+    for (role, buffer, read_only) in [("param", &b.param, false), ("grad", &b.grad, false)] {
         if buffer.size() < F32 {
             continue; // Never bound: only a zero-length tensor fits in it.
         }
