@@ -11,7 +11,9 @@
 //! runs Adam at 4M.
 //!
 //! The `null_grads` group (`cargo bench --bench optimizers -- null_grads`) measures steps in which
-//! some tensors have no gradient ([`Optimizer::set_has_grad`]): see [`null_grads`].
+//! some tensors have no gradient ([`Optimizer::set_has_grad`]): see [`null_grads`]. The
+//! `moving_grads` group (`-- moving_grads`) measures steps whose gradients move
+//! ([`Optimizer::set_grad`]): see [`moving_grads`].
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +59,7 @@ fn all(c: &mut Criterion) {
     };
     optimizers(c, &ctx);
     null_grads(c, &ctx);
+    moving_grads(c, &ctx);
 }
 
 fn optimizers(c: &mut Criterion, ctx: &GpuContext) {
@@ -165,6 +168,65 @@ fn null_grads(c: &mut Criterion, ctx: &GpuContext) {
         group.bench_function(format!("{}/n={n}/tensors={}/{name}", variant.name, lens.len()), |b| {
             b.iter_custom(|iters| steps(ctx, iters, name, |encoder| opt.record(encoder)))
         });
+    }
+    group.finish();
+}
+
+/// Adam over 148 tensors whose gradients move, as an engine's do when each step's gradients are
+/// new tensors from a pool: `fixed` (no move: the baseline), `alternating` (two places, every
+/// step the other: the plans of both are reused), `new` (a place not among the last four each
+/// step: a plan, with its bind groups, built every step). The difference to `fixed` is what
+/// moving costs on the host.
+fn moving_grads(c: &mut Criterion, ctx: &GpuContext) {
+    let n = elements();
+    let variant = match find("Adam") {
+        Ok(mut found) => found.remove(0),
+        Err(e) => panic!("moving_grads: {e}"),
+    };
+    let lens = transformer_shapes(n, 148);
+    // Room for eight placements of every gradient: shifted by 4 elements each (four-wide stays).
+    let places = 8u64;
+    let pool = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("gradient pool"),
+        size: (n + 4 * places) * 4,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let arena = match ParamArena::new(ctx, &lens) {
+        Ok(arena) => arena,
+        Err(e) => {
+            eprintln!("moving_grads at n = {n}: {e}");
+            return;
+        }
+    };
+    let offsets: Vec<u64> = (0..lens.len()).map(|i| arena.offset(i)).collect();
+    let mut group = c.benchmark_group("moving_grads");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.throughput(Throughput::Bytes(n * variant.bytes_per_element()));
+    for (name, cycle) in [("fixed", 1u64), ("alternating", 2), ("new", places)] {
+        let built = Optimizer::new(ctx, variant.config.clone()).and_then(|mut opt| {
+            opt.add_params(opt.default_group(), &arena.bindings())?;
+            Ok(opt)
+        });
+        let mut opt = match built {
+            Ok(opt) => opt,
+            Err(e) => panic!("moving_grads {name}: {e}"),
+        };
+        let mut step = 0u64;
+        group.bench_function(format!("{}/n={n}/tensors={}/{name}", variant.name, lens.len()), |b| {
+            b.iter_custom(|iters| {
+                steps(ctx, iters, name, |encoder| {
+                    let shift = 4 * (step % cycle);
+                    step += 1;
+                    for (i, &offset) in offsets.iter().enumerate() {
+                        opt.set_grad(i, &pool, offset + shift)?;
+                    }
+                    opt.record(encoder)
+                })
+            })
+        });
+        eprintln!("moving_grads/{name}: {} plans built in {step} steps", opt.plans_built());
     }
     group.finish();
 }
