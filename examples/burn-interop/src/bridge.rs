@@ -105,7 +105,8 @@ pub struct Located {
 }
 
 /// Where `tensor`'s elements are. Runs burn's queued work that produces the tensor (the fusion
-/// client's resolve drains the stream), so call it after the backward pass.
+/// client's resolve drains the thread's stream into cubecl, and cubecl 0.11's `get_resource`
+/// submits that stream), so call it after the backward pass, on the thread that ran it.
 pub fn locate<const D: usize>(tensor: Tensor<D>, name: &str) -> Result<Located, BridgeError> {
     let tensor = tensor.inner(); // Off the autodiff graph: the same memory.
     let fusion = tensor
@@ -175,7 +176,12 @@ impl BurnParams {
     /// tensor) as its gradient until a step says where the real one is: wgpu-optim wants a
     /// gradient location at registration, and burn's gradients exist only after a backward
     /// pass, at places that change every step. Returns the first parameter index.
-    pub fn register(&self, opt: &mut Optimizer, group: GroupId, placeholder: &wgpu::Buffer) -> Result<usize, BridgeError> {
+    pub fn register(
+        &self,
+        opt: &mut Optimizer,
+        group: GroupId,
+        placeholder: &wgpu::Buffer,
+    ) -> Result<usize, BridgeError> {
         let bindings: Vec<ParamBinding> = self
             .located
             .iter()

@@ -1,4 +1,4 @@
-//! `--check`: each run against an f64 AdamW fed the very gradients that run's backward pass
+//! The lockstep check (on unless `--no-check`): each run against an f64 AdamW fed the very gradients that run's backward pass
 //! produced (read back through burn, not through the buffers the bridge located), compared
 //! after every step. Two runs drift apart from step 2 on, since each step's rounding changes the
 //! next gradients; this lockstep comparison has no such drift, so it holds each optimizer, and
@@ -89,7 +89,8 @@ pub fn grad_values<M: Module>(module: &M, grads: &GradientsParams) -> Result<Vec
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             // `get` clones the tensor; the clone is gone when this returns, so the bridge's
             // `remove` still hands the gradient over.
-            let value = self.0.get::<D>(param.id).map(|g| g.to_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}")));
+            let value =
+                self.0.get::<D>(param.id).map(|g| g.to_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}")));
             self.1.push(value.transpose());
         }
     }

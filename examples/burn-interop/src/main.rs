@@ -37,19 +37,21 @@ const EPS: f64 = 1e-8;
 const WEIGHT_DECAY: f64 = 0.01;
 
 // When the two runs agree. Both compute the same forward and backward passes with the same
-// kernels; the updates differ in f32 rounding only (burn divides by the bias-corrected sqrt(v)
-// plus eps with its corrections in f32; wgpu-optim, as PyTorch, by sqrt(v) / sqrt(bc2) plus eps
-// with its corrections in f64). After step 1, from the same weights and gradients, every
-// parameter must be within FIRST_ATOL + FIRST_RTOL * |burn's value| (a few f32 ulps; 1e-4 of one
-// step's update). From step 2 on, each run's rounding changes its next gradients, and Adam's
-// normalised step amplifies that wherever a gradient is near zero (its sign decides a whole
-// +-lr step), so the runs drift apart element by element while computing the same thing: after
-// the last step the relative L2 difference of all parameters must be at most END_REL_L2, and
-// each reported loss within LOSS_RTOL. `--check` holds each run to an f64 reference at every
-// step (check.rs), which has no such drift.
+// (deterministic) kernels; the updates differ in f32 rounding only (burn divides by the
+// bias-corrected sqrt(v) plus eps, with beta^t and the corrections in f32; wgpu-optim, as
+// PyTorch, by sqrt(v) / sqrt(bc2) plus eps, with its scalars in f64). So:
+// - after step 1, from the same weights and gradients, every parameter is within FIRST_ATOL +
+//   FIRST_RTOL * |burn's value| (a few f32 ulps; 1e-4 of one step's update);
+// - at every step, each run is within f32 rounding of an f64 AdamW fed that run's own
+//   gradients (check.rs; `--no-check` skips it);
+// - the losses at the steps in REPORT_AT are within LOSS_RTOL.
+// From step 2 on, each run's rounding changes its next gradients. Adam is scale-invariant: an
+// element whose gradients are tiny (rounding noise) still takes steps of about lr, in the
+// direction that noise says, so the two runs drift apart element by element (about 1e-2 relative
+// L2 after 100 steps here, while two runs of burn's optimizer are bit-identical). That drift is
+// printed, not held to a bound.
 const FIRST_ATOL: f32 = 1e-7;
 const FIRST_RTOL: f32 = 1e-6;
-const END_REL_L2: f64 = 1e-2;
 const LOSS_RTOL: f32 = 1e-2;
 // Steps at which the losses are reported (1-based), besides the last.
 const REPORT_AT: [usize; 2] = [10, 100];
@@ -60,22 +62,26 @@ struct Args {
     warmup: usize,
     seed: u64,
     data: PathBuf,
-    /// Pitfall 1, shown: neither sync nor flush burn's device before our submit.
+    /// Neither sync nor flush burn's device before our submit (README.md, (d)).
     no_flush: bool,
-    /// Each run against an f64 reference fed its own gradients, at every step.
+    /// Each run against an f64 reference fed its own gradients, at every step (on by default).
     check: bool,
 }
 
 const USAGE: &str = "usage: burn-interop [--steps N] [--batch N] [--warmup N] [--seed N] [--data PATH]
+                    [--no-check] [--no-flush]
   --steps N    training steps of each run (default 100)
   --batch N    examples per step (default 64)
-  --warmup N   first steps left out of the timing table (default 5)
+  --warmup N   forward and backward passes run before the two runs (at least 2: both heads),
+               and first steps of each run left out of the timing table (default 5)
   --seed N     data shuffle and weight initialisation (default 0)
   --data PATH  the UCI digits CSV (default ../../examples/data/digits.csv)
-  --check      also hold each run, at every step, to an f64 AdamW fed that run's own gradients
-               (reads every gradient and parameter back each step: the timings then include it)
-  --no-flush   leave out device.sync() and device.flush() before our submit, to show what
-               goes wrong without them (README.md, pitfall 1); the runs should then disagree";
+  --no-check   skip holding each run, at every step, to an f64 AdamW fed that run's own
+               gradients (it reads every gradient and parameter back at each step, outside the
+               timings)
+  --no-flush   leave out device.sync() and device.flush() before our submit, to see whether
+               this burn needs them (0.22.1 does not: locating the gradients already submits
+               burn's queued work; README.md, (d)); implies --no-check, whose readbacks flush";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -85,7 +91,7 @@ fn parse_args() -> Result<Args, String> {
         seed: 0,
         data: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/data/digits.csv")),
         no_flush: false,
-        check: false,
+        check: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -93,10 +99,13 @@ fn parse_args() -> Result<Args, String> {
             println!("{USAGE}");
             std::process::exit(0);
         }
-        if flag == "--no-flush" || flag == "--check" {
+        if flag == "--no-flush" || flag == "--no-check" {
             args.no_flush |= flag == "--no-flush";
-            args.check |= flag == "--check";
+            args.check &= flag != "--no-check";
             continue;
+        }
+        if !["--steps", "--batch", "--warmup", "--seed", "--data"].contains(&flag.as_str()) {
+            return Err(format!("unknown argument {flag:?}\n{USAGE}"));
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         let number = |what: &str| {
@@ -108,9 +117,12 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => args.warmup = number("--warmup")? as usize,
             "--seed" => args.seed = number("--seed")?,
             "--data" => args.data = PathBuf::from(&value),
-            _ => return Err(format!("unknown argument {flag:?}\n{USAGE}")),
+            _ => unreachable!("checked above"),
         }
     }
+    // The check reads every gradient back through burn, which runs and submits burn's queued
+    // work: it would hide what --no-flush is there to find out.
+    args.check &= !args.no_flush;
     if args.steps == 0 {
         return Err("--steps must be at least 1".into());
     }
@@ -155,8 +167,7 @@ struct Run {
     accuracy: f64,
     /// Seconds the whole run took, set-up, readbacks and evaluation included.
     seconds: f64,
-    traj: Vec<Vec<Vec<f32>>>,
-    /// `--check`: the report line, and whether every step was within the bound.
+    /// The lockstep check: the report line, and whether every step was within the bound.
     lockstep: Option<(String, bool)>,
 }
 
@@ -165,9 +176,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 
     // burn's own device and queue. `init_with_setup` hands back the exact wgpu handles the
     // runtime uses, so wgpu-optim records into the queue burn submits to.
-    let (device, setup) = Device::wgpu_options()
-        .init_with_setup()
-        .map_err(|e| format!("burn could not open a wgpu device: {e}"))?;
+    let (device, setup) =
+        Device::wgpu_options().init_with_setup().map_err(|e| format!("burn could not open a wgpu device: {e}"))?;
     let info = setup.adapter.get_info();
     let ctx = GpuContext::from_device(setup.device.clone(), setup.queue.clone());
     let timestamps = setup.device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -178,7 +188,6 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     let ours = Net::new(&autodiff);
     // The burn run gets its own copy of every parameter: ours updates its buffers in place.
     let theirs = ours.clone().map(&mut DeepCopy);
-    let theirs2 = ours.clone().map(&mut Nudge);
     let (tensors, numel) = count(&ours);
     println!(
         "model: {} Linear layers, {tensors} parameter tensors, {numel} parameters; \
@@ -188,27 +197,24 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         args.batch
     );
 
+    // burn compiles and autotunes its forward and backward kernels the first times they run: on
+    // a throwaway copy here, or the run that goes first would pay for both.
+    let began = Instant::now();
+    let scratch = ours.clone().map(&mut DeepCopy);
+    for step in 0..args.warmup.max(2) {
+        let (x, y) = batch(&train, step, args.batch, &autodiff);
+        let _ = GradientsParams::from_grads(scratch.loss(x, y, step % 2 == 0).backward(), &scratch);
+        device.sync().map_err(|e| format!("burn's device failed: {e:?}"))?;
+    }
+    drop(scratch);
+    println!(
+        "warm-up: {} forward and backward passes on a copy, {:.1} s",
+        args.warmup.max(2),
+        began.elapsed().as_secs_f64()
+    );
+
     let a = train_ours(ours, &device, &autodiff, &ctx, timestamps, &train, &test, args)?;
     let b = train_burn(theirs, &device, &autodiff, &train, &test, args)?;
-    if std::env::var("TRAJ").is_ok() {
-        for (k, (pa, pb)) in a.traj.iter().zip(&b.traj).enumerate() {
-            let (mut d2, mut n2, mut maxd, mut worst_t) = (0f64, 0f64, 0f32, 0usize);
-            let mut per_t = Vec::new();
-            for (t, (x, y)) in pa.iter().zip(pb).enumerate() {
-                let mut td = 0f64;
-                for (u, v) in x.iter().zip(y) { let d = (u - v).abs(); td += (d as f64).powi(2); n2 += (*v as f64).powi(2); if d > maxd { maxd = d; worst_t = t; } }
-                d2 += td; per_t.push(td.sqrt());
-            }
-            println!("TRAJ step {}: relL2 {:.3e} max {:.3e} (tensor {worst_t})", k + 1, (d2 / n2).sqrt(), maxd);
-        }
-    }
-    if std::env::var("BASELINE").is_ok() {
-        let b2 = train_burn(theirs2, &device, &autodiff, &train, &test, args)?;
-        println!("BASELINE burn vs burn:");
-        compare("burn2", &b2.first, &b.first, FIRST_ATOL, FIRST_RTOL, Gate::Elements);
-        compare("burn2 end", &b2.params, &b.params, FIRST_ATOL, FIRST_RTOL, Gate::Norm(END_REL_L2));
-        println!("losses {:?} vs {:?}", b2.losses, b.losses);
-    }
     Ok(report(&a, &b, args))
 }
 
@@ -248,25 +254,12 @@ fn train_ours(
         let (x, y) = batch(train, step, args.batch, autodiff);
         let loss = model.loss(x, y, step % 2 == 0);
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        // Time spent on the check and on reading timestamps, left out of the whole step's time.
+        let mut aside = 0.0;
         if let Some(m) = mirror.as_mut() {
+            let c = Instant::now();
             m.step(&check::grad_values(&model, &grads)?)?;
-        }
-        if std::env::var("GRADEXP").is_ok() && (step == 0 || step == 1 || step == 20 || step == 50) {
-            let g1 = check::grad_values(&model, &grads)?;
-            let copy = model.clone().map(&mut DeepCopy);
-            let (x2, y2) = batch(train, step, args.batch, autodiff);
-            let l2 = copy.loss(x2, y2, step % 2 == 0);
-            let grads2 = GradientsParams::from_grads(l2.backward(), &copy);
-            let g2 = check::grad_values(&copy, &grads2)?;
-            let (mut maxd, mut n, mut signflip) = (0f32, 0usize, 0usize);
-            for (a, b) in g1.iter().zip(&g2) { if let (Some(a), Some(b)) = (a, b) { for (x, y) in a.iter().zip(b) { maxd = maxd.max((x-y).abs()); if x != y { n += 1; } if x.signum() != y.signum() && *x != 0.0 { signflip += 1; } } } }
-            let (x3, y3) = batch(train, step, args.batch, autodiff);
-            let l3 = model.loss(x3, y3, step % 2 == 0);
-            let grads3 = GradientsParams::from_grads(l3.backward(), &model);
-            let g3 = check::grad_values(&model, &grads3)?;
-            let (mut maxd3, mut n3) = (0f32, 0usize);
-            for (a, b) in g1.iter().zip(&g3) { if let (Some(a), Some(b)) = (a, b) { for (x, y) in a.iter().zip(b) { maxd3 = maxd3.max((x-y).abs()); if x != y { n3 += 1; } } } }
-            println!("GRADEXP step {}: copy vs model: max {maxd:e}, {n} differ, {signflip} sign flips; model again: max {maxd3:e}, {n3} differ", step+1);
+            aside += c.elapsed().as_secs_f64();
         }
         // Only so that the timing below holds the optimizer step alone: an engine skips this.
         if !args.no_flush {
@@ -279,13 +272,13 @@ fn train_ours(
             places.insert((g.buffer.clone(), g.offset));
         }
         // Whatever burn has queued (the backward pass that wrote the gradients, in an engine
-        // that did not sync above) goes to the queue before our step.
+        // that did not sync above) goes to the queue before our step. burn 0.22.1's lookups in
+        // `locate_grads` already submit it, but that is not their documented job (README.md, (d)).
         if !args.no_flush {
             device.flush().map_err(|e| format!("burn's device failed to flush: {e:?}"))?;
         }
-        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("wgpu-optim step"),
-        });
+        let mut encoder =
+            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-optim step") });
         match &timer {
             Some(t) => {
                 opt.record_timed(&mut encoder, Some(t.writes()))?;
@@ -298,12 +291,15 @@ fn train_ours(
         // submitted after our step, on the same queue.
         drop(held);
         run.enqueue.push(t0.elapsed().as_secs_f64());
+        // For the timing only: an engine goes on to its next forward pass without waiting.
         ctx.wait()?;
         run.done.push(t0.elapsed().as_secs_f64());
         if let Some(t) = &timer {
+            let c = Instant::now();
             run.gpu.push(t.read(ctx)?);
+            aside += c.elapsed().as_secs_f64();
         }
-        run.whole.push(start.elapsed().as_secs_f64());
+        run.whole.push(start.elapsed().as_secs_f64() - aside);
         run.note_loss(step, args.steps, &loss);
         if step == 0 {
             run.first = values(&model)?;
@@ -311,7 +307,6 @@ fn train_ours(
         if let Some(m) = mirror.as_mut() {
             m.compare(step + 1, &values(&model)?);
         }
-        if std::env::var("TRAJ").is_ok() { run.traj.push(values(&model)?); }
     }
     run.lockstep = mirror.map(|m| m.verdict());
     println!(
@@ -350,8 +345,12 @@ fn train_burn(
         let (x, y) = batch(train, step, args.batch, autodiff);
         let loss = model.loss(x, y, step % 2 == 0);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        // Time spent on the check and on reading timestamps, left out of the whole step's time.
+        let mut aside = 0.0;
         if let Some(m) = mirror.as_mut() {
+            let c = Instant::now();
             m.step(&check::grad_values(&model, &grads)?)?;
+            aside += c.elapsed().as_secs_f64();
         }
         device.sync().map_err(|e| format!("burn's device failed: {e:?}"))?;
 
@@ -365,11 +364,13 @@ fn train_burn(
         device.sync().map_err(|e| format!("burn's device failed: {e:?}"))?;
         run.done.push(t0.elapsed().as_secs_f64());
         if duration.timing_method() == TimingMethod::Device {
+            let c = Instant::now();
             if let Some(ticks) = read_sync(duration.resolve()) {
                 run.gpu.push(ticks.duration().as_secs_f64());
             }
+            aside += c.elapsed().as_secs_f64();
         }
-        run.whole.push(start.elapsed().as_secs_f64());
+        run.whole.push(start.elapsed().as_secs_f64() - aside);
         run.note_loss(step, args.steps, &loss);
         if step == 0 {
             run.first = values(&model)?;
@@ -377,7 +378,6 @@ fn train_burn(
         if let Some(m) = mirror.as_mut() {
             m.compare(step + 1, &values(&model)?);
         }
-        if std::env::var("TRAJ").is_ok() { run.traj.push(values(&model)?); }
     }
     run.lockstep = mirror.map(|m| m.verdict());
     run.params = values(&model)?;
@@ -399,7 +399,6 @@ impl Run {
             accuracy: 0.0,
             seconds: 0.0,
             lockstep: None,
-            traj: Vec::new(),
         }
     }
 
@@ -432,19 +431,6 @@ fn accuracy(model: &Net, test: &Split, device: &Device) -> Result<f64, Box<dyn E
     Ok(right as f64 / test.len() as f64)
 }
 
-struct Nudge;
-impl ModuleMapper for Nudge {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.map(|t| {
-            let device = t.device();
-            let shape = t.shape();
-            let v: Vec<f32> = t.to_data().try_to_vec::<f32>().unwrap();
-            let mut k = 0u32;
-            let v: Vec<f32> = v.into_iter().map(|x| { k = k.wrapping_mul(1103515245).wrapping_add(12345); if (k >> 16) % 1000 == 0 { f32::from_bits(x.to_bits() + 1) } else { x } }).collect();
-            Tensor::from_data(TensorData::new(v, shape), &device).require_grad()
-        })
-    }
-}
 /// A copy of every float parameter in new memory, with the same ids.
 struct DeepCopy;
 
@@ -553,21 +539,26 @@ fn report(a: &Run, b: &Run, args: &Args) -> bool {
     let mut agree = true;
     for (&(n, la), &(_, lb)) in a.losses.iter().zip(&b.losses) {
         let rel = (la - lb).abs() / lb.abs().max(f32::MIN_POSITIVE);
-        let ok = rel <= LOSS_RTOL;
+        // Held to the bound at the REPORT_AT steps; past them the drift grows (see above).
+        let ok = rel <= LOSS_RTOL || !REPORT_AT.contains(&n);
         agree &= ok;
         println!("  step {n:>4}  {la:>14.6}  {lb:>14.6}   {rel:>10.2e}{}", if ok { "" } else { "  DISAGREE" });
     }
 
     agree &= compare("after step 1", &a.first, &b.first, FIRST_ATOL, FIRST_RTOL, Gate::Elements);
     let last = format!("after step {}", args.steps);
-    agree &= compare(&last, &a.params, &b.params, FIRST_ATOL, FIRST_RTOL, Gate::Norm(END_REL_L2));
+    compare(&last, &a.params, &b.params, FIRST_ATOL, FIRST_RTOL, Gate::Drift);
     for (who, run) in [("wgpu-optim", a), ("burn AdamW", b)] {
         if let Some((line, ok)) = &run.lockstep {
-            println!("--check, {who}: {line}");
+            println!("lockstep, {who}: {line}");
             agree &= ok;
         }
     }
-    println!("test accuracy (360 digits): wgpu-optim {:.2}%, burn AdamW {:.2}%", a.accuracy * 100.0, b.accuracy * 100.0);
+    println!(
+        "test accuracy (360 digits): wgpu-optim {:.2}%, burn AdamW {:.2}%",
+        a.accuracy * 100.0,
+        b.accuracy * 100.0
+    );
 
     let skip = if args.steps > args.warmup { args.warmup } else { 0 };
     let measured = args.steps - skip;
@@ -603,9 +594,8 @@ fn report(a: &Run, b: &Run, args: &Args) -> bool {
 enum Gate {
     /// Every element within `atol + rtol * |burn's value|`.
     Elements,
-    /// ||ours - burn's|| / ||burn's|| (over all parameters) at most this; the elements beyond
-    /// `atol + rtol * |burn's value|` are counted, not refused.
-    Norm(f64),
+    /// Printed only: the runs drift apart after step 1 (see FIRST_ATOL's comment).
+    Drift,
 }
 
 /// Compares every parameter element of two runs and prints what it found. True when they pass
@@ -633,7 +623,7 @@ fn compare(when: &str, a: &[Vec<f32>], b: &[Vec<f32>], atol: f32, rtol: f32, gat
     let rel = (diff2 / norm2).sqrt();
     let ok = match gate {
         Gate::Elements => worst <= 1.0,
-        Gate::Norm(limit) => rel <= limit,
+        Gate::Drift => true,
     };
     println!(
         "parameters {when}: max |ours - burn| {max_abs:.3e}, relative L2 difference {rel:.3e}, \
@@ -644,7 +634,7 @@ fn compare(when: &str, a: &[Vec<f32>], b: &[Vec<f32>], atol: f32, rtol: f32, gat
     }
     match gate {
         Gate::Elements if !ok => println!("    DISAGREE: every element should be within the bound"),
-        Gate::Norm(limit) if !ok => println!("    DISAGREE: the relative L2 difference should be at most {limit:e}"),
+        Gate::Drift => println!("    (drift, not a disagreement: see the lockstep lines for each run's own updates)"),
         _ => {}
     }
     ok
