@@ -56,7 +56,7 @@ impl Mirror {
                 self.max_abs = self.max_abs.max(d);
                 let ratio = d / (step as f64 * (ATOL + RTOL * m.abs()));
                 // NaN compares false: a NaN is the worst of all.
-                if !(ratio <= self.worst.map_or(0.0, |w| w.0)) {
+                if !at_most(ratio, self.worst.map_or(0.0, |w| w.0)) {
                     self.worst = Some((ratio, step, t, i, r, m));
                 }
             }
@@ -97,4 +97,9 @@ pub fn grad_values<M: Module>(module: &M, grads: &GradientsParams) -> Result<Vec
     let mut read = Read(grads, Vec::new());
     module.visit(&mut read);
     read.1.into_iter().collect()
+}
+
+/// `x <= bound`, false when either is NaN: so `!at_most(..)` counts a NaN as beyond any bound.
+pub fn at_most<T: PartialOrd>(x: T, bound: T) -> bool {
+    x <= bound
 }

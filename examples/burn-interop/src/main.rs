@@ -248,6 +248,7 @@ fn train_ours(
     let mut mirror = if args.check { Some(check::Mirror::new(CONFIG, &values(&model)?)?) } else { None };
 
     let mut run = Run::new();
+    #[allow(clippy::mutable_key_type, reason = "a wgpu::Buffer hashes by its id, which never changes")]
     let mut places = std::collections::HashSet::new();
     for step in 0..args.steps {
         let start = Instant::now();
@@ -299,16 +300,8 @@ fn train_ours(
             run.gpu.push(t.read(ctx)?);
             aside += c.elapsed().as_secs_f64();
         }
-        run.whole.push(start.elapsed().as_secs_f64() - aside);
-        run.note_loss(step, args.steps, &loss);
-        if step == 0 {
-            run.first = values(&model)?;
-        }
-        if let Some(m) = mirror.as_mut() {
-            m.compare(step + 1, &values(&model)?);
-        }
+        run.end_step(step, args.steps, &loss, &model, mirror.as_mut(), start.elapsed().as_secs_f64() - aside)?;
     }
-    run.lockstep = mirror.map(|m| m.verdict());
     println!(
         "wgpu-optim: {} gradient locations seen, {} bind-group plans built in {} steps, {} dispatches per step",
         places.len(),
@@ -316,10 +309,7 @@ fn train_ours(
         args.steps,
         opt.dispatch_count()
     );
-    run.params = values(&model)?;
-    run.accuracy = accuracy(&model, test, device)?;
-    run.seconds = began.elapsed().as_secs_f64();
-    Ok(run)
+    run.finish(&model, mirror, test, device, began)
 }
 
 /// burn's own AdamW.
@@ -370,20 +360,9 @@ fn train_burn(
             }
             aside += c.elapsed().as_secs_f64();
         }
-        run.whole.push(start.elapsed().as_secs_f64() - aside);
-        run.note_loss(step, args.steps, &loss);
-        if step == 0 {
-            run.first = values(&model)?;
-        }
-        if let Some(m) = mirror.as_mut() {
-            m.compare(step + 1, &values(&model)?);
-        }
+        run.end_step(step, args.steps, &loss, &model, mirror.as_mut(), start.elapsed().as_secs_f64() - aside)?;
     }
-    run.lockstep = mirror.map(|m| m.verdict());
-    run.params = values(&model)?;
-    run.accuracy = accuracy(&model, test, device)?;
-    run.seconds = began.elapsed().as_secs_f64();
-    Ok(run)
+    run.finish(&model, mirror, test, device, began)
 }
 
 impl Run {
@@ -400,6 +379,46 @@ impl Run {
             seconds: 0.0,
             lockstep: None,
         }
+    }
+
+    /// What both trainers record after a step: its whole time (`whole`, without the check and
+    /// the timestamp reads), the loss where reported, the parameters after the first step, and
+    /// the lockstep check against the f64 mirror.
+    fn end_step(
+        &mut self,
+        step: usize,
+        steps: usize,
+        loss: &Tensor<1>,
+        model: &Net,
+        mirror: Option<&mut check::Mirror>,
+        whole: f64,
+    ) -> Result<(), Box<dyn Error>> {
+        self.whole.push(whole);
+        self.note_loss(step, steps, loss);
+        if step == 0 {
+            self.first = values(model)?;
+        }
+        if let Some(m) = mirror {
+            m.compare(step + 1, &values(model)?);
+        }
+        Ok(())
+    }
+
+    /// What both trainers record after the last step: the mirror's verdict, the parameters,
+    /// the test accuracy and the run's time.
+    fn finish(
+        mut self,
+        model: &Net,
+        mirror: Option<check::Mirror>,
+        test: &Split,
+        device: &Device,
+        began: Instant,
+    ) -> Result<Self, Box<dyn Error>> {
+        self.lockstep = mirror.map(|m| m.verdict());
+        self.params = values(model)?;
+        self.accuracy = accuracy(model, test, device)?;
+        self.seconds = began.elapsed().as_secs_f64();
+        Ok(self)
     }
 
     /// Reads the loss at the report steps and the last (a read waits for the device, so not
@@ -612,9 +631,9 @@ fn compare(when: &str, a: &[Vec<f32>], b: &[Vec<f32>], atol: f32, rtol: f32, gat
             norm2 += f64::from(y) * f64::from(y);
             total += 1;
             let ratio = d / (atol + rtol * y.abs());
-            beyond += usize::from(!(ratio <= 1.0));
+            beyond += usize::from(!check::at_most(ratio, 1.0));
             // NaN compares false: a NaN on one side is the worst of all.
-            if !(ratio <= worst) {
+            if !check::at_most(ratio, worst) {
                 worst = ratio;
                 at = Some((t, i, x, y));
             }
