@@ -6,7 +6,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 use wgpu_optim::cpu::CpuOptimizer;
 use wgpu_optim::AdamWConfig;
 
@@ -97,6 +97,24 @@ pub fn grad_values<M: Module>(module: &M, grads: &GradientsParams) -> Result<Vec
     let mut read = Read(grads, Vec::new());
     module.visit(&mut read);
     read.1.into_iter().collect()
+}
+
+/// Gradients for `module`'s parameters from host values (as `grad_values` read them), on
+/// `device`: to feed burn's AdamW, on a copy of the model with the same parameter ids, the
+/// gradients that another run computed.
+pub fn grads_from_values<M: Module>(module: &M, values: &[Option<Vec<f32>>], device: &Device) -> GradientsParams {
+    struct Feed<'a>(std::slice::Iter<'a, Option<Vec<f32>>>, &'a Device, GradientsParams);
+    impl ModuleVisitor for Feed<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(Some(g)) = self.0.next() {
+                let data = TensorData::new(g.clone(), param.shape());
+                self.2.register::<D>(param.id, Tensor::from_data(data, self.1));
+            }
+        }
+    }
+    let mut feed = Feed(values.iter(), device, GradientsParams::new());
+    module.visit(&mut feed);
+    feed.2
 }
 
 /// `x <= bound`, false when either is NaN: so `!at_most(..)` counts a NaN as beyond any bound.

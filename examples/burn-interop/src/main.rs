@@ -44,17 +44,22 @@ const WEIGHT_DECAY: f64 = 0.01;
 //   FIRST_RTOL * |burn's value| (a few f32 ulps; 1e-4 of one step's update);
 // - at every step, each run is within f32 rounding of an f64 AdamW fed that run's own
 //   gradients (check.rs; `--no-check` skips it);
+// - burn's AdamW fed our run's gradients (`fed_to_burn`) is within twice the lockstep bound of
+//   our parameters after the REPORT_AT steps and the last (up to FED_STEPS);
 // - the losses at the steps in REPORT_AT are within LOSS_RTOL.
 // From step 2 on, each run's rounding changes its next gradients. Adam is scale-invariant: an
 // element whose gradients are tiny (rounding noise) still takes steps of about lr, in the
 // direction that noise says, so the two runs drift apart element by element (about 1e-2 relative
-// L2 after 100 steps here, while two runs of burn's optimizer are bit-identical). That drift is
-// printed, not held to a bound.
+// L2 after 100 steps here, while two runs of burn's optimizer are bit-identical). That drift
+// between the two runs is printed, not held to a bound; the same gradients fed to both
+// optimizers hold them to one.
 const FIRST_ATOL: f32 = 1e-7;
 const FIRST_RTOL: f32 = 1e-6;
 const LOSS_RTOL: f32 = 1e-2;
 // Steps at which the losses are reported (1-based), besides the last.
 const REPORT_AT: [usize; 2] = [10, 100];
+// Steps of wgpu-optim's run whose gradients are kept for `fed_to_burn` (1.4 MB each).
+const FED_STEPS: usize = 100;
 
 struct Args {
     steps: usize,
@@ -169,6 +174,11 @@ struct Run {
     seconds: f64,
     /// The lockstep check: the report line, and whether every step was within the bound.
     lockstep: Option<(String, bool)>,
+    /// When checking, wgpu-optim's run only: its gradients (host copies) of the first FED_STEPS
+    /// steps, and its parameters after the REPORT_AT steps and the last among those, for
+    /// `fed_to_burn`.
+    grads: Vec<Vec<Option<Vec<f32>>>>,
+    kept: Vec<(usize, Vec<Vec<f32>>)>,
 }
 
 fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
@@ -213,9 +223,15 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         began.elapsed().as_secs_f64()
     );
 
+    // For `fed_to_burn`, made now: memory taken during a run would move burn's allocations.
+    let start = if args.check { Some(ours.clone().map(&mut DeepCopy)) } else { None };
     let a = train_ours(ours, &device, &autodiff, &ctx, timestamps, &train, &test, args)?;
     let b = train_burn(theirs, &device, &autodiff, &train, &test, args)?;
-    Ok(report(&a, &b, args))
+    let fed = match start {
+        Some(start) => fed_to_burn(start, &a, &device)?,
+        None => Vec::new(),
+    };
+    Ok(report(&a, &b, &fed, args))
 }
 
 /// wgpu-optim's AdamW on burn's parameter buffers.
@@ -259,7 +275,11 @@ fn train_ours(
         let mut aside = 0.0;
         if let Some(m) = mirror.as_mut() {
             let c = Instant::now();
-            m.step(&check::grad_values(&model, &grads)?)?;
+            let g = check::grad_values(&model, &grads)?;
+            m.step(&g)?;
+            if step < FED_STEPS {
+                run.grads.push(g);
+            }
             aside += c.elapsed().as_secs_f64();
         }
         // Only so that the timing below holds the optimizer step alone: an engine skips this.
@@ -301,6 +321,9 @@ fn train_ours(
             aside += c.elapsed().as_secs_f64();
         }
         run.end_step(step, args.steps, &loss, &model, mirror.as_mut(), start.elapsed().as_secs_f64() - aside)?;
+        if args.check && step < FED_STEPS && (REPORT_AT.contains(&(step + 1)) || step + 1 == args.steps) {
+            run.kept.push((step + 1, values(&model)?));
+        }
     }
     println!(
         "wgpu-optim: {} gradient locations seen, {} bind-group plans built in {} steps, {} dispatches per step",
@@ -310,6 +333,34 @@ fn train_ours(
         opt.dispatch_count()
     );
     run.finish(&model, mirror, test, device, began)
+}
+
+/// burn's AdamW fed the gradients of wgpu-optim's run (host copies), from the same starting
+/// weights (`start`: a copy with the same parameter ids): the two optimizers on the very same
+/// gradients, without the drift between two runs (see FIRST_ATOL). Done after both runs, so that
+/// its allocations do not move where burn puts the runs' gradients. The parameters after each
+/// step in `run.kept`.
+fn fed_to_burn(mut model: Net, run: &Run, device: &Device) -> Result<Vec<Vec<Vec<f32>>>, Box<dyn Error>> {
+    let mut optim = burn_adamw();
+    let mut kept = Vec::new();
+    for (step, g) in run.grads.iter().enumerate() {
+        let grads = check::grads_from_values(&model, g, device);
+        model = optim.step(LR, model, grads);
+        if run.kept.iter().any(|&(n, _)| n == step + 1) {
+            kept.push(values(&model)?);
+        }
+    }
+    Ok(kept)
+}
+
+/// burn's AdamW with the hyperparameters of `CONFIG`.
+fn burn_adamw() -> burn::optim::ModuleOptimizer {
+    burn::optim::AdamWConfig::new()
+        .with_beta_1(BETAS.0 as f32)
+        .with_beta_2(BETAS.1 as f32)
+        .with_epsilon(EPS as f32)
+        .with_weight_decay(WEIGHT_DECAY as f32)
+        .init()
 }
 
 /// burn's own AdamW.
@@ -322,12 +373,7 @@ fn train_burn(
     args: &Args,
 ) -> Result<Run, Box<dyn Error>> {
     let began = Instant::now();
-    let mut optim = burn::optim::AdamWConfig::new()
-        .with_beta_1(BETAS.0 as f32)
-        .with_beta_2(BETAS.1 as f32)
-        .with_epsilon(EPS as f32)
-        .with_weight_decay(WEIGHT_DECAY as f32)
-        .init();
+    let mut optim = burn_adamw();
     let mut mirror = if args.check { Some(check::Mirror::new(CONFIG, &values(&model)?)?) } else { None };
     let mut run = Run::new();
     for step in 0..args.steps {
@@ -378,6 +424,8 @@ impl Run {
             accuracy: 0.0,
             seconds: 0.0,
             lockstep: None,
+            grads: Vec::new(),
+            kept: Vec::new(),
         }
     }
 
@@ -552,7 +600,7 @@ impl GpuTimer {
 }
 
 /// Prints the comparison and the timing table; true when the runs agree.
-fn report(a: &Run, b: &Run, args: &Args) -> bool {
+fn report(a: &Run, b: &Run, fed: &[Vec<Vec<f32>>], args: &Args) -> bool {
     println!();
     println!("loss            wgpu-optim       burn AdamW      rel. diff");
     let mut agree = true;
@@ -567,6 +615,14 @@ fn report(a: &Run, b: &Run, args: &Args) -> bool {
     agree &= compare("after step 1", &a.first, &b.first, FIRST_ATOL, FIRST_RTOL, Gate::Elements);
     let last = format!("after step {}", args.steps);
     compare(&last, &a.params, &b.params, FIRST_ATOL, FIRST_RTOL, Gate::Drift);
+    // The same gradients into both optimizers: each within k * (ATOL + RTOL * |p|) of the f64
+    // AdamW fed them after step k (the lockstep bound), so within twice that of each other.
+    for ((n, ours), burns) in a.kept.iter().zip(fed) {
+        let k = *n as f64;
+        let (atol, rtol) = ((2.0 * k * check::ATOL) as f32, (2.0 * k * check::RTOL) as f32);
+        let when = format!("after step {n}, burn's AdamW fed our gradients");
+        agree &= compare(&when, ours, burns, atol, rtol, Gate::Elements);
+    }
     for (who, run) in [("wgpu-optim", a), ("burn AdamW", b)] {
         if let Some((line, ok)) = &run.lockstep {
             println!("lockstep, {who}: {line}");
