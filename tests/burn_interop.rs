@@ -1,8 +1,9 @@
 //! A real engine (issue 14): `examples/burn-interop` trains a burn 0.22.1 model on burn's wgpu
 //! backend twice from the same weights, once with our AdamW on burn's own buffers and once with
-//! burn's AdamW, and exits non-zero when the two disagree (losses, step-1 parameters, each run's
-//! lockstep with an f64 AdamW fed its own gradients). This test builds it (a crate of its own, so
-//! burn stays out of this crate's dependencies) and runs its short run.
+//! burn's AdamW, and exits non-zero when the two disagree (losses, step-1 parameters, burn's AdamW
+//! fed our run's gradients, each run's lockstep with an f64 AdamW fed its own gradients). This test
+//! builds it (a crate of its own, so burn stays out of this crate's dependencies) and runs its
+//! short run.
 //!
 //! The first run compiles burn into `<target>/burn-interop` (7 minutes on 2 cores), with the
 //! example's `ci` profile: release without optimisation, since burn's optimised build would take
@@ -25,7 +26,7 @@ fn burn_trains_with_our_adamw_and_agrees_with_burns_own() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!(
         "burn_interop: building and running examples/burn-interop (the first build compiles burn: \
-         ~7 min on 2 cores, then ~5 min of running) into {}",
+         ~7 min on 2 cores, then ~4 min of running) into {}",
         target.display()
     );
     // Cargo's progress and the example's stderr go straight to the terminal (the harness does not
